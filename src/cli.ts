@@ -1,0 +1,159 @@
+/**
+ * Command line and environment → one validated `Config` (or help, or version).
+ *
+ * Flags win over environment variables; each flag has one variable (table `ENV`), endpoint
+ * variables take a comma-separated list. Knows nothing of ZeroMQ: printing the version is
+ * left to the caller, which knows the library.
+ */
+
+import { Command, CommanderError, Option } from "commander";
+import { type Config, type ConfigInput, DEFAULTS, makeConfig } from "./config.ts";
+import { UsageError } from "./errors.ts";
+import { PROGRAM } from "./version.ts";
+
+/** What the command line asks for. */
+export type Invocation =
+  | { readonly kind: "run"; readonly config: Config }
+  | { readonly kind: "help"; readonly text: string }
+  | { readonly kind: "version" };
+
+type Key = keyof ConfigInput;
+type Kind = "list" | "flag" | "number" | "text";
+
+/** Every setting: its option key, environment variable and value kind. */
+export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
+  bind: { env: "ADAPTOR_BIND", kind: "list" },
+  publish: { env: "ADAPTOR_PUBLISH", kind: "list" },
+  listen: { env: "ADAPTOR_LISTEN", kind: "list" },
+  push: { env: "ADAPTOR_PUSH", kind: "list" },
+  debug: { env: "ADAPTOR_DEBUG", kind: "flag" },
+  test: { env: "ADAPTOR_TEST", kind: "flag" },
+  receiverTest: { env: "ADAPTOR_RECEIVER_TEST", kind: "flag" },
+  sndhwm: { env: "ADAPTOR_SNDHWM", kind: "number" },
+  rcvhwm: { env: "ADAPTOR_RCVHWM", kind: "number" },
+  tcpKeepalive: { env: "ADAPTOR_TCP_KEEPALIVE", kind: "number" },
+  linger: { env: "ADAPTOR_LINGER", kind: "number" },
+  ioThreads: { env: "ADAPTOR_IO_THREADS", kind: "number" },
+  logLevel: { env: "ADAPTOR_LOG_LEVEL", kind: "text" },
+  logFormat: { env: "ADAPTOR_LOG_FORMAT", kind: "text" },
+};
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+function program(): Command {
+  const cmd = new Command(PROGRAM)
+    .description(
+      "Forwards API-gateway usage events: gateway workers PUB-connect to the XSUB (-b),\n" +
+        "tracking services SUB-connect to the XPUB (-p); subscriptions flow back upstream.\n" +
+        "Endpoints: tcp://HOST:PORT, ipc:///path, ipc://@abstract, inproc://name;\n" +
+        "prefix @ to bind or > to connect; repeat a flag for several endpoints.",
+    )
+    .helpOption("-h, --help", "show this help")
+    .option("-V, --version", "print the adaptor's and ZeroMQ's versions")
+    .allowExcessArguments(false);
+  const opt = (flags: string, text: string, key: Key, shown?: unknown) => {
+    const shownDefault = shown === undefined ? "" : ` (default: ${shown})`;
+    const option = new Option(flags, `${text}${shownDefault} [env ${ENV[key].env}]`);
+    if (ENV[key].kind === "list") option.argParser(collect);
+    cmd.addOption(option);
+  };
+  opt("-b, --bind <endpoint>", "XSUB endpoint for the gateway's publishers", "bind", DEFAULTS.bind);
+  opt("-p, --publish <endpoint>", "XPUB endpoint for subscribers", "publish", DEFAULTS.publish);
+  opt(
+    "-l, --listen <endpoint>",
+    "inbound SUB endpoint; enables SUB->PUSH (connects unless @)",
+    "listen",
+    "off",
+  );
+  opt("-u, --push <endpoint>", "inbound PUSH endpoint where workers PULL", "push", DEFAULTS.push);
+  opt("-d, --debug", "log socket events, messages and rates", "debug");
+  opt("-t, --test", "run a test publisher and subscriber (implies -d)", "test");
+  opt(
+    "-r, --receiver-test",
+    "run a test sender and PULL receiver on the inbound channel (implies -d)",
+    "receiverTest",
+  );
+  opt("--sndhwm <messages>", "send high-water mark per peer (0 = none)", "sndhwm", DEFAULTS.sndhwm);
+  opt("--rcvhwm <messages>", "receive high-water mark per peer (0 = none)", "rcvhwm", DEFAULTS.rcvhwm);
+  opt(
+    "--tcp-keepalive <seconds>",
+    "TCP keepalive idle time (0 = off)",
+    "tcpKeepalive",
+    DEFAULTS.tcpKeepalive,
+  );
+  opt("--linger <ms>", "how long shutdown may spend delivering queued messages", "linger", DEFAULTS.linger);
+  opt("--io-threads <n>", "libzmq I/O threads", "ioThreads", DEFAULTS.ioThreads);
+  opt("--log-level <level>", "debug, info, warning or error", "logLevel", DEFAULTS.logLevel);
+  opt("--log-format <format>", "text or json (JSON lines)", "logFormat", DEFAULTS.logFormat);
+  return cmd;
+}
+
+/** The help text, as `-h` prints it. */
+export function helpText(): string {
+  return program().helpInformation();
+}
+
+/**
+ * Reads `argv` (without the program name) and `env`. Throws `UsageError` with one line
+ * naming the flag or variable and its value.
+ */
+export function parseArgs(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = {},
+): Invocation {
+  const cmd = program();
+  let help = "";
+  cmd.exitOverride().configureOutput({
+    writeOut: (text) => (help += text),
+    writeErr: () => {},
+    outputError: () => {},
+  });
+  try {
+    cmd.parse([...argv], { from: "user" });
+  } catch (error) {
+    if (error instanceof CommanderError && error.code === "commander.helpDisplayed") {
+      return { kind: "help", text: help };
+    }
+    if (error instanceof CommanderError) {
+      throw new UsageError(error.message.replace(/^error: /, ""));
+    }
+    throw error;
+  }
+  const options = cmd.opts();
+  if (options.version) return { kind: "version" };
+
+  const input: Record<string, unknown> = {};
+  for (const [key, { env: name, kind }] of Object.entries(ENV)) {
+    const fromFlag = options[key];
+    const fromEnv = env[name];
+    if (fromFlag !== undefined) input[key] = kind === "number" ? number(flagOf(key), fromFlag) : fromFlag;
+    else if (fromEnv !== undefined && fromEnv !== "") input[key] = fromEnvironment(name, kind, fromEnv);
+  }
+  return { kind: "run", config: makeConfig(input as ConfigInput) };
+}
+
+function flagOf(key: string): string {
+  return "--" + key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+}
+
+function number(name: string, text: string): number {
+  if (!/^\s*\d+\s*$/.test(text)) throw new UsageError(`${name} '${text}': expected a whole number`);
+  return Number(text);
+}
+
+function fromEnvironment(name: string, kind: Kind, text: string): unknown {
+  switch (kind) {
+    case "list":
+      return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    case "number":
+      return number(name, text);
+    case "flag": {
+      const value = text.trim().toLowerCase();
+      if (["1", "true", "yes", "on"].includes(value)) return true;
+      if (["0", "false", "no", "off"].includes(value)) return false;
+      throw new UsageError(`${name} '${text}': expected true or false`);
+    }
+    case "text":
+      return text.trim();
+  }
+}

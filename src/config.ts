@@ -1,0 +1,236 @@
+/**
+ * The adaptor's one validated configuration, and the endpoint grammar.
+ *
+ * Everything the CLI and the environment say ends here, checked once: later code never
+ * re-validates a string. Knows nothing of the CLI or of ZeroMQ's API, only of its address
+ * syntax (`tcp://HOST:PORT`, `ipc:///path`, `ipc://@abstract`, `inproc://name`) and of
+ * CZMQ's prefixes: `@` binds, `>` connects, no prefix takes the role's default.
+ */
+
+import { UsageError } from "./errors.ts";
+
+/** Transports the adaptor accepts. */
+export type Transport = "tcp" | "ipc" | "inproc";
+
+/** Whether a socket binds the address or connects to it. */
+export type Mode = "bind" | "connect";
+
+/** One parsed endpoint of one socket. */
+export interface Endpoint {
+  /** The address as libzmq takes it, without a `@`/`>` prefix, e.g. `tcp://0.0.0.0:6001`. */
+  readonly address: string;
+  readonly transport: Transport;
+  readonly mode: Mode;
+  /** The socket file of a filesystem `ipc://` endpoint; undefined for abstract and others. */
+  readonly ipcPath?: string;
+}
+
+/** Log levels, lowest first. */
+export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
+export type LogLevel = typeof LOG_LEVELS[number];
+
+/** Log output formats. */
+export const LOG_FORMATS = ["text", "json"] as const;
+export type LogFormat = typeof LOG_FORMATS[number];
+
+/** The whole configuration of one adaptor process. */
+export interface Config {
+  /** XSUB endpoints where gateway workers PUB-connect (`-b`). */
+  readonly bind: readonly Endpoint[];
+  /** XPUB endpoints where tracking services SUB-connect (`-p`). */
+  readonly publish: readonly Endpoint[];
+  /** Inbound SUB endpoints (`-l`); empty means the inbound channel is off. */
+  readonly listen: readonly Endpoint[];
+  /** Inbound PUSH endpoints where gateway workers PULL (`-u`); used only with `listen`. */
+  readonly push: readonly Endpoint[];
+  /** Log socket events and every forwarded message, with per-second rates (`-d`). */
+  readonly debug: boolean;
+  /** Run a test publisher into the main channel (`-t`, implies debug). */
+  readonly test: boolean;
+  /** Run a test sender and PULL receiver on the inbound channel (`-r`, implies debug). */
+  readonly receiverTest: boolean;
+  /** Per-peer send high-water mark of the adaptor's sockets, in messages (0 = none). */
+  readonly sndhwm: number;
+  /** Per-peer receive high-water mark of the adaptor's sockets, in messages (0 = none). */
+  readonly rcvhwm: number;
+  /** TCP keepalive idle time in seconds before probes start; 0 leaves keepalive off. */
+  readonly tcpKeepalive: number;
+  /** How long shutdown waits to deliver queued messages, in milliseconds. */
+  readonly linger: number;
+  /** libzmq I/O threads. */
+  readonly ioThreads: number;
+  readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
+}
+
+/** Defaults of every setting; the endpoint defaults are the C original's. */
+export const DEFAULTS = {
+  bind: "ipc:///tmp/nginx_queue_listen",
+  publish: "tcp://0.0.0.0:6001",
+  /** Used only when `-r` asks for the inbound channel without `-l`. */
+  listen: "tcp://127.0.0.1:5000",
+  push: "ipc:///tmp/nginx_queue_push",
+  debug: false,
+  test: false,
+  receiverTest: false,
+  sndhwm: 10_000,
+  rcvhwm: 10_000,
+  tcpKeepalive: 60,
+  linger: 500,
+  ioThreads: 1,
+  logLevel: "info" as LogLevel,
+  logFormat: "text" as LogFormat,
+} as const;
+
+/** Each endpoint role: its flag (for messages) and what an unprefixed endpoint does. */
+export const ROLES = {
+  bind: { flag: "-b/--bind", socket: "XSUB", defaultMode: "bind" },
+  publish: { flag: "-p/--publish", socket: "XPUB", defaultMode: "bind" },
+  // The C original's SUB connected to a remote publisher; keep that default.
+  listen: { flag: "-l/--listen", socket: "SUB", defaultMode: "connect" },
+  push: { flag: "-u/--push", socket: "PUSH", defaultMode: "bind" },
+} as const satisfies Record<string, { flag: string; socket: string; defaultMode: Mode }>;
+
+export type Role = keyof typeof ROLES;
+
+/** Longest path a Unix socket address holds (sun_path is 108 bytes with its NUL). */
+const MAX_IPC_PATH = 107;
+
+/**
+ * Parses one endpoint given for `role`. Throws `UsageError` naming the flag and the value.
+ *
+ * @example parseEndpoint(">tcp://node1:6001", "bind") // XSUB connecting to an edge's XPUB
+ */
+export function parseEndpoint(text: string, role: Role): Endpoint {
+  const { flag, defaultMode } = ROLES[role];
+  const bad = (why: string) => new UsageError(`${flag} '${text}': ${why}`);
+  let address = text.trim();
+  let mode: Mode = defaultMode;
+  if (address.startsWith("@")) [mode, address] = ["bind", address.slice(1)];
+  else if (address.startsWith(">")) [mode, address] = ["connect", address.slice(1)];
+
+  const match = /^([a-z0-9+.-]*):\/\/(.*)$/i.exec(address);
+  if (!match) throw bad("expected TRANSPORT://ADDRESS, e.g. tcp://0.0.0.0:6001 or ipc:///tmp/q");
+  const transport = match[1].toLowerCase();
+  const rest = match[2];
+  switch (transport) {
+    case "tcp":
+      checkTcp(rest, mode, bad);
+      return { address: `tcp://${rest}`, transport, mode };
+    case "ipc": {
+      if (rest === "" || rest === "@") throw bad("ipc endpoint has no path");
+      if (rest.length > MAX_IPC_PATH) {
+        throw bad(`ipc path is ${rest.length} bytes, the limit is ${MAX_IPC_PATH}`);
+      }
+      if (rest.startsWith("@")) return { address: `ipc://${rest}`, transport, mode };
+      if (rest === "*") throw bad("ipc wildcard paths are not supported: name the socket file");
+      return { address: `ipc://${rest}`, transport, mode, ipcPath: rest };
+    }
+    case "inproc":
+      if (rest === "") throw bad("inproc endpoint has no name");
+      return { address: `inproc://${rest}`, transport, mode };
+    default:
+      throw bad(`unsupported transport '${transport}' (use tcp://, ipc:// or inproc://)`);
+  }
+}
+
+function checkTcp(rest: string, mode: Mode, bad: (why: string) => UsageError): void {
+  // HOST:PORT, where HOST is an interface name, an IPv4 address, [IPv6], a host name or '*'.
+  const match = /^(\[[0-9a-fA-F:.%\w]+\]|[^:\[\]\/\s;]+):([^:]*)$/.exec(rest);
+  if (!match) throw bad("expected tcp://HOST:PORT (HOST: interface, IP, [IPv6], name or *)");
+  const [, host, port] = match;
+  if (mode === "connect" && host === "*") throw bad("cannot connect to '*': name a host");
+  if (port === "*" || port === "0") {
+    if (mode === "connect") throw bad("a connecting endpoint needs a fixed port");
+    return;
+  }
+  if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
+    throw bad(`port '${port}' is not a number from 1 to 65535`);
+  }
+}
+
+/** The endpoint lists and settings a `Config` is made of, before validation. */
+export type ConfigInput =
+  & {
+    [K in Role]?: readonly string[];
+  }
+  & Partial<Omit<Config, Role>>;
+
+/**
+ * Builds the validated `Config` from raw values, filling defaults.
+ * Throws `UsageError` for any bad value or combination.
+ */
+export function makeConfig(input: ConfigInput = {}): Config {
+  const receiverTest = input.receiverTest ?? DEFAULTS.receiverTest;
+  const test = input.test ?? DEFAULTS.test;
+  const listenGiven = input.listen ?? [];
+  const endpoints = (role: Role, given: readonly string[] | undefined, fallback: string[]) =>
+    (given && given.length > 0 ? given : fallback).map((text) => parseEndpoint(text, role));
+
+  const bind = endpoints("bind", input.bind, [DEFAULTS.bind]);
+  const publish = endpoints("publish", input.publish, [DEFAULTS.publish]);
+  const inbound = listenGiven.length > 0 || receiverTest;
+  const listen = inbound ? endpoints("listen", listenGiven, [DEFAULTS.listen]) : [];
+  const push = inbound ? endpoints("push", input.push, [DEFAULTS.push]) : [];
+  checkDistinct([["bind", bind], ["publish", publish], ["listen", listen], ["push", push]]);
+
+  return {
+    bind,
+    publish,
+    listen,
+    push,
+    test,
+    receiverTest,
+    debug: (input.debug ?? DEFAULTS.debug) || test || receiverTest,
+    sndhwm: integer("--sndhwm", input.sndhwm ?? DEFAULTS.sndhwm, 0, 100_000_000),
+    rcvhwm: integer("--rcvhwm", input.rcvhwm ?? DEFAULTS.rcvhwm, 0, 100_000_000),
+    tcpKeepalive: integer("--tcp-keepalive", input.tcpKeepalive ?? DEFAULTS.tcpKeepalive, 0, 86_400),
+    linger: integer("--linger", input.linger ?? DEFAULTS.linger, 0, 60_000),
+    ioThreads: integer("--io-threads", input.ioThreads ?? DEFAULTS.ioThreads, 1, 64),
+    logLevel: oneOf("--log-level", input.logLevel ?? DEFAULTS.logLevel, LOG_LEVELS),
+    logFormat: oneOf("--log-format", input.logFormat ?? DEFAULTS.logFormat, LOG_FORMATS),
+  };
+}
+
+/** The same address twice (on one or two sockets) is a mistake libzmq would report late. */
+function checkDistinct(lists: [Role, readonly Endpoint[]][]): void {
+  const seen = new Map<string, Role>();
+  for (const [role, list] of lists) {
+    for (const endpoint of list) {
+      const key = `${endpoint.mode} ${endpoint.address}`;
+      const other = seen.get(key);
+      if (other !== undefined) {
+        const where = other === role ? "twice" : `also by ${ROLES[other].flag}`;
+        throw new UsageError(`${ROLES[role].flag} '${endpoint.address}': used ${where}`);
+      }
+      seen.set(key, role);
+    }
+  }
+}
+
+function integer(flag: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new UsageError(`${flag} '${value}': expected a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new UsageError(`${flag} '${value}': expected one of ${allowed.join(", ")}`);
+  }
+  return value as T;
+}
+
+/**
+ * How a local peer (test publisher, debug subscriber) reaches `endpoint`: it connects where
+ * the adaptor binds (to `resolved`, the address libzmq reports after a wildcard bind, with
+ * the any-address made loopback), and binds where the adaptor connects.
+ */
+export function peerOf(endpoint: Endpoint, resolved = endpoint.address): { address: string; mode: Mode } {
+  if (endpoint.mode === "connect") return { address: endpoint.address, mode: "bind" };
+  const address = resolved
+    .replace(/^tcp:\/\/(0\.0\.0\.0|\*):/, "tcp://127.0.0.1:")
+    .replace(/^tcp:\/\/\[(::|\*)\]:/, "tcp://[::1]:");
+  return { address, mode: "connect" };
+}

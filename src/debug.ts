@@ -1,0 +1,183 @@
+/**
+ * Debug taps and test peers (`-d`, `-t`, `-r`), as the C original had them.
+ *
+ * - The debug subscriber connects to the XPUB like any tracking service, logs each message
+ *   (`> got: PUB-H-79844`, truncated, at most `PRINT_PER_SECOND` a second) and once a second
+ *   "N messages in X ms", with the latency of the test publisher's messages it saw.
+ * - The test publisher connects to the XSUB like a gateway worker and sends `PUB-<A..J>-<5
+ *   digits>` once a second (` ... sending:PUB-H-79844`).
+ * - The inbound test sends `SEND-<5 digits>` to the inbound SUB and PULLs them from the PUSH.
+ *
+ * They run only in debug or test mode; their one-second timers are the only timers the
+ * adaptor ever starts. Receive loops end when the context is shut down.
+ */
+
+import { log } from "./log.ts";
+import {
+  type Context,
+  type Frames,
+  type Socket,
+  ZMQ_LINGER,
+  ZMQ_PUB,
+  ZMQ_PULL,
+  ZMQ_SUB,
+  ZMQ_SUBSCRIBE,
+} from "./zmq.ts";
+
+/** Where a test peer goes: connect to `address`, or bind it when the adaptor connects there. */
+export interface PeerEndpoint {
+  readonly address: string;
+  readonly mode: "bind" | "connect";
+}
+
+/** A running tap: `stop()` clears its timer; its loop ends when the context shuts down. */
+export interface Tap {
+  stop(): void;
+  readonly done: Promise<void>;
+}
+
+/** Messages printed in full per second; the rest are only counted. */
+export const PRINT_PER_SECOND = 10;
+const TRUNCATE_AT = 120;
+
+const decoder = new TextDecoder();
+const debugLog = () => log("debug");
+
+/** A message as one short printable line. */
+export function preview(frames: Frames): string {
+  // deno-lint-ignore no-control-regex -- non-printables would garble the terminal
+  const text = decoder.decode(frames[0] ?? new Uint8Array()).replace(/[\x00-\x1f\x7f]/g, ".");
+  const cut = text.length > TRUNCATE_AT ? text.slice(0, TRUNCATE_AT) + "…" : text;
+  return frames.length > 1 ? `${cut} (+${frames.length - 1} frames)` : cut;
+}
+
+/** Send times of the test publisher's messages, so the debug subscriber can tell latency. */
+export class SentTimes {
+  #times = new Map<string, number>();
+
+  record(payload: string, at = performance.now()): void {
+    this.#times.set(payload, at);
+    if (this.#times.size > 1000) this.#times.delete(this.#times.keys().next().value!);
+  }
+
+  /** Milliseconds since `payload` was sent, if the test publisher sent it. */
+  take(payload: string, now = performance.now()): number | undefined {
+    const at = this.#times.get(payload);
+    if (at === undefined) return undefined;
+    this.#times.delete(payload);
+    return now - at;
+  }
+}
+
+function peerSocket(ctx: Context, type: number, peer: PeerEndpoint): Socket {
+  const socket = ctx.socket(type);
+  socket.setInt(ZMQ_LINGER, 0);
+  if (type === ZMQ_SUB) socket.setBytes(ZMQ_SUBSCRIBE, "");
+  if (peer.mode === "bind") socket.bind(peer.address);
+  else socket.connect(peer.address);
+  return socket;
+}
+
+/** Per-second message and latency figures, as the C original printed them. */
+class RateWindow {
+  count = 0;
+  #start = performance.now();
+  #latencies: number[] = [];
+
+  add(latencyMs?: number): void {
+    this.count++;
+    if (latencyMs !== undefined) this.#latencies.push(latencyMs);
+  }
+
+  /** The line for the window just ended, or undefined when nothing came; starts a new window. */
+  flush(now = performance.now()): string | undefined {
+    const { count } = this;
+    const elapsed = now - this.#start;
+    const lat = this.#latencies;
+    this.count = 0;
+    this.#start = now;
+    this.#latencies = [];
+    if (count === 0) return undefined;
+    let line = `${count} messages in ${elapsed.toFixed(0)} ms`;
+    if (lat.length > 0) {
+      const avg = lat.reduce((a, b) => a + b, 0) / lat.length;
+      line += `, latency min/max/avg ${Math.min(...lat).toFixed(3)}/${Math.max(...lat).toFixed(3)}/` +
+        `${avg.toFixed(3)} ms`;
+    }
+    return line;
+  }
+}
+
+/** A receive loop that logs messages and a rate line each second. */
+function receiveLoop(socket: Socket, label: string, sent?: SentTimes): Tap {
+  const window = new RateWindow();
+  let printed = 0;
+  const timer = setInterval(() => {
+    const hidden = window.count - printed;
+    const line = window.flush();
+    if (line) debugLog().info(hidden > 0 ? `${line} (${hidden} not printed)` : line);
+    printed = 0;
+  }, 1000);
+  const done = (async () => {
+    for (;;) {
+      const frames = await socket.receive();
+      if (!frames) break;
+      const text = preview(frames);
+      window.add(sent?.take(decoder.decode(frames[0])));
+      if (printed < PRINT_PER_SECOND) {
+        printed++;
+        debugLog().info(`${label} ${text}`);
+      }
+    }
+    clearInterval(timer);
+    socket.close();
+  })();
+  return { stop: () => clearInterval(timer), done };
+}
+
+/** Subscribes to everything at the XPUB and logs it (`-d`). */
+export function startDebugSubscriber(ctx: Context, xpub: PeerEndpoint, sent?: SentTimes): Tap {
+  debugLog().info(`Starting debug subscriber [${xpub.address}]`);
+  return receiveLoop(peerSocket(ctx, ZMQ_SUB, xpub), "> got:", sent);
+}
+
+/** A sender of one generated message a second; closes its socket when stopped. */
+function sendLoop(ctx: Context, type: number, peer: PeerEndpoint, make: () => string, sent?: SentTimes): Tap {
+  const socket = peerSocket(ctx, type, peer);
+  let resolve!: () => void;
+  const done = new Promise<void>((r) => resolve = r);
+  const timer = setInterval(() => {
+    const payload = make();
+    sent?.record(payload);
+    try {
+      socket.trySend(payload);
+      debugLog().info(` ... sending:${payload}`);
+    } catch (error) {
+      debugLog().warn(`test sender stopped: ${(error as Error).message}`);
+      stop();
+    }
+  }, 1000);
+  const stop = () => {
+    clearInterval(timer);
+    if (!socket.closed) socket.close();
+    resolve();
+  };
+  return { stop, done };
+}
+
+const digits = () => String(Math.floor(Math.random() * 100_000)).padStart(5, "0");
+
+/** The `-t` test publisher: `PUB-<A..J>-<5 digits>` into the XSUB once a second. */
+export function startTestPublisher(ctx: Context, xsub: PeerEndpoint, sent?: SentTimes): Tap {
+  debugLog().info(`Starting test publisher [${xsub.address}]`);
+  const letter = () => String.fromCharCode(65 + Math.floor(Math.random() * 10));
+  return sendLoop(ctx, ZMQ_PUB, xsub, () => `PUB-${letter()}-${digits()}`, sent);
+}
+
+/** The `-r` test: `SEND-<5 digits>` into the inbound SUB, and a PULL receiver on the PUSH. */
+export function startInboundTest(ctx: Context, sub: PeerEndpoint, push: PeerEndpoint): Tap[] {
+  debugLog().info(`Starting inbound test sender [${sub.address}] and receiver [${push.address}]`);
+  const sender = sendLoop(ctx, ZMQ_PUB, sub, () => `SEND-${digits()}`);
+  const receiver = receiveLoop(peerSocket(ctx, ZMQ_PULL, push), "> receiver got:");
+  return [sender, receiver];
+}

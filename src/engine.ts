@@ -1,0 +1,128 @@
+/**
+ * The forwarding engine: libzmq's `zmq_proxy_steerable`, run on a thread of Deno's blocking
+ * pool, steered over an inproc PAIR control socket.
+ *
+ * Every message is moved by C; JavaScript only asks for STATISTICS (exact message and byte
+ * counts of both sides, answered by the proxy itself), PAUSE/RESUME, and TERMINATE.
+ * Why this and not zeromq.js's `Proxy`: same speed (measured, see docs/design.md), but only
+ * this route exposes STATISTICS, which the metrics need exact at any rate.
+ *
+ * Lifecycle: `Forwarder.start()` → `statistics()`/`pause()`/`resume()` → `stop()`.
+ * The frontend and backend sockets belong to the proxy thread until `done` resolves.
+ */
+
+import { type Context, proxySteerable, type Socket, ZMQ_LINGER, ZMQ_PAIR } from "./zmq.ts";
+
+/** Counters of one side of a proxy, as libzmq keeps them. */
+export interface SideStatistics {
+  /** Messages received on this side's socket (a multipart message counts each frame). */
+  readonly messagesIn: bigint;
+  readonly bytesIn: bigint;
+  /** Messages sent on this side's socket. */
+  readonly messagesOut: bigint;
+  readonly bytesOut: bigint;
+}
+
+/** Both sides of a proxy: frontend (e.g. XSUB) and backend (e.g. XPUB). */
+export interface ProxyStatistics {
+  readonly frontend: SideStatistics;
+  readonly backend: SideStatistics;
+}
+
+let controlSeq = 0;
+
+/** One running proxy between two sockets. */
+export class Forwarder {
+  /** Resolves with libzmq's result when the proxy ends: 0 after TERMINATE, -1 on ETERM. */
+  readonly done: Promise<number>;
+  #control: Socket;
+  #proxyControl: Socket;
+  #queue: Promise<unknown> = Promise.resolve();
+  #pendingReply: Promise<unknown> = Promise.resolve();
+  #running = true;
+
+  private constructor(ctx: Context, frontend: Socket, backend: Socket) {
+    const address = `inproc://adaptor-control-${++controlSeq}`;
+    this.#control = ctx.socket(ZMQ_PAIR);
+    this.#control.setInt(ZMQ_LINGER, 0);
+    this.#control.bind(address);
+    this.#proxyControl = ctx.socket(ZMQ_PAIR);
+    this.#proxyControl.setInt(ZMQ_LINGER, 0);
+    this.#proxyControl.connect(address);
+    this.done = proxySteerable(frontend, backend, null, this.#proxyControl).finally(() => {
+      this.#running = false;
+    });
+  }
+
+  /** Starts forwarding `frontend` → `backend` (and subscriptions back, for XSUB/XPUB). */
+  static start(ctx: Context, frontend: Socket, backend: Socket): Forwarder {
+    return new Forwarder(ctx, frontend, backend);
+  }
+
+  /** Whether the proxy loop is still running. */
+  get running(): boolean {
+    return this.#running;
+  }
+
+  /** Exact counters, answered by the proxy thread between two batches of messages. */
+  statistics(): Promise<ProxyStatistics> {
+    return this.#command("STATISTICS", true).then((frames) => {
+      const n = frames!.map((f) => new DataView(f.buffer, f.byteOffset, 8).getBigUint64(0, true));
+      return {
+        frontend: { messagesIn: n[0], bytesIn: n[1], messagesOut: n[2], bytesOut: n[3] },
+        backend: { messagesIn: n[4], bytesIn: n[5], messagesOut: n[6], bytesOut: n[7] },
+      };
+    });
+  }
+
+  /** Stops moving messages (they queue up to the high-water marks) until `resume()`. */
+  async pause(): Promise<void> {
+    await this.#command("PAUSE", false);
+  }
+
+  async resume(): Promise<void> {
+    await this.#command("RESUME", false);
+  }
+
+  /**
+   * Asks the proxy to end and waits up to `timeoutMs`. Returns whether it ended; if not, the
+   * caller shuts the context down, which ends it with ETERM.
+   */
+  async stop(timeoutMs = 500): Promise<boolean> {
+    if (this.#running) {
+      await this.#command("TERMINATE", false);
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), timeoutMs));
+    const ended = await Promise.race([this.done.then(() => true), timeout]);
+    clearTimeout(timer);
+    return ended;
+  }
+
+  /**
+   * Closes the control sockets; call after `done` resolved and, if a reply may still be awaited,
+   * after the context was shut down (which ends that wait).
+   */
+  async close(): Promise<void> {
+    await this.#pendingReply;
+    this.#control.close();
+    this.#proxyControl.close();
+  }
+
+  // Commands go one at a time: a reply must meet the request that asked for it.
+  #command(name: string, expectReply: boolean): Promise<Uint8Array[] | undefined> {
+    const run = async () => {
+      if (!this.#running) throw new Error(`proxy is not running (${name})`);
+      this.#control.trySend(name);
+      if (!expectReply) return undefined;
+      const receiving = this.#control.receive();
+      this.#pendingReply = receiving;
+      const reply = await Promise.race([receiving, this.done.then(() => undefined)]);
+      if (!reply || reply.length !== 8) throw new Error(`proxy ended before answering ${name}`);
+      return reply;
+    };
+    const result = this.#queue.then(run, run);
+    this.#queue = result.catch(() => {});
+    return result;
+  }
+}

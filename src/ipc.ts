@@ -1,0 +1,89 @@
+/**
+ * Guarding `ipc://` socket files.
+ *
+ * libzmq's ipc bind unlinks whatever file is at the path and binds anew, so a second adaptor
+ * started on the same path silently takes the gateway's traffic from the first. Before a bind
+ * we connect to an existing socket file: if something answers, the path is live and we refuse;
+ * if the connection is refused, the file is stale (its process died) and binding over it is
+ * right. After a bind we remember the file's identity so that shutdown removes only our own
+ * file, never one that another process has bound since.
+ */
+
+import { dirname } from "node:path";
+import { StartupError } from "./errors.ts";
+
+/** The identity of a socket file we created. */
+export interface OwnedSocketFile {
+  readonly path: string;
+  readonly dev: number;
+  readonly ino: number;
+}
+
+/** What was found at an ipc path before binding. */
+export type PathState = "absent" | "stale";
+
+/**
+ * Checks that `path` can be bound without taking it from a live process.
+ * Throws `StartupError` (naming `what`, e.g. "-b/--bind 'ipc:///tmp/q'") when it cannot.
+ */
+export async function checkIpcPath(path: string, what: string): Promise<PathState> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    await checkDirectory(path, what);
+    return "absent";
+  }
+  if (!info.isSocket) {
+    throw new StartupError(`${what}: ${path} exists and is not a socket; refusing to replace it`);
+  }
+  try {
+    const conn = await Deno.connect({ transport: "unix", path });
+    conn.close();
+  } catch (error) {
+    if (error instanceof Deno.errors.ConnectionRefused) return "stale";
+    if (error instanceof Deno.errors.PermissionDenied) {
+      throw new StartupError(`${what}: ${path} cannot be checked: permission denied`);
+    }
+    throw error;
+  }
+  throw new StartupError(
+    `${what}: another process is serving ${path}; refusing to take its traffic (stop it first)`,
+  );
+}
+
+async function checkDirectory(path: string, what: string): Promise<void> {
+  const dir = dirname(path);
+  try {
+    const info = await Deno.stat(dir);
+    if (!info.isDirectory) throw new StartupError(`${what}: ${dir} is not a directory`);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new StartupError(`${what}: directory ${dir} does not exist`);
+    }
+    throw error;
+  }
+}
+
+/** Records the socket file just bound at `path`, for `removeOwnedFile`. */
+export function ownSocketFile(path: string): OwnedSocketFile | undefined {
+  try {
+    const info = Deno.lstatSync(path);
+    return { path, dev: info.dev, ino: info.ino ?? 0 };
+  } catch {
+    return undefined; // nothing to own (e.g. already removed)
+  }
+}
+
+/** Removes `file` if it is still the one we bound; returns whether it removed it. */
+export function removeOwnedFile(file: OwnedSocketFile): boolean {
+  try {
+    const info = Deno.lstatSync(file.path);
+    if (info.dev !== file.dev || (info.ino ?? 0) !== file.ino) return false;
+    Deno.removeSync(file.path);
+    return true;
+  } catch {
+    return false;
+  }
+}

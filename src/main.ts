@@ -1,0 +1,60 @@
+/**
+ * The adaptor's entry point: argv/env → Config → Adaptor → signals → exit code.
+ *
+ * Everything here is thin on purpose; each step lives in its own module and is tested there.
+ * Exit codes: 0 after a clean stop, 2 for usage errors, 1 for runtime errors.
+ */
+
+import process from "node:process";
+import { startAdaptor } from "./adaptor.ts";
+import { parseArgs } from "./cli.ts";
+import { exitCodeOf, oneLine } from "./errors.ts";
+import { log, setupLogging } from "./log.ts";
+import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
+import { zmqVersion } from "./zmq.ts";
+
+const SIGNALS = ["SIGINT", "SIGTERM"] as const;
+
+/** Runs the adaptor until a signal or a failure; returns the process exit code. */
+export async function main(argv: readonly string[], env: Record<string, string>): Promise<number> {
+  const invocation = parseArgs(argv, env);
+  if (invocation.kind === "help") {
+    console.log(invocation.text.trimEnd());
+    return 0;
+  }
+  if (invocation.kind === "version") {
+    console.log(`${PROGRAM} ${ADAPTOR_VERSION} (ZeroMQ ${zmqVersion()}, Deno ${Deno.version.deno})`);
+    return 0;
+  }
+  const { config } = invocation;
+  setupLogging({ level: config.logLevel, format: config.logFormat });
+  if (config.test) log().info("RUNNING IN TEST MODE & DEBUG MODE for XPUB -> XSUB");
+  if (config.receiverTest) log().info("RUNNING IN TEST MODE & DEBUG MODE for SUB -> PUSH");
+  if (config.debug && !config.test && !config.receiverTest) log().info("RUNNING IN DEBUGGING MODE");
+
+  const adaptor = await startAdaptor(config);
+  log().info(`${PROGRAM} ${ADAPTOR_VERSION} ready (pid ${Deno.pid})`);
+
+  const signalled = new Promise<string>((resolve) => {
+    for (const signal of SIGNALS) Deno.addSignalListener(signal, () => resolve(signal));
+  });
+  const reason = await Promise.race([signalled, adaptor.failure.then((why) => `failure: ${why}`)]);
+  const failed = reason.startsWith("failure");
+  if (failed) log().error(reason);
+  else log().info(`${reason} received, stopping`);
+  await adaptor.stop();
+  log().info("stopped");
+  return failed ? 1 : 0;
+}
+
+if (import.meta.main) {
+  let code: number;
+  try {
+    code = await main(Deno.args, Deno.env.toObject());
+  } catch (error) {
+    code = exitCodeOf(error);
+    const hint = code === 2 ? ` (see ${PROGRAM} --help)` : "";
+    console.error(`${PROGRAM}: error: ${oneLine(error)}${hint}`);
+  }
+  process.exit(code);
+}

@@ -1,0 +1,448 @@
+/**
+ * libzmq through Deno FFI, on the very library that the `zeromq` npm package ships.
+ *
+ * Why not zeromq.js sockets: under Deno 2.9 their JS-level waits are unreliable (Deno's
+ * libuv shim fires `uv_poll` once, zeromq.js expects it to keep firing; see
+ * `tests/deno_quirk_test.ts`). Here every wait is a blocking libzmq call made with
+ * `nonblocking: true`, so it runs on a thread of Deno's blocking pool and resolves a promise:
+ * no polling timers, no CPU at rest, and the forwarding loop (`zmq_proxy_steerable`) is C.
+ *
+ * The addon exports libzmq's `zmq_*` symbols. We let zeromq load it the way it knows
+ * (the right prebuild for this libc and Node-API version), then find that file in
+ * `/proc/self/maps` and `dlopen` it again, which returns the same, already loaded library.
+ * That also works inside a `deno compile` binary, where the addon is extracted at run time.
+ *
+ * Threading rule: a socket is used by one call at a time. A socket given to an async call
+ * (`recvAsync`, `proxySteerable`) is not touched from JS until that call resolves.
+ */
+
+import Module, { createRequire } from "node:module";
+
+/** Socket types (zmq.h). */
+export const ZMQ_PAIR = 0;
+export const ZMQ_PUB = 1;
+export const ZMQ_SUB = 2;
+export const ZMQ_PULL = 7;
+export const ZMQ_PUSH = 8;
+export const ZMQ_XPUB = 9;
+export const ZMQ_XSUB = 10;
+
+/** Socket options (zmq.h) that the adaptor uses. */
+export const ZMQ_SUBSCRIBE = 6;
+export const ZMQ_UNSUBSCRIBE = 7;
+export const ZMQ_SNDHWM = 23;
+export const ZMQ_RCVHWM = 24;
+export const ZMQ_LINGER = 17;
+export const ZMQ_RCVTIMEO = 27;
+export const ZMQ_SNDTIMEO = 28;
+export const ZMQ_LAST_ENDPOINT = 32;
+export const ZMQ_TCP_KEEPALIVE = 34;
+export const ZMQ_TCP_KEEPALIVE_IDLE = 36;
+export const ZMQ_TCP_KEEPALIVE_INTVL = 37;
+export const ZMQ_TCP_KEEPALIVE_CNT = 35;
+export const ZMQ_IMMEDIATE = 39;
+export const ZMQ_XPUB_VERBOSE = 40;
+export const ZMQ_RCVMORE = 13;
+
+/** Context options. */
+export const ZMQ_IO_THREADS = 1;
+export const ZMQ_MAX_SOCKETS = 2;
+
+/** Send/recv flags. */
+export const ZMQ_DONTWAIT = 1;
+export const ZMQ_SNDMORE = 2;
+
+/** errno values libzmq reports that we act on. */
+export const EAGAIN = 11;
+export const EINTR = 4;
+export const ETERM = 156384765;
+
+/** Monitor events (zmq.h, v1 monitor protocol). */
+export const EVENT_NAMES: Readonly<Record<number, string>> = {
+  0x0001: "connected",
+  0x0002: "connect_delayed",
+  0x0004: "connect_retried",
+  0x0008: "listening",
+  0x0010: "bind_failed",
+  0x0020: "accepted",
+  0x0040: "accept_failed",
+  0x0080: "closed",
+  0x0100: "close_failed",
+  0x0200: "disconnected",
+  0x0400: "monitor_stopped",
+  0x0800: "handshake_failed_no_detail",
+  0x1000: "handshake_succeeded",
+  0x2000: "handshake_failed_protocol",
+  0x4000: "handshake_failed_auth",
+};
+export const ZMQ_EVENT_ALL = 0xffff;
+
+const symbols = {
+  zmq_version: { parameters: ["buffer", "buffer", "buffer"], result: "void" },
+  zmq_errno: { parameters: [], result: "i32" },
+  zmq_strerror: { parameters: ["i32"], result: "pointer" },
+  zmq_ctx_new: { parameters: [], result: "pointer" },
+  zmq_ctx_set: { parameters: ["pointer", "i32", "i32"], result: "i32" },
+  zmq_ctx_shutdown: { parameters: ["pointer"], result: "i32" },
+  // Terminating waits for every socket's linger: never on the JS thread.
+  zmq_ctx_term: { parameters: ["pointer"], result: "i32", nonblocking: true },
+  zmq_socket: { parameters: ["pointer", "i32"], result: "pointer" },
+  zmq_close: { parameters: ["pointer"], result: "i32" },
+  zmq_bind: { parameters: ["pointer", "buffer"], result: "i32" },
+  zmq_unbind: { parameters: ["pointer", "buffer"], result: "i32" },
+  zmq_connect: { parameters: ["pointer", "buffer"], result: "i32" },
+  zmq_setsockopt: { parameters: ["pointer", "i32", "buffer", "usize"], result: "i32" },
+  zmq_getsockopt: { parameters: ["pointer", "i32", "buffer", "buffer"], result: "i32" },
+  zmq_send: { parameters: ["pointer", "buffer", "usize", "i32"], result: "i32" },
+  zmq_send_async: {
+    name: "zmq_send",
+    parameters: ["pointer", "buffer", "usize", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  zmq_msg_init: { parameters: ["buffer"], result: "i32" },
+  zmq_msg_close: { parameters: ["buffer"], result: "i32" },
+  zmq_msg_data: { parameters: ["buffer"], result: "pointer" },
+  zmq_msg_size: { parameters: ["buffer"], result: "usize" },
+  zmq_msg_more: { parameters: ["buffer"], result: "i32" },
+  zmq_msg_recv: { parameters: ["buffer", "pointer", "i32"], result: "i32" },
+  zmq_msg_recv_async: {
+    name: "zmq_msg_recv",
+    parameters: ["buffer", "pointer", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  zmq_socket_monitor: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  zmq_proxy_steerable: {
+    parameters: ["pointer", "pointer", "pointer", "pointer"],
+    result: "i32",
+    nonblocking: true,
+  },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+type Lib = Deno.DynamicLibrary<typeof symbols>["symbols"];
+
+/** A libzmq error: `code` is libzmq's errno, `message` its strerror text. */
+export class ZmqError extends Error {
+  constructor(readonly code: number, message: string) {
+    super(message);
+    this.name = "ZmqError";
+  }
+}
+
+let lib: Lib | undefined;
+let libPath: string | undefined;
+
+/** The path of the libzmq-carrying addon this process loaded (for diagnostics and tests). */
+export function addonPath(): string {
+  load();
+  return libPath!;
+}
+
+/** The addon files Node's loader opened, recorded by `watchAddonLoads`. */
+const addonLoads: string[] = [];
+
+// Records which `.node` file zeromq's loader picks (prebuild by libc and Node-API version).
+function watchAddonLoads(): () => void {
+  // deno-lint-ignore no-explicit-any
+  const extensions = (Module as any)._extensions as Record<string, (m: unknown, f: string) => unknown>;
+  const original = extensions[".node"];
+  extensions[".node"] = function (this: unknown, module: unknown, filename: string) {
+    addonLoads.push(filename);
+    return original.call(this, module, filename);
+  };
+  return () => void (extensions[".node"] = original);
+}
+
+// Fallback: the mapped addon file, e.g. where a compiled binary extracted it. Needs -A.
+function mappedAddon(): string | undefined {
+  const maps = Deno.readTextFileSync("/proc/self/maps");
+  const line = maps.split("\n").find((l) => l.endsWith("addon.node") && l.includes("zeromq"));
+  return line?.slice(line.indexOf("/"));
+}
+
+function load(): Lib {
+  if (lib) return lib;
+  const unwatch = watchAddonLoads();
+  try {
+    createRequire(import.meta.url)("zeromq");
+  } finally {
+    unwatch();
+  }
+  const candidates = [...addonLoads.filter((f) => f.includes("zeromq")).reverse()];
+  let lastProblem: unknown = new Error("the zeromq native addon did not load");
+  for (const path of candidates) {
+    try {
+      lib = Deno.dlopen(path, symbols).symbols;
+      libPath = path;
+      return lib;
+    } catch (error) {
+      lastProblem = error;
+    }
+  }
+  const mapped = mappedAddon();
+  if (!mapped) throw lastProblem;
+  lib = Deno.dlopen(mapped, symbols).symbols;
+  libPath = mapped;
+  return lib;
+}
+
+/** The loaded library, loading it on first use. */
+export function zmq(): Lib {
+  return lib ?? load();
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A NUL-terminated C string. */
+export function cstr(text: string): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(text.length * 3 + 1);
+  const { written } = encoder.encodeInto(text, bytes);
+  return bytes.subarray(0, written + 1) as Uint8Array<ArrayBuffer>;
+}
+
+/** The current thread's last libzmq error as a `ZmqError`. */
+export function lastError(): ZmqError {
+  const z = zmq();
+  const code = z.zmq_errno();
+  return errorFor(code);
+}
+
+/** A `ZmqError` for errno `code`. */
+export function errorFor(code: number): ZmqError {
+  const ptr = zmq().zmq_strerror(code);
+  const text = ptr ? Deno.UnsafePointerView.getCString(ptr) : `errno ${code}`;
+  return new ZmqError(code, text);
+}
+
+function check(rc: number): void {
+  if (rc === -1) throw lastError();
+}
+
+/** libzmq's version, e.g. "4.3.5". */
+export function zmqVersion(): string {
+  const [a, b, c] = [new Int32Array(1), new Int32Array(1), new Int32Array(1)];
+  zmq().zmq_version(a, b, c);
+  return `${a[0]}.${b[0]}.${c[0]}`;
+}
+
+/** A libzmq context. `shutdown()` makes every blocking call on its sockets return. */
+export class Context {
+  readonly ptr: Deno.PointerValue;
+  #terminated = false;
+
+  constructor(options: { ioThreads?: number } = {}) {
+    this.ptr = zmq().zmq_ctx_new();
+    if (!this.ptr) throw lastError();
+    if (options.ioThreads !== undefined) {
+      check(zmq().zmq_ctx_set(this.ptr, ZMQ_IO_THREADS, options.ioThreads));
+    }
+  }
+
+  /** Opens a socket of `type` (ZMQ_XSUB, ZMQ_PUB, …). */
+  socket(type: number): Socket {
+    const ptr = zmq().zmq_socket(this.ptr, type);
+    if (!ptr) throw lastError();
+    return new Socket(ptr, type);
+  }
+
+  /** Wakes every blocked call with ETERM; sockets must still be closed. */
+  shutdown(): void {
+    if (!this.#terminated) zmq().zmq_ctx_shutdown(this.ptr);
+  }
+
+  /** Shuts down and waits (off the JS thread) for all sockets to close and linger to end. */
+  async terminate(): Promise<void> {
+    if (this.#terminated) return;
+    this.shutdown();
+    this.#terminated = true;
+    while ((await zmq().zmq_ctx_term(this.ptr)) === -1) {
+      // zmq_ctx_term only fails with EINTR, which means "call again"; errno is
+      // thread-local and this ran on another thread, so it cannot be read here.
+    }
+  }
+}
+
+/** A received message: its frames, in order. */
+export type Frames = Uint8Array[];
+
+/** One libzmq socket. Methods throw `ZmqError` on failure. */
+export class Socket {
+  #msg = new Uint8Array(64); // zmq_msg_t
+  #closed = false;
+
+  constructor(readonly ptr: Deno.PointerValue, readonly type: number) {}
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  bind(endpoint: string): void {
+    check(zmq().zmq_bind(this.ptr, cstr(endpoint)));
+  }
+
+  unbind(endpoint: string): void {
+    check(zmq().zmq_unbind(this.ptr, cstr(endpoint)));
+  }
+
+  connect(endpoint: string): void {
+    check(zmq().zmq_connect(this.ptr, cstr(endpoint)));
+  }
+
+  setInt(option: number, value: number): void {
+    const buf = new Int32Array([value]);
+    check(zmq().zmq_setsockopt(this.ptr, option, buf, 4n));
+  }
+
+  setBytes(option: number, value: Uint8Array | string): void {
+    const bytes = typeof value === "string" ? encoder.encode(value) : value;
+    check(zmq().zmq_setsockopt(this.ptr, option, bytes as Uint8Array<ArrayBuffer>, BigInt(bytes.length)));
+  }
+
+  getInt(option: number): number {
+    const buf = new Int32Array(1);
+    const size = new BigUint64Array([4n]);
+    check(zmq().zmq_getsockopt(this.ptr, option, buf, size));
+    return buf[0];
+  }
+
+  getString(option: number): string {
+    const buf = new Uint8Array(1024);
+    const size = new BigUint64Array([1024n]);
+    check(zmq().zmq_getsockopt(this.ptr, option, buf, size));
+    const n = Number(size[0]);
+    return decoder.decode(buf.subarray(0, n > 0 && buf[n - 1] === 0 ? n - 1 : n));
+  }
+
+  /** Sends a message without waiting; returns false when it would block (HWM reached). */
+  trySend(frames: Frames | Uint8Array | string): boolean {
+    const list = normalize(frames);
+    for (let i = 0; i < list.length; i++) {
+      const flags = ZMQ_DONTWAIT | (i < list.length - 1 ? ZMQ_SNDMORE : 0);
+      const f = list[i] as Uint8Array<ArrayBuffer>;
+      if (zmq().zmq_send(this.ptr, f, BigInt(f.length), flags) === -1) {
+        const err = lastError();
+        if (err.code === EAGAIN && i === 0) return false;
+        throw err;
+      }
+    }
+    return true;
+  }
+
+  /** Sends a message, waiting off the JS thread when the socket would block. */
+  async send(frames: Frames | Uint8Array | string): Promise<void> {
+    const list = normalize(frames);
+    for (let i = 0; i < list.length; i++) {
+      const flags = i < list.length - 1 ? ZMQ_SNDMORE : 0;
+      const f = list[i] as Uint8Array<ArrayBuffer>;
+      const rc = await zmq().zmq_send_async(this.ptr, f, BigInt(f.length), flags);
+      // errno lives on the pool thread; the only failures of a blocking send are
+      // ETERM (context shut down) and a send timeout.
+      if (rc === -1) throw new ZmqError(ETERM, "send interrupted (context shut down or timed out)");
+    }
+  }
+
+  /** Receives one message if one is waiting, else returns undefined. */
+  tryReceive(): Frames | undefined {
+    const z = zmq();
+    const frames: Frames = [];
+    for (;;) {
+      z.zmq_msg_init(this.#msg);
+      const rc = z.zmq_msg_recv(this.#msg, this.ptr, ZMQ_DONTWAIT);
+      if (rc === -1) {
+        z.zmq_msg_close(this.#msg);
+        const err = lastError();
+        if (err.code === EAGAIN && frames.length === 0) return undefined;
+        throw err;
+      }
+      frames.push(this.#takeFrame());
+      if (!z.zmq_msg_more(this.#msg)) {
+        z.zmq_msg_close(this.#msg);
+        return frames;
+      }
+      z.zmq_msg_close(this.#msg);
+    }
+  }
+
+  /**
+   * Receives one message, waiting off the JS thread. Resolves undefined when the wait ended
+   * without a message: ZMQ_RCVTIMEO elapsed, or the context was shut down.
+   */
+  async receive(): Promise<Frames | undefined> {
+    const z = zmq();
+    z.zmq_msg_init(this.#msg);
+    const rc = await z.zmq_msg_recv_async(this.#msg, this.ptr, 0);
+    if (rc === -1) {
+      z.zmq_msg_close(this.#msg);
+      return undefined;
+    }
+    const frames: Frames = [this.#takeFrame()];
+    let more = z.zmq_msg_more(this.#msg);
+    z.zmq_msg_close(this.#msg);
+    // The rest of a multipart message is already here: libzmq delivers it atomically.
+    while (more) {
+      z.zmq_msg_init(this.#msg);
+      check(z.zmq_msg_recv(this.#msg, this.ptr, ZMQ_DONTWAIT));
+      frames.push(this.#takeFrame());
+      more = z.zmq_msg_more(this.#msg);
+      z.zmq_msg_close(this.#msg);
+    }
+    return frames;
+  }
+
+  #takeFrame(): Uint8Array {
+    const z = zmq();
+    const size = Number(z.zmq_msg_size(this.#msg));
+    if (size === 0) return new Uint8Array(0);
+    const data = z.zmq_msg_data(this.#msg)!;
+    return new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(data, size).slice(0));
+  }
+
+  /** Starts a monitor publishing this socket's events on `inproc://NAME` (a PAIR endpoint). */
+  monitor(endpoint: string, events = ZMQ_EVENT_ALL): void {
+    check(zmq().zmq_socket_monitor(this.ptr, cstr(endpoint), events));
+  }
+
+  /** Closes the socket (idempotent). Pending messages get the socket's linger. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    zmq().zmq_close(this.ptr);
+  }
+}
+
+function normalize(frames: Frames | Uint8Array | string): Frames {
+  if (typeof frames === "string") return [encoder.encode(frames)];
+  if (frames instanceof Uint8Array) return [frames];
+  return frames;
+}
+
+/**
+ * Runs `zmq_proxy_steerable(frontend, backend, capture, control)` on a pool thread.
+ * Resolves when the proxy ends: 0 after TERMINATE, -1 when the context was shut down.
+ */
+export function proxySteerable(
+  frontend: Socket,
+  backend: Socket,
+  capture: Socket | null,
+  control: Socket,
+): Promise<number> {
+  return zmq().zmq_proxy_steerable(frontend.ptr, backend.ptr, capture?.ptr ?? null, control.ptr);
+}
+
+/** Decodes a v1 monitor message: [event u16 | value u32, endpoint]. */
+export function decodeMonitorEvent(
+  frames: Frames,
+): { event: number; name: string; value: number; endpoint: string } | undefined {
+  if (frames.length < 2 || frames[0].length < 6) return undefined;
+  const view = new DataView(frames[0].buffer, frames[0].byteOffset, frames[0].byteLength);
+  const event = view.getUint16(0, true);
+  const value = view.getUint32(2, true);
+  return {
+    event,
+    name: EVENT_NAMES[event] ?? `event_${event}`,
+    value,
+    endpoint: decoder.decode(frames[1]),
+  };
+}
