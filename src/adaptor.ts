@@ -103,7 +103,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
         if (endpoint.mode === "bind") socket.bind(endpoint.address);
         else socket.connect(endpoint.address);
       } catch (error) {
-        const why = error instanceof ZmqError ? error.message : String(error);
+        const why = error instanceof ZmqError ? explain(error) : String(error);
         throw new StartupError(`${describe(role, endpoint)}: cannot ${endpoint.mode}: ${why}`);
       }
       const resolved = endpoint.mode === "bind" ? socket.getString(ZMQ_LAST_ENDPOINT) : endpoint.address;
@@ -200,6 +200,14 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
 /** How messages name an endpoint: "-b/--bind 'ipc:///tmp/q'". */
 function describe(role: Role, endpoint: Endpoint): string {
   return `${ROLES[role].flag} '${endpoint.address}'`;
+}
+
+const ENODEV = 19;
+
+/** libzmq's text, plus what it means where the text alone misleads. */
+function explain(error: ZmqError): string {
+  if (error.code === ENODEV) return `${error.message} (no such interface or local address)`;
+  return error.message;
 }
 
 function applyOptions(socket: Socket, config: Config, endpoints: readonly Endpoint[]): void {

@@ -27,10 +27,22 @@ export type PathState = "absent" | "stale";
  * Throws `StartupError` (naming `what`, e.g. "-b/--bind 'ipc:///tmp/q'") when it cannot.
  */
 export async function checkIpcPath(path: string, what: string): Promise<PathState> {
+  try {
+    return await inspect(path, what);
+  } catch (error) {
+    if (error instanceof StartupError) throw error;
+    throw new StartupError(`${what}: cannot check ${path}: ${(error as Error).message}`);
+  }
+}
+
+async function inspect(path: string, what: string): Promise<PathState> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.lstat(path);
   } catch (error) {
+    // Deno's sandbox hides some trees (/proc, /sys) even from --allow-read; nothing of ours
+    // can live there, and libzmq's bind will report the real reason.
+    if (error instanceof Deno.errors.NotCapable) return "absent";
     if (!(error instanceof Deno.errors.NotFound)) throw error;
     await checkDirectory(path, what);
     return "absent";

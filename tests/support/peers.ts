@@ -1,0 +1,154 @@
+/**
+ * ZeroMQ peers for tests, in the test process: publishers (as nginx workers would be),
+ * subscribers (as tracking services), PULL receivers. They use the same FFI binding as the
+ * adaptor, but their own context and sockets, and talk to the adaptor over real ipc/tcp.
+ *
+ * Publishers never drop silently: they set ZMQ_XPUB_NODROP, so a full pipe makes `trySend`
+ * fail and the publisher waits, which makes exact counting possible.
+ */
+
+import {
+  Context,
+  type Frames,
+  type Socket,
+  ZMQ_LINGER,
+  ZMQ_PUB,
+  ZMQ_PULL,
+  ZMQ_RCVHWM,
+  ZMQ_SNDHWM,
+  ZMQ_SUB,
+  ZMQ_SUBSCRIBE,
+  ZMQ_XPUB,
+} from "../../src/zmq.ts";
+import { sleep, until } from "./net.ts";
+
+const ZMQ_XPUB_NODROP = 69;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** The topic of synchronisation messages; every test subscriber takes it. */
+export const SYNC = "sync|";
+
+/** Owns a context and every peer made from it; `close()` ends them all. */
+export class Peers {
+  readonly ctx = new Context();
+  #sockets: Socket[] = [];
+  #loops: Promise<void>[] = [];
+
+  socket(type: number): Socket {
+    const socket = this.ctx.socket(type);
+    socket.setInt(ZMQ_LINGER, 0);
+    this.#sockets.push(socket);
+    return socket;
+  }
+
+  /** A PUB connecting to `address` that waits instead of dropping. */
+  publisher(address: string, type = ZMQ_PUB): Publisher {
+    const socket = this.socket(type);
+    socket.setInt(ZMQ_XPUB_NODROP, 1);
+    socket.setInt(ZMQ_SNDHWM, 1000);
+    socket.connect(address);
+    return new Publisher(socket);
+  }
+
+  /** A SUB connecting to `address`, subscribed to `topics` and to sync messages. */
+  subscriber(address: string, topics: string[] = [""]): Receiver {
+    const socket = this.socket(ZMQ_SUB);
+    socket.setInt(ZMQ_RCVHWM, 0);
+    for (const topic of [...topics, SYNC]) socket.setBytes(ZMQ_SUBSCRIBE, topic);
+    socket.connect(address);
+    return this.#receiver(socket);
+  }
+
+  /** A PULL connecting (or binding) to `address`. */
+  puller(address: string, bind = false): Receiver {
+    const socket = this.socket(ZMQ_PULL);
+    socket.setInt(ZMQ_RCVHWM, 0);
+    if (bind) socket.bind(address);
+    else socket.connect(address);
+    return this.#receiver(socket);
+  }
+
+  #receiver(socket: Socket): Receiver {
+    const receiver = new Receiver();
+    this.#loops.push((async () => {
+      try {
+        for (;;) {
+          const first = await socket.receive();
+          if (!first) return;
+          receiver.take(first);
+          let more: Frames | undefined;
+          while ((more = socket.tryReceive())) receiver.take(more);
+        }
+      } catch {
+        // ETERM: the context was shut down between two receives
+      }
+    })());
+    return receiver;
+  }
+
+  /** Shuts the context down, waits for receive loops, closes every socket. */
+  async close(): Promise<void> {
+    this.ctx.shutdown();
+    await Promise.all(this.#loops);
+    for (const socket of this.#sockets) socket.close();
+    await this.ctx.terminate();
+  }
+}
+
+/** A publishing socket that never loses a message to its own high-water mark. */
+export class Publisher {
+  constructor(readonly socket: Socket) {}
+
+  /** Sends one message, waiting while the pipe is full. */
+  async send(frames: Frames | string): Promise<void> {
+    const message = typeof frames === "string" ? [encoder.encode(frames)] : frames;
+    while (!this.socket.trySend(message)) await sleep(1);
+  }
+
+  /** Sends `count` messages made by `make(i)`, yielding to the event loop every `batch`. */
+  async sendAll(count: number, make: (i: number) => Frames | string, batch = 200): Promise<void> {
+    for (let i = 0; i < count; i++) {
+      await this.send(make(i));
+      if (i % batch === batch - 1) await sleep(1);
+    }
+  }
+}
+
+/** Collects what a receiving socket gets: sync messages apart, the rest in order. */
+export class Receiver {
+  readonly messages: Frames[] = [];
+  readonly syncFrom = new Set<string>();
+
+  take(frames: Frames): void {
+    const first = decoder.decode(frames[0]);
+    if (first.startsWith(SYNC)) this.syncFrom.add(first.slice(SYNC.length));
+    else this.messages.push(frames);
+  }
+
+  /** The first frame of each message, as text. */
+  texts(): string[] {
+    return this.messages.map((m) => decoder.decode(m[0]));
+  }
+
+  /** Waits until `count` messages have come; throws with what came after `ms`. */
+  async expect(count: number, ms = 20_000): Promise<void> {
+    await until(() => this.messages.length >= count, `${this.messages.length} of ${count} messages`, ms);
+  }
+}
+
+/**
+ * Sends sync messages from every publisher until every receiver has seen one from each: by
+ * then every subscription has reached every publisher, and nothing sent later is lost to the
+ * slow joiner effect.
+ */
+export async function syncUp(publishers: Publisher[], receivers: Receiver[], ms = 10_000): Promise<void> {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    const missing = publishers.some((_, i) => receivers.some((r) => !r.syncFrom.has(String(i))));
+    if (!missing) return;
+    if (performance.now() > deadline) throw new Error("peers did not sync: subscriptions never arrived");
+    publishers.forEach((p, i) => p.socket.trySend(`${SYNC}${i}`));
+    await sleep(50);
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The adaptor as a real subprocess: spawn it, read its stderr line by line, wait for a line,
+ * signal it, and collect its exit.
+ */
+
+import { fileURLToPath } from "node:url";
+
+/** The repository root, for running `src/main.ts`. */
+export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/** The permissions `deno task start` grants; tests run the adaptor with exactly these. */
+export const RUN_PERMISSIONS = ["--allow-ffi", "--allow-read", "--allow-write", "--allow-env", "--allow-net"];
+
+/** A running adaptor process. */
+export class AdaptorProcess {
+  readonly lines: string[] = [];
+  readonly stdoutLines: string[] = [];
+  readonly status: Promise<Deno.CommandStatus>;
+  #child: Deno.ChildProcess;
+  #waiters: { re: RegExp; resolve: (line: string) => void }[] = [];
+  #pumps: Promise<void>[];
+
+  constructor(args: readonly string[], options: { env?: Record<string, string>; command?: string[] } = {}) {
+    const command = options.command ?? [Deno.execPath(), "run", ...RUN_PERMISSIONS, `${ROOT}src/main.ts`];
+    this.#child = new Deno.Command(command[0], {
+      args: [...command.slice(1), ...args],
+      cwd: ROOT,
+      env: options.env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.status = this.#child.status;
+    this.#pumps = [
+      this.#pump(this.#child.stderr, this.lines),
+      this.#pump(this.#child.stdout, this.stdoutLines),
+    ];
+  }
+
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>, into: string[]): Promise<void> {
+    let rest = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      rest += chunk;
+      let at: number;
+      while ((at = rest.indexOf("\n")) >= 0) {
+        const line = rest.slice(0, at);
+        rest = rest.slice(at + 1);
+        into.push(line);
+        this.#waiters = this.#waiters.filter((w) => !(w.re.test(line) && (w.resolve(line), true)));
+      }
+    }
+    if (rest) into.push(rest);
+  }
+
+  /** Resolves with the first stderr line (past or future) matching `re`; rejects after `ms`. */
+  waitFor(re: RegExp, ms = 10_000): Promise<string> {
+    const seen = this.lines.find((l) => re.test(l));
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error(`no line matching ${re} within ${ms} ms; stderr:\n${this.lines.join("\n")}`));
+      }, ms);
+      this.#waiters.push({
+        re,
+        resolve: (line) => {
+          clearTimeout(timer);
+          resolve(line);
+        },
+      });
+      this.status.then(() => {
+        clearTimeout(timer);
+        const line = this.lines.find((l) => re.test(l));
+        if (line !== undefined) resolve(line);
+        else reject(new Error(`exited without a line matching ${re}; stderr:\n${this.lines.join("\n")}`));
+      });
+    });
+  }
+
+  /** Waits for the adaptor's ready line. */
+  ready(ms = 15_000): Promise<string> {
+    return this.waitFor(/ ready \(pid \d+\)/, ms);
+  }
+
+  kill(signal: Deno.Signal = "SIGTERM"): void {
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+
+  /** Sends `signal` and returns the exit status and how long the exit took, in ms. */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<{ status: Deno.CommandStatus; ms: number }> {
+    const start = performance.now();
+    this.kill(signal);
+    const status = await this.status;
+    const ms = performance.now() - start;
+    await Promise.all(this.#pumps);
+    return { status, ms };
+  }
+
+  /** Waits for the exit; kills with SIGKILL after `ms`. */
+  async exit(ms = 15_000): Promise<Deno.CommandStatus> {
+    const timer = setTimeout(() => this.kill("SIGKILL"), ms);
+    const status = await this.status;
+    clearTimeout(timer);
+    await Promise.all(this.#pumps);
+    return status;
+  }
+}
+
+/** Runs the adaptor to its end (for bad input); returns code and output. */
+export async function runAdaptor(
+  args: readonly string[],
+  options: { env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<{ code: number; stderr: string[]; stdout: string[] }> {
+  const proc = new AdaptorProcess(args, options);
+  const status = await proc.exit(options.timeoutMs ?? 15_000);
+  return { code: status.code, stderr: proc.lines, stdout: proc.stdoutLines };
+}
