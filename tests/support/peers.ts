@@ -18,7 +18,6 @@ import {
   ZMQ_SNDHWM,
   ZMQ_SUB,
   ZMQ_SUBSCRIBE,
-  ZMQ_XPUB,
 } from "../../src/zmq.ts";
 import { sleep, until } from "./net.ts";
 
