@@ -41,12 +41,13 @@ export class Peers {
     return socket;
   }
 
-  /** A PUB connecting to `address` that waits instead of dropping. */
-  publisher(address: string, type = ZMQ_PUB): Publisher {
-    const socket = this.socket(type);
+  /** A PUB connecting to (or binding) `address` that waits instead of dropping. */
+  publisher(address: string, bind = false): Publisher {
+    const socket = this.socket(ZMQ_PUB);
     socket.setInt(ZMQ_XPUB_NODROP, 1);
     socket.setInt(ZMQ_SNDHWM, 1000);
-    socket.connect(address);
+    if (bind) socket.bind(address);
+    else socket.connect(address);
     return new Publisher(socket);
   }
 

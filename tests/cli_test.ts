@@ -1,0 +1,78 @@
+import assert from "node:assert/strict";
+import { ENV, parseArgs } from "../src/cli.ts";
+import { UsageError } from "../src/errors.ts";
+
+const run = (argv: string[], env: Record<string, string> = {}) => {
+  const invocation = parseArgs(argv, env);
+  assert.equal(invocation.kind, "run");
+  return (invocation as Extract<typeof invocation, { kind: "run" }>).config;
+};
+
+Deno.test("the original's flags: -p -b -l -u -d", () => {
+  const config = run([
+    "-p",
+    "tcp://127.0.0.1:6001",
+    "-b",
+    "ipc:///tmp/in",
+    "-l",
+    "tcp://10.0.0.1:5000",
+    "-u",
+    "ipc:///tmp/out",
+    "-d",
+  ]);
+  assert.equal(config.publish[0].address, "tcp://127.0.0.1:6001");
+  assert.equal(config.bind[0].address, "ipc:///tmp/in");
+  assert.equal(config.listen[0].mode, "connect");
+  assert.equal(config.push[0].address, "ipc:///tmp/out");
+  assert.equal(config.debug, true);
+});
+
+Deno.test("repeated endpoint flags give several endpoints", () => {
+  const config = run(["-b", "ipc:///tmp/a", "-b", ">tcp://edge1:6001"]);
+  assert.deepEqual(config.bind.map((e) => [e.mode, e.address]), [["bind", "ipc:///tmp/a"], [
+    "connect",
+    "tcp://edge1:6001",
+  ]]);
+});
+
+Deno.test("environment variables fill what flags leave; flags win", () => {
+  const env = {
+    ADAPTOR_PUBLISH: "tcp://127.0.0.1:7001",
+    ADAPTOR_BIND: "ipc:///tmp/e1, ipc:///tmp/e2",
+    ADAPTOR_DEBUG: "true",
+    ADAPTOR_SNDHWM: "5",
+  };
+  const fromEnv = run([], env);
+  assert.equal(fromEnv.publish[0].address, "tcp://127.0.0.1:7001");
+  assert.deepEqual(fromEnv.bind.map((e) => e.address), ["ipc:///tmp/e1", "ipc:///tmp/e2"]);
+  assert.equal(fromEnv.debug, true);
+  assert.equal(fromEnv.sndhwm, 5);
+  const flagsWin = run(["-p", "tcp://127.0.0.1:8001", "--sndhwm", "7"], env);
+  assert.equal(flagsWin.publish[0].address, "tcp://127.0.0.1:8001");
+  assert.equal(flagsWin.sndhwm, 7);
+  assert.equal(run([], { ADAPTOR_DEBUG: "0" }).debug, false);
+});
+
+Deno.test("every setting has a documented ADAPTOR_ variable", () => {
+  for (const { env } of Object.values(ENV)) assert.match(env, /^ADAPTOR_[A-Z_]+$/);
+  const readme = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
+  for (const { env } of Object.values(ENV)) assert.ok(readme.includes(env), `README lacks ${env}`);
+});
+
+Deno.test("help and version", () => {
+  const help = parseArgs(["-h"]);
+  assert.equal(help.kind, "help");
+  assert.match((help as { text: string }).text, /--publish <endpoint>/);
+  assert.equal(parseArgs(["--version"]).kind, "version");
+});
+
+Deno.test("usage errors are UsageError with one line", () => {
+  for (const argv of [["--nope"], ["-p"], ["--linger", "soon"], ["x"], ["-b", "tcp://h"]]) {
+    assert.throws(
+      () => parseArgs(argv),
+      (e: unknown) => e instanceof UsageError && !e.message.includes("\n"),
+    );
+  }
+  assert.throws(() => parseArgs([], { ADAPTOR_LINGER: "x" }), /ADAPTOR_LINGER 'x'/);
+  assert.throws(() => parseArgs([], { ADAPTOR_TEST: "sure" }), /ADAPTOR_TEST 'sure'/);
+});

@@ -1,0 +1,49 @@
+/**
+ * The single binary: `deno task compile`'s command, then the binary run for real. `deno
+ * compile` downloads its runtime (denort) unless DENORT_BIN names one; where neither works
+ * the test is reported as skipped with the reason, never as passed.
+ */
+
+import assert from "node:assert/strict";
+import { freePort, ipcPath } from "./support/net.ts";
+import { AdaptorProcess, ROOT } from "./support/process.ts";
+
+const output = `${Deno.makeTempDirSync({ prefix: "adaptor-compile-" })}/adaptor`;
+const task = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks.compile as string;
+const args = task.replace(/^deno /, "").replace(/--output \S+/, `--output ${output}`).split(/\s+/);
+
+const build = await new Deno.Command(Deno.execPath(), {
+  args,
+  cwd: ROOT,
+  stdout: "piped",
+  stderr: "piped",
+  env: { RUST_BACKTRACE: "0" },
+}).output();
+const buildLog = new TextDecoder().decode(build.stderr);
+const skipReason = build.success ? undefined : (
+  /dl\.deno\.land|denort|error sending request/.test(buildLog)
+    ? "deno compile cannot download its runtime (denort) here and DENORT_BIN is not set"
+    : `deno compile failed: ${buildLog.trim().split("\n").slice(-3).join(" | ")}`
+);
+if (skipReason) console.log(`skipped: compiled binary: ${skipReason}`);
+
+Deno.test({
+  name: `compiled binary forwards with the addon inside${skipReason ? ` (skipped: ${skipReason})` : ""}`,
+  ignore: skipReason !== undefined,
+  async fn() {
+    const version = await new Deno.Command(output, { args: ["--version"], stdout: "piped" }).output();
+    assert.match(new TextDecoder().decode(version.stdout), /ZeroMQ 4\.\d+\.\d+/);
+    const binary = new AdaptorProcess(
+      ["-t", "-b", `ipc://${ipcPath("bin")}`, "-p", `tcp://127.0.0.1:${freePort()}`],
+      { command: [output] },
+    );
+    try {
+      await binary.ready(10_000);
+      const sent = await binary.waitFor(/ \.\.\. sending:PUB-/, 5000);
+      await binary.waitFor(new RegExp(`> got: ${sent.slice(sent.indexOf("PUB-"))}`), 5000);
+    } finally {
+      const { status } = await binary.stop();
+      assert.equal(status.code, 0);
+    }
+  },
+});

@@ -1,0 +1,78 @@
+import assert from "node:assert/strict";
+import { DEFAULTS, makeConfig, parseEndpoint, peerOf } from "../src/config.ts";
+import { UsageError } from "../src/errors.ts";
+
+Deno.test("defaults are the C original's endpoints; the inbound channel is off", () => {
+  const config = makeConfig();
+  assert.deepEqual(config.bind.map((e) => e.address), [DEFAULTS.bind]);
+  assert.deepEqual(config.publish.map((e) => e.address), [DEFAULTS.publish]);
+  assert.equal(config.listen.length, 0);
+  assert.equal(config.push.length, 0);
+  assert.equal(config.debug, false);
+  assert.equal(config.bind[0].ipcPath, "/tmp/nginx_queue_listen");
+});
+
+Deno.test("every transport form parses; prefixes pick bind or connect", () => {
+  assert.deepEqual(parseEndpoint("tcp://eth0:6001", "publish"), {
+    address: "tcp://eth0:6001",
+    transport: "tcp",
+    mode: "bind",
+  });
+  assert.equal(parseEndpoint("tcp://[::1]:6001", "publish").address, "tcp://[::1]:6001");
+  assert.equal(parseEndpoint("tcp://*:*", "publish").address, "tcp://*:*");
+  assert.equal(parseEndpoint("ipc://@nginx_queue_listen", "bind").ipcPath, undefined);
+  assert.equal(parseEndpoint("ipc:///tmp/q", "bind").ipcPath, "/tmp/q");
+  assert.equal(parseEndpoint("inproc://x", "bind").transport, "inproc");
+  assert.equal(parseEndpoint(">tcp://node1:6001", "bind").mode, "connect");
+  assert.equal(parseEndpoint("@tcp://127.0.0.1:5000", "listen").mode, "bind");
+  assert.equal(parseEndpoint("tcp://127.0.0.1:5000", "listen").mode, "connect", "-l connects by default");
+});
+
+Deno.test("bad endpoints are usage errors naming the flag and value", () => {
+  const cases: [string, RegExp][] = [
+    ["localhost:6001", /expected TRANSPORT:\/\/ADDRESS/],
+    ["udp://1.2.3.4:5", /unsupported transport 'udp'/],
+    ["tcp://1.2.3.4", /expected tcp:\/\/HOST:PORT/],
+    ["tcp://1.2.3.4:0x10", /port '0x10'/],
+    ["tcp://1.2.3.4:65536", /port '65536'/],
+    ["ipc://", /no path/],
+    [`ipc:///${"x".repeat(120)}`, /limit is 107/],
+    ["inproc://", /no name/],
+  ];
+  for (const [text, why] of cases) {
+    assert.throws(() => parseEndpoint(text, "publish"), (e: unknown) => {
+      assert.ok(e instanceof UsageError);
+      assert.match(e.message, /^-p\/--publish '/);
+      assert.match(e.message, why);
+      return true;
+    });
+  }
+  assert.throws(() => parseEndpoint(">tcp://*:6001", "bind"), /cannot connect to '\*'/);
+  assert.throws(() => parseEndpoint(">tcp://host:*", "bind"), /fixed port/);
+});
+
+Deno.test("the same endpoint twice is refused; numbers are range-checked", () => {
+  assert.throws(() => makeConfig({ bind: ["ipc:///tmp/a", "ipc:///tmp/a"] }), /used twice/);
+  assert.throws(
+    () => makeConfig({ bind: ["tcp://127.0.0.1:1"], publish: ["tcp://127.0.0.1:1"] }),
+    /also by -b/,
+  );
+  assert.throws(() => makeConfig({ sndhwm: -1 }), /--sndhwm '-1'/);
+  assert.throws(() => makeConfig({ ioThreads: 0 }), /--io-threads/);
+  assert.throws(() => makeConfig({ logFormat: "xml" as "json" }), /--log-format 'xml'/);
+});
+
+Deno.test("-t and -r imply debug; -r turns the inbound channel on with its defaults", () => {
+  assert.equal(makeConfig({ test: true }).debug, true);
+  const config = makeConfig({ receiverTest: true });
+  assert.equal(config.debug, true);
+  assert.deepEqual(config.listen.map((e) => e.address), [DEFAULTS.listen]);
+  assert.deepEqual(config.push.map((e) => e.address), [DEFAULTS.push]);
+});
+
+Deno.test("peerOf: peers connect where the adaptor binds (any-address made loopback), bind where it connects", () => {
+  const xpub = parseEndpoint("tcp://0.0.0.0:6001", "publish");
+  assert.deepEqual(peerOf(xpub, "tcp://0.0.0.0:6001"), { address: "tcp://127.0.0.1:6001", mode: "connect" });
+  const sub = parseEndpoint("tcp://127.0.0.1:5000", "listen");
+  assert.deepEqual(peerOf(sub), { address: "tcp://127.0.0.1:5000", mode: "bind" });
+});
