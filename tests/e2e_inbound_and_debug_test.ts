@@ -34,7 +34,7 @@ Deno.test("inbound channel: a remote publisher's messages reach the gateway's PU
       await new Promise((r) => setTimeout(r, 50));
     }
     assert.ok(
-      workers.some((w) => w.syncFrom.size > 0) || anyWorker.syncFrom.size > 0,
+      workers.some((w) => w.syncFrom.size > 0),
       "inbound never flowed",
     );
     await publisher.sendAll(3000, (i) => `inbound.${i}`);
