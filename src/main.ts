@@ -32,12 +32,13 @@ export async function main(argv: readonly string[], env: Record<string, string>)
   if (config.receiverTest) log().info("RUNNING IN TEST MODE & DEBUG MODE for SUB -> PUSH");
   if (config.debug && !config.test && !config.receiverTest) log().info("RUNNING IN DEBUGGING MODE");
 
-  const adaptor = await startAdaptor(config);
-  log().info(`${PROGRAM} ${ADAPTOR_VERSION} ready (pid ${Deno.pid})`);
-
+  // Listen before starting: a signal during start-up then stops the adaptor cleanly once
+  // it is up, instead of killing it half-started.
   const signalled = new Promise<string>((resolve) => {
     for (const signal of SIGNALS) Deno.addSignalListener(signal, () => resolve(signal));
   });
+  const adaptor = await startAdaptor(config);
+  log().info(`${PROGRAM} ${ADAPTOR_VERSION} ready (pid ${Deno.pid})`);
   const reason = await Promise.race([signalled, adaptor.failure.then((why) => `failure: ${why}`)]);
   const failed = reason.startsWith("failure");
   if (failed) log().error(reason);
