@@ -51,7 +51,9 @@ export async function main(argv: readonly string[], env: Record<string, string>)
 if (import.meta.main) {
   let code: number;
   try {
-    code = await main(Deno.args, Deno.env.toObject());
+    // `deno task start -- -t` passes the "--" through; it means nothing to the adaptor.
+    const args = Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args;
+    code = await main(args, Deno.env.toObject());
   } catch (error) {
     code = exitCodeOf(error);
     const hint = code === 2 ? ` (see ${PROGRAM} --help)` : "";
