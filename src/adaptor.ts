@@ -5,22 +5,39 @@
  *   inbound  SUB  (-l) ──► PUSH (-u)    only when -l or -r is given
  *
  * Each channel is a native `Forwarder` (zmq_proxy_steerable). Around them: the ipc guard
- * (never take a live socket file), socket monitors, and the debug taps of `-d/-t/-r`.
- * `startAdaptor` either returns a running handle or throws with nothing left open.
+ * (never take a live socket file) and its watch (say so when a socket file disappears),
+ * socket monitors (always on: failed handshakes and disconnects are logged as warnings), the
+ * protective socket options (frame size limit, handshake timeout, heartbeats), and the debug
+ * taps of `-d/-t/-r`. `startAdaptor` either returns a running handle or throws with nothing
+ * left open.
  */
 
 import { type Config, type Endpoint, peerOf, type Role, ROLES } from "./config.ts";
 import { SentTimes, startDebugSubscriber, startInboundTest, startTestPublisher, type Tap } from "./debug.ts";
 import { Forwarder, type ProxyStatistics } from "./engine.ts";
 import { StartupError } from "./errors.ts";
-import { checkIpcPath, type OwnedSocketFile, ownSocketFile, removeOwnedFile } from "./ipc.ts";
+import {
+  checkIpcPath,
+  type OwnedSocketFile,
+  ownSocketFile,
+  removeOwnedFile,
+  type SocketFileWatch,
+  watchSocketFiles,
+} from "./ipc.ts";
 import { log } from "./log.ts";
 import { type Monitor, monitorSocket, type SocketEvent } from "./monitor.ts";
+import { PeerEventLog } from "./peer_events.ts";
 import {
   Context,
   type Socket,
+  ZMQ_BACKLOG,
+  ZMQ_HANDSHAKE_IVL,
+  ZMQ_HEARTBEAT_IVL,
+  ZMQ_HEARTBEAT_TIMEOUT,
+  ZMQ_HEARTBEAT_TTL,
   ZMQ_LAST_ENDPOINT,
   ZMQ_LINGER,
+  ZMQ_MAXMSGSIZE,
   ZMQ_PUSH,
   ZMQ_RCVHWM,
   ZMQ_SNDHWM,
@@ -41,7 +58,7 @@ export type ChannelName = "main" | "inbound";
 
 /** Observers of what happens inside a running adaptor (metrics, tests). */
 export interface AdaptorHooks {
-  /** Every socket event of every channel socket (monitors run when this or debug is set). */
+  /** Every socket event of every channel socket. */
   onSocketEvent?: (channel: ChannelName, role: Role, event: SocketEvent) => void;
 }
 
@@ -81,23 +98,17 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
   const monitors: Monitor[] = [];
   const owned: OwnedSocketFile[] = [];
   const endpoints: Record<Role, string[]> = { bind: [], publish: [], listen: [], push: [] };
-  const watch = config.debug || hooks.onSocketEvent !== undefined;
-  const socketLog = log("socket");
+  const peerEvents = new PeerEventLog({ debug: config.debug, limits: config, logger: log("socket") });
 
   const open = (channel: ChannelName, role: Role, type: number): Socket => {
     const socket = ctx.socket(type);
     sockets.push(socket);
     applyOptions(socket, config, config[role]);
     if (type === ZMQ_SUB) socket.setBytes(ZMQ_SUBSCRIBE, "");
-    if (watch) {
-      const name = `${ROLES[role].socket}`;
-      monitors.push(monitorSocket(ctx, socket, (event) => {
-        if (config.debug) {
-          socketLog.info(`${name} ${event.endpoint}: ${event.name} (${event.value})`);
-        }
-        hooks.onSocketEvent?.(channel, role, event);
-      }));
-    }
+    monitors.push(monitorSocket(ctx, socket, (event) => {
+      peerEvents.report(ROLES[role].socket, event);
+      hooks.onSocketEvent?.(channel, role, event);
+    }));
     for (const endpoint of config[role]) {
       try {
         if (endpoint.mode === "bind") socket.bind(endpoint.address);
@@ -120,8 +131,11 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
   const channels: Channel[] = [];
   let stopping = false;
   const taps: Tap[] = [];
+  const fileWatches: SocketFileWatch[] = [];
 
   const release = async () => {
+    for (const watch of fileWatches) watch.stop();
+    peerEvents.close(); // closing our own sockets is no news
     for (const tap of taps) tap.stop();
     await Promise.all(channels.map((c) => c.forwarder.stop()));
     ctx.shutdown(); // ends every wait: stuck proxies, monitors, debug receivers
@@ -133,7 +147,11 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     await Promise.all(channels.map((c) => c.forwarder.close()));
     for (const socket of sockets) socket.close();
     await ctx.terminate();
-    for (const file of owned) removeOwnedFile(file);
+    for (const file of owned) {
+      removeOwnedFile(file, (why) => {
+        log().warn(`cannot remove socket file ${file.path} (${why}); the next start will bind over it`);
+      });
+    }
   };
 
   try {
@@ -165,6 +183,10 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     await release();
     throw error;
   }
+  fileWatches.push(watchSocketFiles(owned, (_file, state, text) => {
+    if (state === "ok") log().info(text);
+    else log().warn(text);
+  }));
 
   const failure = new Promise<string>((resolve) => {
     for (const { name, forwarder } of channels) {
@@ -191,10 +213,37 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     },
     stop() {
       stopping = true;
-      stopped ??= release();
+      stopped ??= logTotals(channels).then(release);
       return stopped;
     },
   };
+}
+
+/**
+ * Logs each channel's counters as the proxy keeps them, once, at stop: what came in from
+ * publishers and what went out. libzmq does not count what an XPUB drops for a subscriber
+ * past its high-water mark, so "out" is what was handed to the subscribers' queues.
+ */
+async function logTotals(channels: readonly Channel[]): Promise<void> {
+  for (const { name, forwarder } of channels) {
+    if (!forwarder.running) continue;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), 300));
+    const stats = await Promise.race([forwarder.statistics().catch(() => undefined), timeout]);
+    clearTimeout(timer);
+    if (stats) log().info(describeTotals(name, stats));
+  }
+}
+
+/** e.g. "main channel totals: 120 frames (5400 bytes) in, 120 out; subscriptions 3 in, 3 out upstream". */
+export function describeTotals(name: ChannelName, stats: ProxyStatistics): string {
+  const { frontend, backend } = stats;
+  const main = name === "main";
+  return `${name} channel totals: ${frontend.messagesIn} frames (${frontend.bytesIn} bytes) in, ` +
+    `${backend.messagesOut} out` +
+    (main
+      ? ` to subscribers' queues; subscriptions ${backend.messagesIn} in, ${frontend.messagesOut} out upstream`
+      : "");
 }
 
 /** How messages name an endpoint: "-b/--bind 'ipc:///tmp/q'". */
@@ -210,10 +259,26 @@ function explain(error: ZmqError): string {
   return error.message;
 }
 
+/**
+ * Pending connections the kernel queues for a bound endpoint. libzmq's 100 overflows when a
+ * hundred peers reconnect at once (every subscriber after a network blip, every worker after a
+ * reload): the overflow costs each one a 1 s SYN retransmit. The kernel caps it at somaxconn.
+ */
+const LISTEN_BACKLOG = 1024;
+
 function applyOptions(socket: Socket, config: Config, endpoints: readonly Endpoint[]): void {
   socket.setInt(ZMQ_SNDHWM, config.sndhwm);
   socket.setInt(ZMQ_RCVHWM, config.rcvhwm);
   socket.setInt(ZMQ_LINGER, config.linger);
+  // libzmq's defaults suit a trusted LAN; these suit a daemon that must outlive its peers.
+  socket.setInt64(ZMQ_MAXMSGSIZE, config.maxMessageSize === 0 ? -1 : config.maxMessageSize);
+  socket.setInt(ZMQ_HANDSHAKE_IVL, config.handshakeTimeout);
+  socket.setInt(ZMQ_BACKLOG, LISTEN_BACKLOG);
+  if (config.heartbeatInterval > 0) {
+    socket.setInt(ZMQ_HEARTBEAT_IVL, config.heartbeatInterval);
+    socket.setInt(ZMQ_HEARTBEAT_TIMEOUT, config.heartbeatTimeout);
+    socket.setInt(ZMQ_HEARTBEAT_TTL, config.heartbeatTimeout);
+  }
   if (config.tcpKeepalive > 0) {
     socket.setInt(ZMQ_TCP_KEEPALIVE, 1);
     socket.setInt(ZMQ_TCP_KEEPALIVE_IDLE, config.tcpKeepalive);

@@ -33,6 +33,10 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   rcvhwm: { env: "ADAPTOR_RCVHWM", kind: "number" },
   tcpKeepalive: { env: "ADAPTOR_TCP_KEEPALIVE", kind: "number" },
   linger: { env: "ADAPTOR_LINGER", kind: "number" },
+  maxMessageSize: { env: "ADAPTOR_MAX_MESSAGE_SIZE", kind: "number" },
+  handshakeTimeout: { env: "ADAPTOR_HANDSHAKE_TIMEOUT", kind: "number" },
+  heartbeatInterval: { env: "ADAPTOR_HEARTBEAT_INTERVAL", kind: "number" },
+  heartbeatTimeout: { env: "ADAPTOR_HEARTBEAT_TIMEOUT", kind: "number" },
   ioThreads: { env: "ADAPTOR_IO_THREADS", kind: "number" },
   logLevel: { env: "ADAPTOR_LOG_LEVEL", kind: "text" },
   logFormat: { env: "ADAPTOR_LOG_FORMAT", kind: "text" },
@@ -82,6 +86,30 @@ function program(): Command {
     DEFAULTS.tcpKeepalive,
   );
   opt("--linger <ms>", "how long shutdown may spend delivering queued messages", "linger", DEFAULTS.linger);
+  opt(
+    "--max-message-size <bytes>",
+    "largest inbound frame; a peer sending more is disconnected (0 = no limit)",
+    "maxMessageSize",
+    DEFAULTS.maxMessageSize,
+  );
+  opt(
+    "--handshake-timeout <ms>",
+    "drop connections that do not finish the ZeroMQ handshake in time (0 = never)",
+    "handshakeTimeout",
+    DEFAULTS.handshakeTimeout,
+  );
+  opt(
+    "--heartbeat-interval <ms>",
+    "ZMTP heartbeat (PING) interval on every connection (0 = off)",
+    "heartbeatInterval",
+    DEFAULTS.heartbeatInterval,
+  );
+  opt(
+    "--heartbeat-timeout <ms>",
+    "drop a connection silent this long after a PING; also the TTL peers apply",
+    "heartbeatTimeout",
+    DEFAULTS.heartbeatTimeout,
+  );
   opt("--io-threads <n>", "libzmq I/O threads", "ioThreads", DEFAULTS.ioThreads);
   opt("--log-level <level>", "debug, info, warning or error", "logLevel", DEFAULTS.logLevel);
   opt("--log-format <format>", "text or json (JSON lines)", "logFormat", DEFAULTS.logFormat);

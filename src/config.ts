@@ -57,6 +57,14 @@ export interface Config {
   readonly tcpKeepalive: number;
   /** How long shutdown waits to deliver queued messages, in milliseconds. */
   readonly linger: number;
+  /** Largest inbound frame in bytes; a peer sending a larger one is disconnected. 0 = no limit. */
+  readonly maxMessageSize: number;
+  /** How long a new connection may take to finish the ZeroMQ handshake, in ms. 0 = no limit. */
+  readonly handshakeTimeout: number;
+  /** Interval of ZMTP heartbeats (PING) on every connection, in ms. 0 = off. */
+  readonly heartbeatInterval: number;
+  /** A connection silent this long after a PING is dropped (also the TTL we ask peers to use), in ms. */
+  readonly heartbeatTimeout: number;
   /** libzmq I/O threads. */
   readonly ioThreads: number;
   readonly logLevel: LogLevel;
@@ -77,6 +85,13 @@ export const DEFAULTS = {
   rcvhwm: 10_000,
   tcpKeepalive: 60,
   linger: 500,
+  /** Usage events are a few hundred bytes; 64 KiB leaves room and bounds what one frame can cost. */
+  maxMessageSize: 65_536,
+  /** libzmq's 30 s lets idle or hostile connections hold descriptors; a real handshake takes ms. */
+  handshakeTimeout: 5_000,
+  /** Without heartbeats a dead TCP peer (power loss, partition) is noticed only by TCP keepalive. */
+  heartbeatInterval: 10_000,
+  heartbeatTimeout: 30_000,
   ioThreads: 1,
   logLevel: "info" as LogLevel,
   logFormat: "text" as LogFormat,
@@ -186,10 +201,52 @@ export function makeConfig(input: ConfigInput = {}): Config {
     rcvhwm: integer("--rcvhwm", input.rcvhwm ?? DEFAULTS.rcvhwm, 0, 100_000_000),
     tcpKeepalive: integer("--tcp-keepalive", input.tcpKeepalive ?? DEFAULTS.tcpKeepalive, 0, 86_400),
     linger: integer("--linger", input.linger ?? DEFAULTS.linger, 0, 60_000),
+    maxMessageSize: integer(
+      "--max-message-size",
+      input.maxMessageSize ?? DEFAULTS.maxMessageSize,
+      0,
+      MAX_MESSAGE_SIZE_LIMIT,
+    ),
+    handshakeTimeout: integer(
+      "--handshake-timeout",
+      input.handshakeTimeout ?? DEFAULTS.handshakeTimeout,
+      0,
+      3_600_000,
+    ),
+    ...heartbeat(input),
     ioThreads: integer("--io-threads", input.ioThreads ?? DEFAULTS.ioThreads, 1, 64),
     logLevel: oneOf("--log-level", input.logLevel ?? DEFAULTS.logLevel, LOG_LEVELS),
     logFormat: oneOf("--log-format", input.logFormat ?? DEFAULTS.logFormat, LOG_FORMATS),
   };
+}
+
+/** The largest --max-message-size accepted: 4 GiB. */
+const MAX_MESSAGE_SIZE_LIMIT = 2 ** 32;
+
+/** libzmq sends the TTL in deciseconds in 16 bits: at most 6553.5 s. */
+const MAX_HEARTBEAT_MS = 6_553_500;
+
+function heartbeat(input: ConfigInput): { heartbeatInterval: number; heartbeatTimeout: number } {
+  const heartbeatInterval = integer(
+    "--heartbeat-interval",
+    input.heartbeatInterval ?? DEFAULTS.heartbeatInterval,
+    0,
+    MAX_HEARTBEAT_MS,
+  );
+  const heartbeatTimeout = integer(
+    "--heartbeat-timeout",
+    input.heartbeatTimeout ?? DEFAULTS.heartbeatTimeout,
+    1,
+    MAX_HEARTBEAT_MS,
+  );
+  // The timeout is also the TTL peers apply to us: shorter than the interval, they would
+  // drop the adaptor between two PINGs.
+  if (heartbeatInterval > 0 && heartbeatTimeout <= heartbeatInterval) {
+    throw new UsageError(
+      `--heartbeat-timeout '${heartbeatTimeout}': must be longer than --heartbeat-interval (${heartbeatInterval})`,
+    );
+  }
+  return { heartbeatInterval, heartbeatTimeout };
 }
 
 /** The same address twice (on one or two sockets) is a mistake libzmq would report late. */

@@ -11,6 +11,7 @@
 
 import { dirname } from "node:path";
 import { StartupError } from "./errors.ts";
+import { cannotWriteDirectory } from "./fs_access.ts";
 
 /** The identity of a socket file we created. */
 export interface OwnedSocketFile {
@@ -88,14 +89,95 @@ export function ownSocketFile(path: string): OwnedSocketFile | undefined {
   }
 }
 
-/** Removes `file` if it is still the one we bound; returns whether it removed it. */
-export function removeOwnedFile(file: OwnedSocketFile): boolean {
+/**
+ * Removes `file` if it is still the one we bound; returns whether it removed it. A failure
+ * other than "already gone" (e.g. the directory turned read-only) goes to `onFailure`.
+ */
+export function removeOwnedFile(file: OwnedSocketFile, onFailure?: (why: string) => void): boolean {
   try {
     const info = Deno.lstatSync(file.path);
     if (info.dev !== file.dev || (info.ino ?? 0) !== file.ino) return false;
     Deno.removeSync(file.path);
     return true;
-  } catch {
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) onFailure?.((error as Error).message);
     return false;
   }
+}
+
+/** What became of a socket file we bound, as seen from the file system. */
+export type SocketFileState = "ok" | "removed" | "replaced" | "unwritable";
+
+/** The state of `file` now, and a sentence for the operator when it is not "ok". */
+export function socketFileState(file: OwnedSocketFile): { state: SocketFileState; text: string } {
+  const dir = dirname(file.path);
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.lstatSync(file.path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      return {
+        state: "unwritable",
+        text: `cannot check socket file ${file.path} (${(error as Error).message}): publishers may not ` +
+          `reach it either`,
+      };
+    }
+    const dirGone = (() => {
+      try {
+        return !Deno.statSync(dir).isDirectory;
+      } catch {
+        return true;
+      }
+    })();
+    const what = dirGone ? `its directory ${dir} was removed` : "it was removed";
+    return {
+      state: "removed",
+      text: `socket file ${file.path} is gone (${what}): publishers that are connected keep ` +
+        `forwarding, new ones cannot connect until the adaptor is restarted`,
+    };
+  }
+  if (info.dev !== file.dev || (info.ino ?? 0) !== file.ino) {
+    return {
+      state: "replaced",
+      text: `socket file ${file.path} is no longer ours (another process bound or replaced it): ` +
+        `new publishers go there; connected ones keep forwarding here`,
+    };
+  }
+  const why = cannotWriteDirectory(dir);
+  if (why !== undefined) {
+    return {
+      state: "unwritable",
+      text: `directory ${dir} is no longer writable (${why}): forwarding goes on, but the ` +
+        `adaptor will not be able to remove ${file.path} when it stops, nor bind it after a restart`,
+    };
+  }
+  return { state: "ok", text: `socket file ${file.path} is fine again` };
+}
+
+/** A running `watchSocketFiles`. */
+export interface SocketFileWatch {
+  stop(): void;
+}
+
+/**
+ * Checks `files` every `intervalMs` and calls `onChange` when one's state changes (to a
+ * problem, or back to "ok"). libzmq never notices what happens to the file of a bound ipc
+ * socket, so without this a removed socket file would cut off new publishers in silence.
+ */
+export function watchSocketFiles(
+  files: readonly OwnedSocketFile[],
+  onChange: (file: OwnedSocketFile, state: SocketFileState, text: string) => void,
+  intervalMs = 1000,
+): SocketFileWatch {
+  if (files.length === 0) return { stop() {} };
+  const last = new Map<OwnedSocketFile, SocketFileState>(files.map((f) => [f, "ok"]));
+  const timer = setInterval(() => {
+    for (const file of files) {
+      const { state, text } = socketFileState(file);
+      if (state === last.get(file)) continue;
+      last.set(file, state);
+      onChange(file, state, text);
+    }
+  }, intervalMs);
+  return { stop: () => clearInterval(timer) };
 }

@@ -23,7 +23,8 @@ const encoder = new TextEncoder();
 /** Where log lines go; tests may pass their own. */
 export type LineWriter = (line: string) => void;
 
-function writeStderr(line: string): void {
+/** Writes `line` to stderr as is; a failing stderr (full disk, closed) is ignored. */
+export function writeStderr(line: string): void {
   try {
     Deno.stderr.writeSync(encoder.encode(line));
   } catch {

@@ -9,7 +9,7 @@ import process from "node:process";
 import { startAdaptor } from "./adaptor.ts";
 import { parseArgs } from "./cli.ts";
 import { exitCodeOf, oneLine } from "./errors.ts";
-import { log, setupLogging } from "./log.ts";
+import { log, setupLogging, writeStderr } from "./log.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
 import { zmqVersion } from "./zmq.ts";
 
@@ -57,7 +57,8 @@ if (import.meta.main) {
   } catch (error) {
     code = exitCodeOf(error);
     const hint = code === 2 ? ` (see ${PROGRAM} --help)` : "";
-    console.error(`${PROGRAM}: error: ${oneLine(error)}${hint}`);
+    // Not console.error: it throws when stderr is full, which would turn exit 2 into 1.
+    writeStderr(`${PROGRAM}: error: ${oneLine(error)}${hint}\n`);
   }
   process.exit(code);
 }

@@ -2,9 +2,35 @@
  * Socket monitoring: libzmq's `zmq_socket_monitor` events of one socket, delivered to a
  * callback. The reader waits in a blocking call on a pool thread, so an idle monitor costs
  * no CPU; it ends when the context is shut down.
+ *
+ * libzmq sends each event from the I/O thread with a *blocking* send on its monitor PAIR: if
+ * the reader falls behind by a full queue (1000 events at the default high-water mark), the
+ * I/O thread stops, and so does forwarding. A burst of connections (a scan, a reconnect storm)
+ * makes thousands of events; so the reader takes up to `MONITOR_QUEUE` of them, and drains
+ * whatever is queued after each wake-up.
  */
 
-import { type Context, decodeMonitorEvent, type Socket, ZMQ_LINGER, ZMQ_PAIR } from "./zmq.ts";
+import {
+  type Context,
+  decodeMonitorEvent,
+  type Frames,
+  type Socket,
+  ZMQ_EVENT_ALL,
+  ZMQ_EVENT_BIND_FAILED,
+  ZMQ_LINGER,
+  ZMQ_PAIR,
+  ZMQ_RCVHWM,
+} from "./zmq.ts";
+
+/**
+ * Every event but `bind_failed`: libzmq sends that one from inside `zmq_bind`, and sending it
+ * overwrites the errno that `zmq_bind` fails with (ENODEV came back as EAGAIN). A failed bind
+ * is reported by the bind itself.
+ */
+const EVENTS = ZMQ_EVENT_ALL & ~ZMQ_EVENT_BIND_FAILED;
+
+/** Monitor events queued for the reader before libzmq's I/O thread has to wait for it. */
+export const MONITOR_QUEUE = 100_000;
 
 /** One socket event, e.g. `{ name: "accepted", endpoint: "tcp://127.0.0.1:6001", value: 12 }`. */
 export interface SocketEvent {
@@ -33,17 +59,28 @@ export function monitorSocket(
   onEvent: (event: SocketEvent) => void,
 ): Monitor {
   const address = `inproc://adaptor-monitor-${++monitorSeq}`;
-  socket.monitor(address);
+  socket.monitor(address, EVENTS);
   const reader = ctx.socket(ZMQ_PAIR);
   reader.setInt(ZMQ_LINGER, 0);
+  reader.setInt(ZMQ_RCVHWM, MONITOR_QUEUE); // set before connect: inproc takes it then
   reader.connect(address);
+  // Returns false when the monitor stopped.
+  const deliver = (frames: Frames): boolean => {
+    const event = decodeMonitorEvent(frames);
+    if (event?.name === "monitor_stopped") return false;
+    if (event) onEvent({ name: event.name, endpoint: event.endpoint, value: event.value });
+    return true;
+  };
   const done = (async () => {
-    for (;;) {
-      const frames = await reader.receive();
-      if (!frames) break; // context shut down
-      const event = decodeMonitorEvent(frames);
-      if (event?.name === "monitor_stopped") break;
-      if (event) onEvent({ name: event.name, endpoint: event.endpoint, value: event.value });
+    try {
+      loop: for (;;) {
+        const frames = await reader.receive();
+        if (!frames || !deliver(frames)) break; // context shut down, or monitor stopped
+        let more: Frames | undefined;
+        while ((more = reader.tryReceive())) if (!deliver(more)) break loop;
+      }
+    } catch {
+      // ETERM: the context was shut down between two receives
     }
     reader.close();
   })();

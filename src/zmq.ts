@@ -43,6 +43,18 @@ export const ZMQ_TCP_KEEPALIVE_CNT = 35;
 export const ZMQ_IMMEDIATE = 39;
 export const ZMQ_XPUB_VERBOSE = 40;
 export const ZMQ_RCVMORE = 13;
+/** int: listen backlog of bound tcp/ipc endpoints (pending connections the kernel queues). */
+export const ZMQ_BACKLOG = 19;
+/** int64: largest inbound frame in bytes; a peer that sends a larger one is disconnected. -1: no limit. */
+export const ZMQ_MAXMSGSIZE = 22;
+/** int: how long a new connection may take to finish the ZMTP handshake, in ms (0: forever). */
+export const ZMQ_HANDSHAKE_IVL = 66;
+/** int: interval between ZMTP PINGs on each connection, in ms (0: no heartbeat). */
+export const ZMQ_HEARTBEAT_IVL = 75;
+/** int: the time-to-live sent in our PINGs: the peer drops us if it hears nothing that long (ms). */
+export const ZMQ_HEARTBEAT_TTL = 76;
+/** int: how long after a PING with no traffic back the connection is dropped, in ms. */
+export const ZMQ_HEARTBEAT_TIMEOUT = 77;
 
 /** Context options. */
 export const ZMQ_IO_THREADS = 1;
@@ -76,6 +88,32 @@ export const EVENT_NAMES: Readonly<Record<number, string>> = {
   0x4000: "handshake_failed_auth",
 };
 export const ZMQ_EVENT_ALL = 0xffff;
+export const ZMQ_EVENT_BIND_FAILED = 0x0010;
+
+/** The value of a `handshake_failed_protocol` event (ZMQ_PROTOCOL_ERROR_* in zmq.h). */
+export const PROTOCOL_ERROR_NAMES: Readonly<Record<number, string>> = {
+  0x10000000: "ZMTP unspecified",
+  0x10000001: "ZMTP unexpected command",
+  0x10000002: "ZMTP invalid sequence",
+  0x10000003: "ZMTP key exchange",
+  0x10000011: "ZMTP malformed command",
+  0x10000012: "ZMTP malformed MESSAGE command",
+  0x10000013: "ZMTP malformed HELLO command",
+  0x10000014: "ZMTP malformed INITIATE command",
+  0x10000015: "ZMTP malformed ERROR command",
+  0x10000016: "ZMTP malformed READY command",
+  0x10000017: "ZMTP malformed WELCOME command",
+  0x10000018: "ZMTP invalid metadata",
+  0x11000001: "ZMTP cryptographic error",
+  0x11000002: "ZMTP mechanism mismatch",
+  0x20000000: "ZAP unspecified",
+  0x20000001: "ZAP malformed reply",
+  0x20000002: "ZAP bad request id",
+  0x20000003: "ZAP bad version",
+  0x20000004: "ZAP invalid status code",
+  0x20000005: "ZAP invalid metadata",
+  0x30000000: "WebSocket unspecified",
+};
 
 const symbols = {
   zmq_version: { parameters: ["buffer", "buffer", "buffer"], result: "void" },
@@ -94,6 +132,7 @@ const symbols = {
   zmq_setsockopt: { parameters: ["pointer", "i32", "buffer", "usize"], result: "i32" },
   zmq_getsockopt: { parameters: ["pointer", "i32", "buffer", "buffer"], result: "i32" },
   zmq_send: { parameters: ["pointer", "buffer", "usize", "i32"], result: "i32" },
+  zmq_recv: { parameters: ["pointer", "buffer", "usize", "i32"], result: "i32" },
   zmq_send_async: {
     name: "zmq_send",
     parameters: ["pointer", "buffer", "usize", "i32"],
@@ -295,6 +334,20 @@ export class Socket {
     check(zmq().zmq_setsockopt(this.ptr, option, buf, 4n));
   }
 
+  /** Sets an int64 option (ZMQ_MAXMSGSIZE). */
+  setInt64(option: number, value: number | bigint): void {
+    const buf = new BigInt64Array([BigInt(value)]);
+    check(zmq().zmq_setsockopt(this.ptr, option, buf, 8n));
+  }
+
+  /** Reads an int64 option (ZMQ_MAXMSGSIZE). */
+  getInt64(option: number): bigint {
+    const buf = new BigInt64Array(1);
+    const size = new BigUint64Array([8n]);
+    check(zmq().zmq_getsockopt(this.ptr, option, buf, size));
+    return buf[0];
+  }
+
   setBytes(option: number, value: Uint8Array | string): void {
     const bytes = typeof value === "string" ? encoder.encode(value) : value;
     check(zmq().zmq_setsockopt(this.ptr, option, bytes as Uint8Array<ArrayBuffer>, BigInt(bytes.length)));
@@ -341,6 +394,21 @@ export class Socket {
       // ETERM (context shut down) and a send timeout.
       if (rc === -1) throw new ZmqError(ETERM, "send interrupted (context shut down or timed out)");
     }
+  }
+
+  /**
+   * Receives one frame into `buffer` without waiting (one FFI call: for load generators).
+   * Returns the frame's full size (larger than `buffer` when it was truncated), or -1 when
+   * nothing is waiting.
+   */
+  tryReceiveInto(buffer: Uint8Array<ArrayBuffer>): number {
+    const n = zmq().zmq_recv(this.ptr, buffer, BigInt(buffer.length), ZMQ_DONTWAIT);
+    if (n === -1) {
+      const err = lastError();
+      if (err.code === EAGAIN) return -1;
+      throw err;
+    }
+    return n;
   }
 
   /** Receives one message if one is waiting, else returns undefined. */

@@ -18,6 +18,7 @@ import {
   ZMQ_SNDHWM,
   ZMQ_SUB,
   ZMQ_SUBSCRIBE,
+  ZMQ_XPUB,
 } from "../../src/zmq.ts";
 import { sleep, until } from "./net.ts";
 
@@ -69,22 +70,38 @@ export class Peers {
     return this.#receiver(socket);
   }
 
+  /**
+   * An XPUB connecting to `address` (the adaptor's XSUB), in a gateway worker's place: it
+   * records the subscriptions that reach the publishers.
+   */
+  upstream(address: string): Upstream {
+    const socket = this.socket(ZMQ_XPUB);
+    socket.connect(address);
+    const upstream = new Upstream();
+    this.#loop(socket, (frames) => upstream.take(frames));
+    return upstream;
+  }
+
   #receiver(socket: Socket): Receiver {
     const receiver = new Receiver();
+    this.#loop(socket, (frames) => receiver.take(frames));
+    return receiver;
+  }
+
+  #loop(socket: Socket, take: (frames: Frames) => void): void {
     this.#loops.push((async () => {
       try {
         for (;;) {
           const first = await socket.receive();
           if (!first) return;
-          receiver.take(first);
+          take(first);
           let more: Frames | undefined;
-          while ((more = socket.tryReceive())) receiver.take(more);
+          while ((more = socket.tryReceive())) take(more);
         }
       } catch {
         // ETERM: the context was shut down between two receives
       }
     })());
-    return receiver;
   }
 
   /** Shuts the context down, waits for receive loops, closes every socket. */
@@ -134,6 +151,33 @@ export class Receiver {
   /** Waits until `count` messages have come; throws with what came after `ms`. */
   async expect(count: number, ms = 20_000): Promise<void> {
     await until(() => this.messages.length >= count, `${this.messages.length} of ${count} messages`, ms);
+  }
+}
+
+/**
+ * The subscriptions a publisher has been told about. A (non-verbose) XPUB reports a topic's
+ * first subscription and its last unsubscription, so `topics` is the net set upstream.
+ */
+export class Upstream {
+  readonly topics = new Set<string>();
+  /** Every subscribe ("+topic") and unsubscribe ("-topic"), in order. */
+  readonly log: string[] = [];
+
+  take(frames: Frames): void {
+    const data = frames[0];
+    if (data.length === 0 || data[0] > 1) return;
+    const topic = decoder.decode(data.subarray(1));
+    if (data[0] === 1) this.topics.add(topic);
+    else this.topics.delete(topic);
+    this.log.push(`${data[0] === 1 ? "+" : "-"}${topic}`);
+  }
+
+  /** Waits until `topic` is subscribed upstream (or, with `present` false, no longer is). */
+  async expect(topic: string, present = true, ms = 10_000): Promise<void> {
+    const what = `${JSON.stringify(topic)} ${present ? "to reach" : "to leave"} the publishers; log: ${
+      this.log.slice(-20).join(" ")
+    }`;
+    await until(() => this.topics.has(topic) === present, what, ms);
   }
 }
 

@@ -1,0 +1,169 @@
+/**
+ * What the socket monitors report about peers, told to the operator at the level it deserves.
+ *
+ * With `-d` every event is logged (info). Without it, only what means trouble is, as warnings:
+ * failed handshakes, failed accepts (e.g. out of file descriptors) and disconnects. libzmq
+ * 4.3 does not say why a connection ended: a frame over --max-message-size, a missed
+ * heartbeat, garbage on the wire and a peer that simply closed all produce one `disconnected`
+ * event (only failures *during* the handshake have their own events), so the line names the
+ * possible causes. A connection that fails its handshake is reported once, not twice (libzmq
+ * follows each handshake failure with a disconnect of the same connection).
+ *
+ * A flood (a port scan, a thousand garbage connections) must not become a flood of log lines:
+ * each kind of warning of each socket is logged at most `perWindow` times per `windowMs`; the
+ * rest are counted and summed up in one line when the window ends.
+ */
+
+import type { Logger } from "@logtape/logtape";
+import type { SocketEvent } from "./monitor.ts";
+import { errorFor, PROTOCOL_ERROR_NAMES } from "./zmq.ts";
+
+/** The limits the messages refer to, so that they can name the flag to change. */
+export interface PeerEventLimits {
+  readonly maxMessageSize: number;
+  readonly handshakeTimeout: number;
+  readonly heartbeatInterval: number;
+}
+
+/** Options of a `PeerEventLog`. */
+export interface PeerEventLogOptions {
+  /** Log every event at info level (`-d`), unthrottled. */
+  readonly debug: boolean;
+  readonly limits: PeerEventLimits;
+  readonly logger: Logger;
+  /** Warnings of one kind per socket logged in full per window; default 5. */
+  readonly perWindow?: number;
+  /** The throttling window in ms; default 10 s. */
+  readonly windowMs?: number;
+}
+
+interface Window {
+  readonly where: string;
+  readonly kind: string;
+  start: number;
+  logged: number;
+  suppressed: number;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
+/** Turns socket events into log lines; one per adaptor. */
+export class PeerEventLog {
+  readonly #options: PeerEventLogOptions;
+  readonly #perWindow: number;
+  readonly #windowMs: number;
+  readonly #windows = new Map<string, Window>();
+  /** Handshake failures per socket whose `disconnected` event is still to come. */
+  readonly #failedHandshakes = new Map<string, number>();
+  #closed = false;
+
+  constructor(options: PeerEventLogOptions) {
+    this.#options = options;
+    this.#perWindow = options.perWindow ?? 5;
+    this.#windowMs = options.windowMs ?? 10_000;
+  }
+
+  /** Reports one event of the socket called `socket` (e.g. "XSUB"). */
+  report(socket: string, event: SocketEvent): void {
+    if (this.#closed) return;
+    const { logger, debug } = this.#options;
+    if (debug) {
+      logger.info(`${socket} ${event.endpoint}: ${event.name} (${event.value})`);
+      return;
+    }
+    const where = `${socket} ${event.endpoint}`;
+    switch (event.name) {
+      case "handshake_failed_no_detail":
+      case "handshake_failed_protocol":
+      case "handshake_failed_auth":
+        this.#failedHandshakes.set(socket, (this.#failedHandshakes.get(socket) ?? 0) + 1);
+        this.#warn(
+          where,
+          "handshake",
+          `a connection failed the ZeroMQ handshake (${this.#handshakeCause(event)})`,
+        );
+        return;
+      case "disconnected": {
+        const pending = this.#failedHandshakes.get(socket) ?? 0;
+        if (pending > 0) {
+          this.#failedHandshakes.set(socket, pending - 1);
+          return;
+        }
+        this.#warn(where, "disconnect", `a peer disconnected (${this.#disconnectCauses()})`);
+        return;
+      }
+      case "accept_failed":
+        this.#warn(where, "accept", `cannot accept a connection: ${errorFor(event.value).message}`);
+        return;
+      case "bind_failed":
+      case "close_failed":
+        this.#warn(where, event.name, `${event.name.replace("_", " ")}: ${errorFor(event.value).message}`);
+        return;
+      case "connected":
+        logger.info(`${where}: connected`);
+        return;
+    }
+  }
+
+  /** Logs the pending summaries and stops logging (the adaptor is stopping). */
+  close(): void {
+    for (const window of this.#windows.values()) this.#flush(window);
+    this.#windows.clear();
+    this.#closed = true;
+  }
+
+  #handshakeCause(event: SocketEvent): string {
+    if (event.name === "handshake_failed_protocol") {
+      return `protocol error: ${PROTOCOL_ERROR_NAMES[event.value] ?? `code 0x${event.value.toString(16)}`}`;
+    }
+    if (event.name === "handshake_failed_auth") return `authentication failed, status ${event.value}`;
+    // libzmq's errno here is only meaningful when the connection itself failed: not shown.
+    const timeout = this.#options.limits.handshakeTimeout;
+    return timeout > 0
+      ? `closed early, not ZMTP, or slower than --handshake-timeout ${timeout} ms`
+      : "closed early, or not ZMTP";
+  }
+
+  #disconnectCauses(): string {
+    const { maxMessageSize, heartbeatInterval } = this.#options.limits;
+    const causes = ["it left"];
+    if (heartbeatInterval > 0) causes.push("missed heartbeats");
+    const example = maxMessageSize > 0 ? `, e.g. a frame over --max-message-size ${maxMessageSize}` : "";
+    return `${causes.join(", ")}, or broke the protocol${example}`;
+  }
+
+  #warn(where: string, kind: string, text: string): void {
+    const key = `${where} ${kind}`;
+    const now = performance.now();
+    let window = this.#windows.get(key);
+    if (!window || now - window.start >= this.#windowMs) {
+      if (window) this.#flush(window);
+      window = { where, kind, start: now, logged: 0, suppressed: 0 };
+      this.#windows.set(key, window);
+    }
+    if (window.logged < this.#perWindow) {
+      window.logged++;
+      this.#options.logger.warn(`${where}: ${text}`);
+      return;
+    }
+    window.suppressed++;
+    if (window.timer === undefined) {
+      const current = window;
+      current.timer = setTimeout(() => {
+        current.timer = undefined;
+        if (this.#windows.get(key) === current) this.#windows.delete(key);
+        this.#flush(current);
+      }, Math.max(0, current.start + this.#windowMs - now));
+    }
+  }
+
+  #flush(window: Window): void {
+    clearTimeout(window.timer);
+    window.timer = undefined;
+    if (window.suppressed === 0 || this.#closed) return;
+    const seconds = (this.#windowMs / 1000).toFixed(0);
+    this.#options.logger.warn(
+      `${window.where}: ${window.suppressed} more '${window.kind}' warnings in ${seconds} s (not logged one by one)`,
+    );
+    window.suppressed = 0;
+  }
+}
