@@ -5,23 +5,13 @@
  */
 
 import assert from "node:assert/strict";
+import { assertForwards as assertForwardsTo } from "./support/forwarding.ts";
 import { exists, freePort, ipcPath, sleep } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";
 import { AdaptorProcess, runAdaptor } from "./support/process.ts";
 
-async function assertForwards(bind: string, port: number, count = 200): Promise<void> {
-  const peers = new Peers();
-  try {
-    const sub = peers.subscriber(`tcp://127.0.0.1:${port}`);
-    const pub = peers.publisher(`ipc://${bind}`);
-    await syncUp([pub], [sub]);
-    await pub.sendAll(count, (i) => `check.${i}`);
-    await sub.expect(count);
-    assert.equal(sub.messages.length, count);
-  } finally {
-    await peers.close();
-  }
-}
+const assertForwards = (bind: string, port: number) =>
+  assertForwardsTo({ publishTo: `ipc://${bind}`, subscribeTo: `tcp://127.0.0.1:${port}` });
 
 Deno.test("a second instance on a live ipc path is refused; the first keeps forwarding", async () => {
   const bind = ipcPath("xsub");

@@ -15,14 +15,20 @@ export interface MainChannel {
   readonly subscribeTo: string;
 }
 
-/** Asserts that `count` messages from a new publisher reach a new subscriber, all of them. */
+let checks = 0;
+
+/**
+ * Asserts that `count` messages from a new publisher reach a new subscriber, all of them. The
+ * subscriber takes only this check's topic, so other traffic through the adaptor is no matter.
+ */
 export async function assertForwards(channel: MainChannel, count = 200): Promise<void> {
   const peers = new Peers();
+  const topic = `check-${Deno.pid}-${++checks}.`;
   try {
-    const sub = peers.subscriber(channel.subscribeTo);
+    const sub = peers.subscriber(channel.subscribeTo, [topic]);
     const pub = peers.publisher(channel.publishTo);
     await syncUp([pub], [sub]);
-    await pub.sendAll(count, (i) => `check.${i}`);
+    await pub.sendAll(count, (i) => `${topic}${i}`);
     await sub.expect(count);
     assert.equal(sub.messages.length, count);
   } finally {

@@ -116,7 +116,7 @@ export class AdaptorProcess {
 /** Runs the adaptor to its end (for bad input); returns code and output. */
 export async function runAdaptor(
   args: readonly string[],
-  options: { env?: Record<string, string>; timeoutMs?: number } = {},
+  options: { env?: Record<string, string>; timeoutMs?: number; command?: string[] } = {},
 ): Promise<{ code: number; stderr: string[]; stdout: string[] }> {
   const proc = new AdaptorProcess(args, options);
   const status = await proc.exit(options.timeoutMs ?? 15_000);
