@@ -76,3 +76,27 @@ Deno.test("usage errors are UsageError with one line", () => {
   assert.throws(() => parseArgs([], { ADAPTOR_LINGER: "x" }), /ADAPTOR_LINGER 'x'/);
   assert.throws(() => parseArgs([], { ADAPTOR_TEST: "sure" }), /ADAPTOR_TEST 'sure'/);
 });
+
+Deno.test("protective limits from flags and ADAPTOR_* variables", () => {
+  const env = {
+    ADAPTOR_MAX_MESSAGE_SIZE: "4096",
+    ADAPTOR_HANDSHAKE_TIMEOUT: "1000",
+    ADAPTOR_HEARTBEAT_INTERVAL: "2000",
+    ADAPTOR_HEARTBEAT_TIMEOUT: "6000",
+  };
+  const fromEnv = run([], env);
+  assert.deepEqual(
+    [fromEnv.maxMessageSize, fromEnv.handshakeTimeout, fromEnv.heartbeatInterval, fromEnv.heartbeatTimeout],
+    [4096, 1000, 2000, 6000],
+  );
+  const flags = run(["--max-message-size", "0", "--heartbeat-interval", "0"], env);
+  assert.equal(flags.maxMessageSize, 0);
+  assert.equal(flags.heartbeatInterval, 0);
+  assert.throws(() => parseArgs(["--max-message-size", "64k"]), /--max-message-size '64k'/);
+  const help = (parseArgs(["-h"]) as { text: string }).text;
+  for (
+    const flag of ["--max-message-size", "--handshake-timeout", "--heartbeat-interval", "--heartbeat-timeout"]
+  ) {
+    assert.ok(help.includes(flag), `help lacks ${flag}`);
+  }
+});

@@ -76,3 +76,28 @@ Deno.test("peerOf: peers connect where the adaptor binds (any-address made loopb
   const sub = parseEndpoint("tcp://127.0.0.1:5000", "listen");
   assert.deepEqual(peerOf(sub), { address: "tcp://127.0.0.1:5000", mode: "bind" });
 });
+
+Deno.test("protective limits: defaults, 0 turns each off, heartbeat timeout must exceed the interval", () => {
+  const config = makeConfig();
+  assert.equal(config.maxMessageSize, 65_536);
+  assert.equal(config.handshakeTimeout, 5_000);
+  assert.equal(config.heartbeatInterval, 10_000);
+  assert.equal(config.heartbeatTimeout, 30_000);
+  const off = makeConfig({
+    maxMessageSize: 0,
+    handshakeTimeout: 0,
+    heartbeatInterval: 0,
+    heartbeatTimeout: 5,
+  });
+  assert.deepEqual(
+    [off.maxMessageSize, off.handshakeTimeout, off.heartbeatInterval, off.heartbeatTimeout],
+    [0, 0, 0, 5],
+  );
+  assert.throws(
+    () => makeConfig({ heartbeatInterval: 1000, heartbeatTimeout: 1000 }),
+    (e: unknown) => e instanceof UsageError && /--heartbeat-timeout '1000': must be longer/.test(e.message),
+  );
+  assert.throws(() => makeConfig({ maxMessageSize: 2 ** 33 }), /--max-message-size/);
+  assert.throws(() => makeConfig({ heartbeatInterval: 7_000_000 }), /--heartbeat-interval/);
+  assert.throws(() => makeConfig({ handshakeTimeout: -1 }), /--handshake-timeout/);
+});

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { StartupError } from "../src/errors.ts";
-import { checkIpcPath, ownSocketFile, removeOwnedFile } from "../src/ipc.ts";
+import { checkIpcPath, ownSocketFile, removeOwnedFile, socketFileState } from "../src/ipc.ts";
 import { Context, ZMQ_LINGER, ZMQ_XSUB } from "../src/zmq.ts";
 import { exists, ipcPath } from "./support/net.ts";
 
@@ -44,5 +44,28 @@ Deno.test("removeOwnedFile leaves a file that another process bound since", () =
     if (!stillOurs) assert.ok(exists(path));
   } finally {
     if (exists(path)) Deno.removeSync(path);
+  }
+});
+
+Deno.test("socketFileState: ok, removed with its directory, replaced by another file", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "adaptor-ipc-" });
+  const path = `${dir}/q`;
+  try {
+    Deno.writeTextFileSync(path, "stands in for a socket file");
+    const owned = ownSocketFile(path)!;
+    assert.equal(socketFileState(owned).state, "ok");
+    Deno.removeSync(path);
+    Deno.writeTextFileSync(path, "another inode");
+    if (Deno.lstatSync(path).ino !== owned.ino) assert.equal(socketFileState(owned).state, "replaced");
+    Deno.removeSync(dir, { recursive: true });
+    const gone = socketFileState(owned);
+    assert.equal(gone.state, "removed");
+    assert.match(gone.text, /its directory .* was removed/);
+  } finally {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch {
+      // removed by the test
+    }
   }
 });

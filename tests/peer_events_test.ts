@@ -1,0 +1,56 @@
+import assert from "node:assert/strict";
+import { log, setupLogging } from "../src/log.ts";
+import { PeerEventLog } from "../src/peer_events.ts";
+
+const limits = { maxMessageSize: 65536, handshakeTimeout: 5000, heartbeatInterval: 10000 };
+
+function capture(): string[] {
+  const lines: string[] = [];
+  setupLogging({ level: "debug", format: "text", write: (line) => lines.push(line.trimEnd()) });
+  return lines;
+}
+
+const event = (name: string, value = 0) => ({ name, endpoint: "tcp://127.0.0.1:6001", value });
+
+Deno.test("PeerEventLog: warnings without -d, one per failed handshake, throttled with a summary", () => {
+  const lines = capture();
+  const events = new PeerEventLog({ debug: false, limits, logger: log("socket") });
+  for (let i = 0; i < 20; i++) {
+    events.report("XPUB", event("accepted", 10 + i));
+    events.report("XPUB", event("handshake_failed_no_detail", 104));
+    events.report("XPUB", event("disconnected", 10 + i)); // the same connection: not reported again
+  }
+  assert.equal(lines.length, 5, lines.join("\n"));
+  assert.ok(lines.every((l) => l.includes("[WRN]") && l.includes("failed the ZeroMQ handshake")));
+  assert.match(lines[0], /--handshake-timeout 5000 ms/);
+  events.report("XPUB", event("disconnected", 40)); // a peer that had completed its handshake
+  assert.equal(lines.length, 6);
+  assert.match(
+    lines[5],
+    /XPUB tcp:\/\/127\.0\.0\.1:6001: a peer disconnected .*missed heartbeats.*--max-message-size 65536/,
+  );
+  events.close();
+  assert.equal(lines.length, 7);
+  assert.match(lines[6], /15 more 'handshake' warnings in 10 s/);
+  events.report("XPUB", event("disconnected", 41));
+  assert.equal(lines.length, 7, "nothing is logged once closed (the adaptor is stopping)");
+});
+
+Deno.test("PeerEventLog: protocol errors are named; -d logs every event as it comes", () => {
+  const lines = capture();
+  const quiet = new PeerEventLog({ debug: false, limits, logger: log("socket") });
+  quiet.report("XSUB", event("handshake_failed_protocol", 0x10000001));
+  quiet.report("XSUB", event("accept_failed", 24));
+  quiet.report("XSUB", event("handshake_succeeded"));
+  quiet.close();
+  assert.match(lines[0], /protocol error: ZMTP unexpected command/);
+  assert.match(lines[1], /cannot accept a connection: Too many open files/);
+  assert.equal(lines.length, 2);
+
+  lines.length = 0;
+  const debug = new PeerEventLog({ debug: true, limits, logger: log("socket") });
+  for (let i = 0; i < 20; i++) debug.report("XSUB", event("accepted", i));
+  debug.close();
+  assert.equal(lines.length, 20);
+  assert.ok(lines.every((l) => l.includes("[INF]") && / accepted \(\d+\)$/.test(l)));
+});
