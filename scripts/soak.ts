@@ -18,8 +18,8 @@
  *
  * Verdict (exit 0 or 1): zero loss on the subscribers that keep up; adaptor RSS at the end
  * within 5 % of RSS at the baseline (minute 1, or half the run if shorter); no file-descriptor
- * growth between those two points. Both points are measured with churn paused and its peers
- * closed, so that they compare like with like. Prints a line every 10 s and the figures at the
+ * growth between those two points. Both points are measured with load and churn paused, churn
+ * peers closed and the subscribers caught up, so that they compare like with like. Prints a line every 10 s and the figures at the
  * end (record them in docs/reliability.md).
  */
 
@@ -85,18 +85,22 @@ await adaptor.ready();
 interface Sample {
   readonly t: number;
   readonly rssKiB: number;
+  /** Anonymous memory (heaps, queues) and file-backed pages (the deno binary's code, touched as used). */
+  readonly anonKiB: number;
+  readonly fileKiB: number;
   readonly fds: number;
   readonly cpuSeconds: number;
 }
 
 function sample(t: number): Sample {
   const status = Deno.readTextFileSync(`/proc/${adaptor.pid}/status`);
-  const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
+  const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)![1]);
+  const [rssKiB, anonKiB, fileKiB] = [kib("VmRSS"), kib("RssAnon"), kib("RssFile")];
   const fds = [...Deno.readDirSync(`/proc/${adaptor.pid}/fd`)].length;
   const stat = Deno.readTextFileSync(`/proc/${adaptor.pid}/stat`);
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
-  return { t, rssKiB, fds, cpuSeconds: ticks / 100 };
+  return { t, rssKiB, anonKiB, fileKiB, fds, cpuSeconds: ticks / 100 };
 }
 
 // ---- peers -------------------------------------------------------------------------------
@@ -254,14 +258,29 @@ let lastChurn = 0;
 let lastChurnPublisher = 0;
 let measuring = false;
 let sending = true;
+/** Time spent with the load paused for quiescent samples; the token bucket skips it. */
+let pausedMs = 0;
+let paused = false;
 
-/** Pauses churn, closes its peers, waits for the adaptor to see them go, and samples. */
+/**
+ * Pauses the load and the churn, closes the churn peers, lets the subscribers catch up (so
+ * that no queue holds messages) and the adaptor see the peers go, then samples. RSS then
+ * measures what the adaptor keeps, not what happens to be in flight.
+ */
 async function quiescentSample(t: number): Promise<Sample> {
   measuring = true;
   churnPaused = true;
-  churnTick(performance.now());
-  await sleep(2000);
+  const pausedAt = performance.now();
+  paused = true;
+  churnTick(pausedAt);
+  for (const deadline = pausedAt + 10_000; performance.now() < deadline;) {
+    if (subscribers.every((s) => s.received + s.lost >= sent)) break;
+    await sleep(20);
+  }
+  await sleep(1500);
   const s = sample(t);
+  pausedMs += performance.now() - pausedAt;
+  paused = false;
   churnPaused = false;
   measuring = false;
   return s;
@@ -271,7 +290,8 @@ const loop = setInterval(() => {
   const now = performance.now();
   const elapsed = now - start;
   // Token bucket: what should have gone by now, capped so a stall does not become a burst.
-  let due = sending ? Math.min(Math.floor((Math.min(elapsed, DURATION) * RATE) / 1000) - sent, RATE / 10) : 0;
+  const sendingFor = Math.min(elapsed, DURATION) - pausedMs;
+  let due = sending && !paused ? Math.min(Math.floor((sendingFor * RATE) / 1000) - sent, RATE / 10) : 0;
   for (let i = 0; due > 0 && i < PUBLISHERS * 2; i++) {
     const p = publishers[(sent + i) % PUBLISHERS];
     const n = p.send(Math.ceil(due / PUBLISHERS));
@@ -295,7 +315,9 @@ const loop = setInterval(() => {
     console.log(
       `t=${(elapsed / 1000).toFixed(0)}s sent=${sent} (${((sent / elapsed) * 1000).toFixed(0)}/s) ` +
         `received=${recv} lost=${subscribers.map((x) => x.lost).join("/")} ` +
-        `rss=${(s.rssKiB / 1024).toFixed(1)}MiB fds=${s.fds} cpu=${s.cpuSeconds.toFixed(1)}s ` +
+        `rss=${(s.rssKiB / 1024).toFixed(1)}MiB (anon ${(s.anonKiB / 1024).toFixed(1)}) fds=${s.fds} cpu=${
+          s.cpuSeconds.toFixed(1)
+        }s ` +
         `churn=${churnSubscribersOpened}+${churnPublishersOpened}`,
     );
   }
@@ -303,7 +325,11 @@ const loop = setInterval(() => {
 
 await sleep(BASELINE_AT);
 baseline = await quiescentSample(performance.now() - start);
-console.log(`baseline at ${(baseline.t / 1000).toFixed(0)}s: rss=${baseline.rssKiB} KiB fds=${baseline.fds}`);
+const baselinePauseMs = pausedMs;
+console.log(
+  `baseline at ${(baseline.t / 1000).toFixed(0)}s: rss=${baseline.rssKiB} KiB ` +
+    `(anon ${baseline.anonKiB}, file ${baseline.fileKiB}) fds=${baseline.fds}`,
+);
 await sleep(Math.max(0, DURATION - (performance.now() - start)));
 
 // The end: stop sending, let the subscribers catch up, then measure with churn stopped.
@@ -350,7 +376,9 @@ console.log(
   `
 soak figures (${new Date().toISOString()}, Deno ${Deno.version.deno})
   duration               ${elapsedS.toFixed(0)} s
-  messages sent          ${expected} (${(expected / (DURATION / 1000)).toFixed(0)} msg/s target ${RATE}; ` +
+  messages sent          ${expected} (${
+    (expected / ((DURATION - baselinePauseMs) / 1000)).toFixed(0)
+  } msg/s, target ${RATE}; load paused ${(baselinePauseMs / 1000).toFixed(1)} s for the baseline sample; ` +
     `publisher waits ${publishers.reduce((n, p) => n + p.blocked, 0)})
   received per subscriber ${subscribers.map((s) => s.received).join(", ")} (lost ${
       subscribers.map((s) => s.lost).join(", ")
@@ -360,6 +388,7 @@ soak figures (${new Date().toISOString()}, Deno ${Deno.version.deno})
       (baseline.t / 1000).toFixed(0)
     } s -> ${end.rssKiB} KiB at end ` +
     `(${(rssChange * 100).toFixed(2)} %); max ${Math.max(...samples.map((s) => s.rssKiB))} KiB
+  adaptor RSS split      anon ${baseline.anonKiB} -> ${end.anonKiB} KiB, file-backed ${baseline.fileKiB} -> ${end.fileKiB} KiB
   adaptor fds            ${baseline.fds} -> ${end.fds} (quiescent); during churn ${
       Math.min(...samples.map((s) => s.fds))
     }..${Math.max(...samples.map((s) => s.fds))}

@@ -45,6 +45,7 @@ import {
   ZMQ_SUBSCRIBE,
   ZMQ_TCP_KEEPALIVE,
   ZMQ_TCP_KEEPALIVE_IDLE,
+  ZMQ_TCP_MAXRT,
   ZMQ_XPUB,
   ZMQ_XSUB,
   ZmqError,
@@ -274,6 +275,7 @@ function applyOptions(socket: Socket, config: Config, endpoints: readonly Endpoi
   socket.setInt64(ZMQ_MAXMSGSIZE, config.maxMessageSize === 0 ? -1 : config.maxMessageSize);
   socket.setInt(ZMQ_HANDSHAKE_IVL, config.handshakeTimeout);
   socket.setInt(ZMQ_BACKLOG, LISTEN_BACKLOG);
+  socket.setInt(ZMQ_TCP_MAXRT, config.tcpUserTimeout);
   if (config.heartbeatInterval > 0) {
     socket.setInt(ZMQ_HEARTBEAT_IVL, config.heartbeatInterval);
     socket.setInt(ZMQ_HEARTBEAT_TIMEOUT, config.heartbeatTimeout);

@@ -37,6 +37,7 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   handshakeTimeout: { env: "ADAPTOR_HANDSHAKE_TIMEOUT", kind: "number" },
   heartbeatInterval: { env: "ADAPTOR_HEARTBEAT_INTERVAL", kind: "number" },
   heartbeatTimeout: { env: "ADAPTOR_HEARTBEAT_TIMEOUT", kind: "number" },
+  tcpUserTimeout: { env: "ADAPTOR_TCP_USER_TIMEOUT", kind: "number" },
   ioThreads: { env: "ADAPTOR_IO_THREADS", kind: "number" },
   logLevel: { env: "ADAPTOR_LOG_LEVEL", kind: "text" },
   logFormat: { env: "ADAPTOR_LOG_FORMAT", kind: "text" },
@@ -109,6 +110,12 @@ function program(): Command {
     "drop a connection silent this long after a PING; also the TTL peers apply",
     "heartbeatTimeout",
     DEFAULTS.heartbeatTimeout,
+  );
+  opt(
+    "--tcp-user-timeout <ms>",
+    "drop a tcp connection whose sent data stays unacknowledged this long (0 = kernel's ~15 min)",
+    "tcpUserTimeout",
+    DEFAULTS.tcpUserTimeout,
   );
   opt("--io-threads <n>", "libzmq I/O threads", "ioThreads", DEFAULTS.ioThreads);
   opt("--log-level <level>", "debug, info, warning or error", "logLevel", DEFAULTS.logLevel);

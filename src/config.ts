@@ -65,6 +65,8 @@ export interface Config {
   readonly heartbeatInterval: number;
   /** A connection silent this long after a PING is dropped (also the TTL we ask peers to use), in ms. */
   readonly heartbeatTimeout: number;
+  /** TCP_USER_TIMEOUT: sent data unacknowledged this long drops the connection, in ms. 0 = kernel's. */
+  readonly tcpUserTimeout: number;
   /** libzmq I/O threads. */
   readonly ioThreads: number;
   readonly logLevel: LogLevel;
@@ -92,6 +94,11 @@ export const DEFAULTS = {
   /** Without heartbeats a dead TCP peer (power loss, partition) is noticed only by TCP keepalive. */
   heartbeatInterval: 10_000,
   heartbeatTimeout: 30_000,
+  /**
+   * Heartbeats cannot catch a dead subscriber while traffic to it is pending (the PING waits
+   * behind the unsent data); the kernel's own limit is ~15 minutes of retransmissions.
+   */
+  tcpUserTimeout: 30_000,
   ioThreads: 1,
   logLevel: "info" as LogLevel,
   logFormat: "text" as LogFormat,
@@ -214,6 +221,12 @@ export function makeConfig(input: ConfigInput = {}): Config {
       3_600_000,
     ),
     ...heartbeat(input),
+    tcpUserTimeout: integer(
+      "--tcp-user-timeout",
+      input.tcpUserTimeout ?? DEFAULTS.tcpUserTimeout,
+      0,
+      3_600_000,
+    ),
     ioThreads: integer("--io-threads", input.ioThreads ?? DEFAULTS.ioThreads, 1, 64),
     logLevel: oneOf("--log-level", input.logLevel ?? DEFAULTS.logLevel, LOG_LEVELS),
     logFormat: oneOf("--log-format", input.logFormat ?? DEFAULTS.logFormat, LOG_FORMATS),

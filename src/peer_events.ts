@@ -4,7 +4,7 @@
  * With `-d` every event is logged (info). Without it, only what means trouble is, as warnings:
  * failed handshakes, failed accepts (e.g. out of file descriptors) and disconnects. libzmq
  * 4.3 does not say why a connection ended: a frame over --max-message-size, a missed
- * heartbeat, garbage on the wire and a peer that simply closed all produce one `disconnected`
+ * heartbeat, a TCP user timeout, garbage on the wire and a peer that simply closed all produce one `disconnected`
  * event (only failures *during* the handshake have their own events), so the line names the
  * possible causes. A connection that fails its handshake is reported once, not twice (libzmq
  * follows each handshake failure with a disconnect of the same connection).
@@ -23,6 +23,7 @@ export interface PeerEventLimits {
   readonly maxMessageSize: number;
   readonly handshakeTimeout: number;
   readonly heartbeatInterval: number;
+  readonly tcpUserTimeout: number;
 }
 
 /** Options of a `PeerEventLog`. */
@@ -124,9 +125,10 @@ export class PeerEventLog {
   }
 
   #disconnectCauses(): string {
-    const { maxMessageSize, heartbeatInterval } = this.#options.limits;
+    const { maxMessageSize, heartbeatInterval, tcpUserTimeout } = this.#options.limits;
     const causes = ["it left"];
-    if (heartbeatInterval > 0) causes.push("missed heartbeats");
+    // Missed heartbeats, or TCP_USER_TIMEOUT: both mean the peer stopped responding.
+    if (heartbeatInterval > 0 || tcpUserTimeout > 0) causes.push("stopped responding");
     const example = maxMessageSize > 0 ? `, e.g. a frame over --max-message-size ${maxMessageSize}` : "";
     return `${causes.join(", ")}, or broke the protocol${example}`;
   }

@@ -43,6 +43,9 @@ export const ZMQ_TCP_KEEPALIVE_CNT = 35;
 export const ZMQ_IMMEDIATE = 39;
 export const ZMQ_XPUB_VERBOSE = 40;
 export const ZMQ_RCVMORE = 13;
+/** int: TCP_USER_TIMEOUT on Linux: how long sent data may stay unacknowledged (or unsent behind
+ * a zero window) before the kernel drops the connection, in ms (0: the kernel's ~15 min). */
+export const ZMQ_TCP_MAXRT = 80;
 /** int: listen backlog of bound tcp/ipc endpoints (pending connections the kernel queues). */
 export const ZMQ_BACKLOG = 19;
 /** int64: largest inbound frame in bytes; a peer that sends a larger one is disconnected. -1: no limit. */

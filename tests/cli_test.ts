@@ -83,20 +83,32 @@ Deno.test("protective limits from flags and ADAPTOR_* variables", () => {
     ADAPTOR_HANDSHAKE_TIMEOUT: "1000",
     ADAPTOR_HEARTBEAT_INTERVAL: "2000",
     ADAPTOR_HEARTBEAT_TIMEOUT: "6000",
+    ADAPTOR_TCP_USER_TIMEOUT: "7000",
   };
   const fromEnv = run([], env);
   assert.deepEqual(
-    [fromEnv.maxMessageSize, fromEnv.handshakeTimeout, fromEnv.heartbeatInterval, fromEnv.heartbeatTimeout],
-    [4096, 1000, 2000, 6000],
+    [
+      fromEnv.maxMessageSize,
+      fromEnv.handshakeTimeout,
+      fromEnv.heartbeatInterval,
+      fromEnv.heartbeatTimeout,
+      fromEnv.tcpUserTimeout,
+    ],
+    [4096, 1000, 2000, 6000, 7000],
   );
   const flags = run(["--max-message-size", "0", "--heartbeat-interval", "0"], env);
   assert.equal(flags.maxMessageSize, 0);
   assert.equal(flags.heartbeatInterval, 0);
   assert.throws(() => parseArgs(["--max-message-size", "64k"]), /--max-message-size '64k'/);
   const help = (parseArgs(["-h"]) as { text: string }).text;
-  for (
-    const flag of ["--max-message-size", "--handshake-timeout", "--heartbeat-interval", "--heartbeat-timeout"]
-  ) {
+  const limits = [
+    "--max-message-size",
+    "--handshake-timeout",
+    "--heartbeat-interval",
+    "--heartbeat-timeout",
+    "--tcp-user-timeout",
+  ];
+  for (const flag of limits) {
     assert.ok(help.includes(flag), `help lacks ${flag}`);
   }
 });

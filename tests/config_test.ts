@@ -83,6 +83,9 @@ Deno.test("protective limits: defaults, 0 turns each off, heartbeat timeout must
   assert.equal(config.handshakeTimeout, 5_000);
   assert.equal(config.heartbeatInterval, 10_000);
   assert.equal(config.heartbeatTimeout, 30_000);
+  assert.equal(config.tcpUserTimeout, 30_000);
+  assert.equal(makeConfig({ tcpUserTimeout: 0 }).tcpUserTimeout, 0);
+  assert.throws(() => makeConfig({ tcpUserTimeout: 3_600_001 }), /--tcp-user-timeout/);
   const off = makeConfig({
     maxMessageSize: 0,
     handshakeTimeout: 0,

@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { log, setupLogging } from "../src/log.ts";
 import { PeerEventLog } from "../src/peer_events.ts";
 
-const limits = { maxMessageSize: 65536, handshakeTimeout: 5000, heartbeatInterval: 10000 };
+const limits = {
+  maxMessageSize: 65536,
+  handshakeTimeout: 5000,
+  heartbeatInterval: 10000,
+  tcpUserTimeout: 30000,
+};
 
 function capture(): string[] {
   const lines: string[] = [];
@@ -27,7 +32,7 @@ Deno.test("PeerEventLog: warnings without -d, one per failed handshake, throttle
   assert.equal(lines.length, 6);
   assert.match(
     lines[5],
-    /XPUB tcp:\/\/127\.0\.0\.1:6001: a peer disconnected .*missed heartbeats.*--max-message-size 65536/,
+    /XPUB tcp:\/\/127\.0\.0\.1:6001: a peer disconnected .*stopped responding.*--max-message-size 65536/,
   );
   events.close();
   assert.equal(lines.length, 7);
