@@ -23,6 +23,8 @@ import {
   ZMQ_LINGER,
   ZMQ_PUSH,
   ZMQ_RCVHWM,
+  ZMQ_RECONNECT_IVL,
+  ZMQ_RECONNECT_IVL_MAX,
   ZMQ_SNDHWM,
   ZMQ_SUB,
   ZMQ_SUBSCRIBE,
@@ -214,6 +216,8 @@ function applyOptions(socket: Socket, config: Config, endpoints: readonly Endpoi
   socket.setInt(ZMQ_SNDHWM, config.sndhwm);
   socket.setInt(ZMQ_RCVHWM, config.rcvhwm);
   socket.setInt(ZMQ_LINGER, config.linger);
+  socket.setInt(ZMQ_RECONNECT_IVL, config.reconnectIvl);
+  socket.setInt(ZMQ_RECONNECT_IVL_MAX, config.reconnectIvlMax);
   if (config.tcpKeepalive > 0) {
     socket.setInt(ZMQ_TCP_KEEPALIVE, 1);
     socket.setInt(ZMQ_TCP_KEEPALIVE_IDLE, config.tcpKeepalive);

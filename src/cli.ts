@@ -32,6 +32,8 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   sndhwm: { env: "ADAPTOR_SNDHWM", kind: "number" },
   rcvhwm: { env: "ADAPTOR_RCVHWM", kind: "number" },
   tcpKeepalive: { env: "ADAPTOR_TCP_KEEPALIVE", kind: "number" },
+  reconnectIvl: { env: "ADAPTOR_RECONNECT_IVL", kind: "number" },
+  reconnectIvlMax: { env: "ADAPTOR_RECONNECT_IVL_MAX", kind: "number" },
   linger: { env: "ADAPTOR_LINGER", kind: "number" },
   ioThreads: { env: "ADAPTOR_IO_THREADS", kind: "number" },
   logLevel: { env: "ADAPTOR_LOG_LEVEL", kind: "text" },
@@ -80,6 +82,18 @@ function program(): Command {
     "TCP keepalive idle time (0 = off)",
     "tcpKeepalive",
     DEFAULTS.tcpKeepalive,
+  );
+  opt(
+    "--reconnect-ivl <ms>",
+    "first reconnect delay of connecting (>) endpoints",
+    "reconnectIvl",
+    DEFAULTS.reconnectIvl,
+  );
+  opt(
+    "--reconnect-ivl-max <ms>",
+    "longest reconnect delay; the delay doubles up to it (0 = no back-off)",
+    "reconnectIvlMax",
+    DEFAULTS.reconnectIvlMax,
   );
   opt("--linger <ms>", "how long shutdown may spend delivering queued messages", "linger", DEFAULTS.linger);
   opt("--io-threads <n>", "libzmq I/O threads", "ioThreads", DEFAULTS.ioThreads);

@@ -55,6 +55,10 @@ export interface Config {
   readonly rcvhwm: number;
   /** TCP keepalive idle time in seconds before probes start; 0 leaves keepalive off. */
   readonly tcpKeepalive: number;
+  /** First reconnect delay of connecting endpoints (`>`), in milliseconds. */
+  readonly reconnectIvl: number;
+  /** Longest reconnect delay: libzmq doubles the delay up to this (0 = no back-off). */
+  readonly reconnectIvlMax: number;
   /** How long shutdown waits to deliver queued messages, in milliseconds. */
   readonly linger: number;
   /** libzmq I/O threads. */
@@ -76,6 +80,8 @@ export const DEFAULTS = {
   sndhwm: 10_000,
   rcvhwm: 10_000,
   tcpKeepalive: 60,
+  reconnectIvl: 100,
+  reconnectIvlMax: 5_000,
   linger: 500,
   ioThreads: 1,
   logLevel: "info" as LogLevel,
@@ -185,6 +191,13 @@ export function makeConfig(input: ConfigInput = {}): Config {
     sndhwm: integer("--sndhwm", input.sndhwm ?? DEFAULTS.sndhwm, 0, 100_000_000),
     rcvhwm: integer("--rcvhwm", input.rcvhwm ?? DEFAULTS.rcvhwm, 0, 100_000_000),
     tcpKeepalive: integer("--tcp-keepalive", input.tcpKeepalive ?? DEFAULTS.tcpKeepalive, 0, 86_400),
+    reconnectIvl: integer("--reconnect-ivl", input.reconnectIvl ?? DEFAULTS.reconnectIvl, 1, 600_000),
+    reconnectIvlMax: integer(
+      "--reconnect-ivl-max",
+      input.reconnectIvlMax ?? DEFAULTS.reconnectIvlMax,
+      0,
+      3_600_000,
+    ),
     linger: integer("--linger", input.linger ?? DEFAULTS.linger, 0, 60_000),
     ioThreads: integer("--io-threads", input.ioThreads ?? DEFAULTS.ioThreads, 1, 64),
     logLevel: oneOf("--log-level", input.logLevel ?? DEFAULTS.logLevel, LOG_LEVELS),
@@ -192,18 +205,23 @@ export function makeConfig(input: ConfigInput = {}): Config {
   };
 }
 
-/** The same address twice (on one or two sockets) is a mistake libzmq would report late. */
+/**
+ * The same address twice is a mistake libzmq would report late or not at all: bound twice it
+ * fails at start-up; bound by one socket and connected by another, the adaptor would feed itself.
+ */
 function checkDistinct(lists: [Role, readonly Endpoint[]][]): void {
-  const seen = new Map<string, Role>();
+  const seen = new Map<string, { role: Role; mode: Mode }>();
   for (const [role, list] of lists) {
     for (const endpoint of list) {
-      const key = `${endpoint.mode} ${endpoint.address}`;
-      const other = seen.get(key);
+      const other = seen.get(endpoint.address);
       if (other !== undefined) {
-        const where = other === role ? "twice" : `also by ${ROLES[other].flag}`;
-        throw new UsageError(`${ROLES[role].flag} '${endpoint.address}': used ${where}`);
+        const by = other.role === role ? "twice" : `also by ${ROLES[other.role].flag}`;
+        const why = other.mode === endpoint.mode
+          ? `used ${by}`
+          : `used ${by}, once to bind and once to connect: the adaptor would connect to itself`;
+        throw new UsageError(`${ROLES[role].flag} '${endpoint.address}': ${why}`);
       }
-      seen.set(key, role);
+      seen.set(endpoint.address, { role, mode: endpoint.mode });
     }
   }
 }

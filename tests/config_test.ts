@@ -57,7 +57,12 @@ Deno.test("the same endpoint twice is refused; numbers are range-checked", () =>
     () => makeConfig({ bind: ["tcp://127.0.0.1:1"], publish: ["tcp://127.0.0.1:1"] }),
     /also by -b/,
   );
+  assert.throws(
+    () => makeConfig({ bind: ["tcp://127.0.0.1:2"], publish: [">tcp://127.0.0.1:2"] }),
+    /connect to itself/,
+  );
   assert.throws(() => makeConfig({ sndhwm: -1 }), /--sndhwm '-1'/);
+  assert.throws(() => makeConfig({ reconnectIvl: 0 }), /--reconnect-ivl '0'/);
   assert.throws(() => makeConfig({ ioThreads: 0 }), /--io-threads/);
   assert.throws(() => makeConfig({ logFormat: "xml" as "json" }), /--log-format 'xml'/);
 });
