@@ -28,6 +28,8 @@ import {
 export interface PeerEndpoint {
   readonly address: string;
   readonly mode: "bind" | "connect";
+  /** CURVE client keys, when the adaptor's socket there is a CURVE server (all Z85). */
+  readonly curve?: { readonly serverKey: string; readonly publicKey: string; readonly secretKey: string };
 }
 
 /** A running tap: `stop()` clears its timer; its loop ends when the context shuts down. */
@@ -73,6 +75,7 @@ function peerSocket(ctx: Context, type: number, peer: PeerEndpoint): Socket {
   const socket = ctx.socket(type);
   socket.setInt(ZMQ_LINGER, 0);
   if (type === ZMQ_SUB) socket.setBytes(ZMQ_SUBSCRIBE, "");
+  if (peer.curve) socket.curveClient(peer.curve);
   if (peer.mode === "bind") socket.bind(peer.address);
   else socket.connect(peer.address);
   return socket;
