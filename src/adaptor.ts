@@ -31,7 +31,7 @@ import {
   removeOwnedFile,
   resolveGroup,
 } from "./ipc.ts";
-import { log } from "./log.ts";
+import { literal, log } from "./log.ts";
 import { type Monitor, monitorSocket, type SocketEvent } from "./monitor.ts";
 import {
   type ClientKeys,
@@ -143,7 +143,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     for (const endpoint of config[role]) {
       if (endpoint.mode === "bind" && endpoint.ipcPath) {
         const state = await checkIpcPath(endpoint.ipcPath, describe(role, endpoint));
-        if (state === "stale") log().info(`Replacing stale socket file ${endpoint.ipcPath}`);
+        if (state === "stale") log().info(literal(`Replacing stale socket file ${endpoint.ipcPath}`));
       }
     }
   }
@@ -219,7 +219,9 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       }
       const resolved = endpoint.mode === "bind" ? socket.getString(ZMQ_LAST_ENDPOINT) : endpoint.address;
       endpoints[role].push(resolved);
-      log().info(`${ROLES[role].socket} ${endpoint.mode === "bind" ? "bound" : "connecting"} ${resolved}`);
+      log().info(
+        literal(`${ROLES[role].socket} ${endpoint.mode === "bind" ? "bound" : "connecting"} ${resolved}`),
+      );
     }
     return socket;
   };
@@ -329,9 +331,11 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
 }
 
 function reportClients(clients: ClientKeys): void {
-  for (const { file, reason } of clients.ignored) log("auth").warn(`Ignoring ${file}: ${reason}`);
+  for (const { file, reason } of clients.ignored) log("auth").warn(literal(`Ignoring ${file}: ${reason}`));
   const n = clients.keys.size;
-  log("auth").info(`Admitting ${n} client key${n === 1 ? "" : "s"} from ${clients.dir} (SIGHUP rereads it)`);
+  log("auth").info(
+    literal(`Admitting ${n} client key${n === 1 ? "" : "s"} from ${clients.dir} (SIGHUP rereads it)`),
+  );
 }
 
 const LOOPBACK = /^tcp:\/\/(127\.[\d.]+|localhost|\[::1\]):/;
@@ -339,11 +343,8 @@ const LOOPBACK = /^tcp:\/\/(127\.[\d.]+|localhost|\[::1\]):/;
 /** Warns, once at start, about every way the configuration leaves data or input open. */
 function warnAboutExposure(config: Config, cert?: SecretCertificate, clients?: ClientKeys): void {
   if (cert) {
-    log().info(
-      `CURVE on ${
-        CURVE_ROLES.filter((r) => config[r].length > 0).map((r) => ROLES[r].socket).join(" and ")
-      }; server public key ${cert.publicKey}`,
-    );
+    const curveSockets = CURVE_ROLES.filter((r) => config[r].length > 0).map((r) => ROLES[r].socket);
+    log().info(literal(`CURVE on ${curveSockets.join(" and ")}; server public key ${cert.publicKey}`));
     if (!clients) {
       log().warn(
         "CURVE without --curve-clients: any client that knows the server's public key may connect " +
@@ -355,22 +356,19 @@ function warnAboutExposure(config: Config, cert?: SecretCertificate, clients?: C
     for (const endpoint of config[role]) {
       if (endpoint.mode !== "bind") continue;
       const socket = ROLES[role].socket;
-      if (
-        endpoint.transport === "tcp" && !LOOPBACK.test(endpoint.address) &&
-        !(cert && CURVE_ROLES.includes(role))
-      ) {
-        log().warn(
-          `${socket} ${endpoint.address} is plaintext and unauthenticated: anyone who can reach it can ` +
-            `${role === "bind" ? "inject events" : "read what it sends"}${
-              role === "publish" ? " (see --curve-cert)" : ""
-            }`,
-        );
+      const open = endpoint.transport === "tcp" && !LOOPBACK.test(endpoint.address);
+      if (open && !(cert && CURVE_ROLES.includes(role))) {
+        const can = role === "bind" ? "inject events" : "read what it sends";
+        const hint = role === "publish" ? " (see --curve-cert)" : "";
+        log().warn(literal(
+          `${socket} ${endpoint.address} is plaintext and unauthenticated: anyone who can reach it can ${can}${hint}`,
+        ));
       }
       if (endpoint.transport === "ipc" && !endpoint.ipcPath) {
-        log().warn(
+        log().warn(literal(
           `${socket} ${endpoint.address} is an abstract socket: no file permissions protect it, any local ` +
             "process may connect (--ipc-mode/--ipc-group apply to ipc:///path endpoints only)",
-        );
+        ));
       }
     }
   }

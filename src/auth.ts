@@ -8,7 +8,7 @@
  */
 
 import type { Role } from "./config.ts";
-import { log } from "./log.ts";
+import { literal, log } from "./log.ts";
 import type { SocketEvent } from "./monitor.ts";
 import type { AuthEvent } from "./zap.ts";
 import { errorFor, PROTOCOL_ERRORS } from "./zmq.ts";
@@ -71,7 +71,7 @@ export class AuthTracker {
     try {
       this.onAuth?.({ ...event, role });
     } catch (error) {
-      log("auth").error(`auth hook failed: ${(error as Error).message}`);
+      log("auth").error(literal(`auth hook failed: ${(error as Error).message}`));
     }
   }
 
@@ -91,9 +91,13 @@ export class AuthTracker {
       : "";
     const key40 = event.clientKey ? ` key ${event.clientKey}` : "";
     if (event.allowed) {
-      log("auth").info(`Allowed ${label} client from ${event.address}${key40}: ${event.reason}${more}`);
+      log("auth").info(
+        literal(`Allowed ${label} client from ${event.address}${key40}: ${event.reason}${more}`),
+      );
     } else {
-      log("auth").warn(`Denied ${label} connection from ${event.address}${key40}: ${event.reason}${more}`);
+      log("auth").warn(
+        literal(`Denied ${label} connection from ${event.address}${key40}: ${event.reason}${more}`),
+      );
     }
   }
 }

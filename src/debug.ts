@@ -12,7 +12,7 @@
  * adaptor ever starts. Receive loops end when the context is shut down.
  */
 
-import { log } from "./log.ts";
+import { literal, log } from "./log.ts";
 import {
   type Context,
   type Frames,
@@ -129,7 +129,7 @@ function receiveLoop(socket: Socket, label: string, sent?: SentTimes): Tap {
       window.add(sent?.take(decoder.decode(frames[0])));
       if (printed < PRINT_PER_SECOND) {
         printed++;
-        debugLog().info(`${label} ${text}`);
+        debugLog().info(literal(`${label} ${text}`));
       }
     }
     clearInterval(timer);
@@ -154,7 +154,7 @@ function sendLoop(ctx: Context, type: number, peer: PeerEndpoint, make: () => st
     sent?.record(payload);
     try {
       socket.trySend(payload);
-      debugLog().info(` ... sending:${payload}`);
+      debugLog().info(literal(` ... sending:${payload}`));
     } catch (error) {
       debugLog().warn(`test sender stopped: ${(error as Error).message}`);
       stop();

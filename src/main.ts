@@ -9,7 +9,7 @@ import process from "node:process";
 import { startAdaptor } from "./adaptor.ts";
 import { parseArgs } from "./cli.ts";
 import { exitCodeOf, oneLine } from "./errors.ts";
-import { log, setupLogging } from "./log.ts";
+import { literal, log, setupLogging } from "./log.ts";
 import { keygen } from "./security.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
 import { zmqVersion } from "./zmq.ts";
@@ -56,7 +56,7 @@ export async function main(argv: readonly string[], env: Record<string, string>)
   log().info(`${PROGRAM} ${ADAPTOR_VERSION} ready (pid ${Deno.pid})`);
   const reason = await Promise.race([signalled, adaptor.failure.then((why) => `failure: ${why}`)]);
   const failed = reason.startsWith("failure");
-  if (failed) log().error(reason);
+  if (failed) log().error(literal(reason));
   else log().info(`${reason} received, stopping`);
   await adaptor.stop();
   log().info("stopped");

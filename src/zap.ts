@@ -13,7 +13,7 @@
  * over an inproc REQ; a context shutdown ends it as well.
  */
 
-import { log } from "./log.ts";
+import { literal, log } from "./log.ts";
 import { type ClientKeys, readClientKeys } from "./security.ts";
 import { type Context, type Frames, type Socket, z85Encode, ZMQ_LINGER, ZMQ_REP, ZMQ_REQ } from "./zmq.ts";
 
@@ -130,12 +130,12 @@ export class ZapHandler {
     try {
       this.#clients = readClientKeys(dir);
       const { keys, invalid, ignored } = this.#clients;
-      for (const { file, reason } of invalid) log("auth").warn(`Skipping ${file}: ${reason}`);
-      for (const { file, reason } of ignored) log("auth").warn(`Ignoring ${file}: ${reason}`);
-      log("auth").info(`Reloaded ${keys.size} client key${keys.size === 1 ? "" : "s"} from ${dir}`);
+      for (const { file, reason } of invalid) log("auth").warn(literal(`Skipping ${file}: ${reason}`));
+      for (const { file, reason } of ignored) log("auth").warn(literal(`Ignoring ${file}: ${reason}`));
+      log("auth").info(literal(`Reloaded ${keys.size} client key${keys.size === 1 ? "" : "s"} from ${dir}`));
     } catch (error) {
       this.#clients = { dir, keys: new Map(), invalid: [], ignored: [] };
-      log("auth").error(`${(error as Error).message}: every client is refused until it can be read`);
+      log("auth").error(literal(`${(error as Error).message}: every client is refused until it can be read`));
     }
     this.#rebuild();
     return this.#clients;
@@ -170,12 +170,12 @@ export class ZapHandler {
         try {
           this.options.onDecision?.(event);
         } catch (error) {
-          log("auth").error(`auth hook failed: ${(error as Error).message}`);
+          log("auth").error(literal(`auth hook failed: ${(error as Error).message}`));
         }
       }
     } catch (error) {
       // ETERM between receive and send: the context is going away.
-      if (!this.#stopping) log("auth").debug(`ZAP handler ended: ${(error as Error).message}`);
+      if (!this.#stopping) log("auth").debug(literal(`ZAP handler ended: ${(error as Error).message}`));
     } finally {
       this.#rep.close();
       this.#stopper.close();
