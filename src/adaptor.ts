@@ -175,9 +175,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     );
     if (how === "chmod-after-bind" && !warnedUmask) {
       warnedUmask = true;
-      log().warn(
-        "Cannot set the umask (grant --allow-sys=umask): socket files have the umask's mode until chmod",
-      );
+      log().warn("libc's umask is out of reach: socket files have the umask's mode until chmod");
     }
   };
 
@@ -202,7 +200,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
         }
         if (!watch) return;
         if (config.debug) {
-          const peer = event.remote ? ` from ${event.remote}` : "";
+          const peer = /:\/\/./.test(event.remote) ? ` from ${event.remote}` : "";
           socketLog.info(`${name} ${event.endpoint}: ${event.name} (${event.value})${peer}`);
         }
         hooks.onSocketEvent?.(channel, role, event);
