@@ -6,7 +6,8 @@
  *   plaintext client receive nothing, and each denial is logged with its address and reason;
  * - a key added to the clients directory is admitted after SIGHUP, a removed one refused;
  * - without --curve-clients any client that knows the server key is served (and a warning
- *   says so); the inbound SUB is a CURVE server too;
+ *   says so; SIGHUP then reloads nothing and does not stop it); the inbound SUB is a CURVE
+ *   server too;
  * - the debug taps are admitted as the adaptor's own clients;
  * - ipc socket files get --ipc-mode/--ipc-group, and the mode really keeps other users out;
  * - every bad certificate, directory, mode and group: one line, exit 2, nothing left bound.
@@ -194,6 +195,10 @@ Deno.test("CURVE without --curve-clients: warned; any client with the server key
     await remote.sendAll(200, (i) => `inbound.${i}`);
     await worker.expect(200);
     assert.ok(worker.texts().every((t) => t.startsWith("inbound.")), "no injected message got through");
+
+    // SIGHUP with no clients directory: said so, and the adaptor keeps running (exit 0 below).
+    adaptor.kill("SIGHUP");
+    await adaptor.waitFor(/SIGHUP: nothing to reload \(no --curve-clients\)/);
   } finally {
     await peers.close();
     const { status } = await adaptor.stop();
