@@ -15,7 +15,8 @@ import { PROGRAM } from "./version.ts";
 export type Invocation =
   | { readonly kind: "run"; readonly config: Config }
   | { readonly kind: "help"; readonly text: string }
-  | { readonly kind: "version" };
+  | { readonly kind: "version" }
+  | { readonly kind: "keygen"; readonly path: string };
 
 type Key = keyof ConfigInput;
 type Kind = "list" | "flag" | "number" | "text";
@@ -38,6 +39,10 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   ioThreads: { env: "ADAPTOR_IO_THREADS", kind: "number" },
   logLevel: { env: "ADAPTOR_LOG_LEVEL", kind: "text" },
   logFormat: { env: "ADAPTOR_LOG_FORMAT", kind: "text" },
+  curveCert: { env: "ADAPTOR_CURVE_CERT", kind: "text" },
+  curveClients: { env: "ADAPTOR_CURVE_CLIENTS", kind: "text" },
+  ipcMode: { env: "ADAPTOR_IPC_MODE", kind: "text" },
+  ipcGroup: { env: "ADAPTOR_IPC_GROUP", kind: "text" },
 };
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -99,8 +104,46 @@ function program(): Command {
   opt("--io-threads <n>", "libzmq I/O threads", "ioThreads", DEFAULTS.ioThreads);
   opt("--log-level <level>", "debug, info, warning or error", "logLevel", DEFAULTS.logLevel);
   opt("--log-format <format>", "text or json (JSON lines)", "logFormat", DEFAULTS.logFormat);
+  opt(
+    "--curve-cert <file>",
+    "secret CURVE certificate: XPUB and inbound SUB become CURVE servers",
+    "curveCert",
+    "off",
+  );
+  opt(
+    "--curve-clients <dir>",
+    "admit only clients whose public certificate is in DIR (SIGHUP rereads it)",
+    "curveClients",
+    "any client that knows the server key",
+  );
+  opt(
+    "--ipc-mode <octal>",
+    "permissions of the ipc socket files the adaptor binds",
+    "ipcMode",
+    DEFAULTS.ipcMode,
+  );
+  opt(
+    "--ipc-group <group>",
+    "group (name or gid) of the ipc socket files the adaptor binds",
+    "ipcGroup",
+    "the adaptor's",
+  );
+  cmd.command("keygen")
+    .argument("<path>", "where to write the public certificate; the secret one goes to PATH_secret")
+    .description(
+      "write a new CURVE certificate pair (CZMQ format) to PATH and PATH_secret, never overwriting",
+    )
+    .helpOption("-h, --help", "show this help")
+    .action((path: string) => {
+      keygenPath = path;
+    });
+  // With a subcommand defined, commander needs a root action to run without one.
+  cmd.action(() => {});
   return cmd;
 }
+
+// Set by the keygen subcommand's action during parsing.
+let keygenPath: string | undefined;
 
 /** The help text, as `-h` prints it. */
 export function helpText(): string {
@@ -117,11 +160,14 @@ export function parseArgs(
 ): Invocation {
   const cmd = program();
   let help = "";
-  cmd.exitOverride().configureOutput({
-    writeOut: (text) => (help += text),
-    writeErr: () => {},
-    outputError: () => {},
-  });
+  for (const command of [cmd, ...cmd.commands]) {
+    command.exitOverride().configureOutput({
+      writeOut: (text) => (help += text),
+      writeErr: () => {},
+      outputError: () => {},
+    });
+  }
+  keygenPath = undefined;
   try {
     cmd.parse([...argv], { from: "user" });
   } catch (error) {
@@ -129,11 +175,13 @@ export function parseArgs(
       return { kind: "help", text: help };
     }
     if (error instanceof CommanderError) {
-      throw new UsageError(error.message.replace(/^error: /, ""));
+      const inKeygen = argv.includes("keygen") ? "keygen: " : "";
+      throw new UsageError(inKeygen + error.message.replace(/^error: /, ""));
     }
     throw error;
   }
   const options = cmd.opts();
+  if (keygenPath !== undefined) return { kind: "keygen", path: keygenPath };
   if (options.version) return { kind: "version" };
 
   const input: Record<string, unknown> = {};

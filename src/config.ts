@@ -65,6 +65,14 @@ export interface Config {
   readonly ioThreads: number;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
+  /** Secret CURVE certificate (`--curve-cert`): makes the XPUB and the inbound SUB CURVE servers. */
+  readonly curveCert?: string;
+  /** Directory of client certificates (`--curve-clients`): only those keys may connect. */
+  readonly curveClients?: string;
+  /** Permissions given to every ipc socket file the adaptor binds (`--ipc-mode`). */
+  readonly ipcMode: number;
+  /** Group (name or gid) given to every ipc socket file the adaptor binds (`--ipc-group`). */
+  readonly ipcGroup?: string;
 }
 
 /** Defaults of every setting; the endpoint defaults are the C original's. */
@@ -86,6 +94,8 @@ export const DEFAULTS = {
   ioThreads: 1,
   logLevel: "info" as LogLevel,
   logFormat: "text" as LogFormat,
+  /** Owner and group may connect (publish, pull); others may not. */
+  ipcMode: "0660",
 } as const;
 
 /** Each endpoint role: its flag (for messages) and what an unprefixed endpoint does. */
@@ -160,7 +170,11 @@ export type ConfigInput =
   & {
     [K in Role]?: readonly string[];
   }
-  & Partial<Omit<Config, Role>>;
+  & Partial<Omit<Config, Role | "ipcMode">>
+  & {
+    /** Octal text ("0660", "660") or a number. */
+    ipcMode?: string | number;
+  };
 
 /**
  * Builds the validated `Config` from raw values, filling defaults.
@@ -179,6 +193,13 @@ export function makeConfig(input: ConfigInput = {}): Config {
   const listen = inbound ? endpoints("listen", listenGiven, [DEFAULTS.listen]) : [];
   const push = inbound ? endpoints("push", input.push, [DEFAULTS.push]) : [];
   checkDistinct([["bind", bind], ["publish", publish], ["listen", listen], ["push", push]]);
+  const curveCert = optionalText(input.curveCert);
+  const curveClients = optionalText(input.curveClients);
+  if (curveClients !== undefined && curveCert === undefined) {
+    throw new UsageError(
+      `--curve-clients '${curveClients}': needs --curve-cert (the server's secret certificate)`,
+    );
+  }
 
   return {
     bind,
@@ -202,7 +223,32 @@ export function makeConfig(input: ConfigInput = {}): Config {
     ioThreads: integer("--io-threads", input.ioThreads ?? DEFAULTS.ioThreads, 1, 64),
     logLevel: oneOf("--log-level", input.logLevel ?? DEFAULTS.logLevel, LOG_LEVELS),
     logFormat: oneOf("--log-format", input.logFormat ?? DEFAULTS.logFormat, LOG_FORMATS),
+    ...(curveCert !== undefined ? { curveCert } : {}),
+    ...(curveClients !== undefined ? { curveClients } : {}),
+    ipcMode: fileMode("--ipc-mode", input.ipcMode ?? DEFAULTS.ipcMode),
+    ...(optionalText(input.ipcGroup) !== undefined ? { ipcGroup: groupName(input.ipcGroup!.trim()) } : {}),
   };
+}
+
+function optionalText(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === "" ? undefined : value.trim();
+}
+
+/** Permission bits from octal text: "0660", "660", "0o660". No setuid/setgid/sticky bits. */
+export function fileMode(flag: string, value: string | number): number {
+  if (typeof value === "number") {
+    if (Number.isInteger(value) && value >= 0 && value <= 0o777) return value;
+  } else {
+    const match = /^\s*(?:0o?)?([0-7]{1,3})\s*$/i.exec(value);
+    if (match) return parseInt(match[1], 8);
+  }
+  const shown = typeof value === "number" ? `0${value.toString(8)}` : value;
+  throw new UsageError(`${flag} '${shown}': expected an octal mode from 000 to 0777, e.g. 0660`);
+}
+
+function groupName(text: string): string {
+  if (/^\d+$/.test(text) || /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/.test(text)) return text;
+  throw new UsageError(`--ipc-group '${text}': expected a group name or a numeric gid`);
 }
 
 /**

@@ -12,7 +12,7 @@
  * adaptor ever starts. Receive loops end when the context is shut down.
  */
 
-import { log } from "./log.ts";
+import { literal, log } from "./log.ts";
 import {
   type Context,
   type Frames,
@@ -28,6 +28,8 @@ import {
 export interface PeerEndpoint {
   readonly address: string;
   readonly mode: "bind" | "connect";
+  /** CURVE client keys, when the adaptor's socket there is a CURVE server (all Z85). */
+  readonly curve?: { readonly serverKey: string; readonly publicKey: string; readonly secretKey: string };
 }
 
 /** A running tap: `stop()` clears its timer; its loop ends when the context shuts down. */
@@ -73,6 +75,7 @@ function peerSocket(ctx: Context, type: number, peer: PeerEndpoint): Socket {
   const socket = ctx.socket(type);
   socket.setInt(ZMQ_LINGER, 0);
   if (type === ZMQ_SUB) socket.setBytes(ZMQ_SUBSCRIBE, "");
+  if (peer.curve) socket.curveClient(peer.curve);
   if (peer.mode === "bind") socket.bind(peer.address);
   else socket.connect(peer.address);
   return socket;
@@ -126,7 +129,7 @@ function receiveLoop(socket: Socket, label: string, sent?: SentTimes): Tap {
       window.add(sent?.take(decoder.decode(frames[0])));
       if (printed < PRINT_PER_SECOND) {
         printed++;
-        debugLog().info(`${label} ${text}`);
+        debugLog().info(literal(`${label} ${text}`));
       }
     }
     clearInterval(timer);
@@ -151,7 +154,7 @@ function sendLoop(ctx: Context, type: number, peer: PeerEndpoint, make: () => st
     sent?.record(payload);
     try {
       socket.trySend(payload);
-      debugLog().info(` ... sending:${payload}`);
+      debugLog().info(literal(` ... sending:${payload}`));
     } catch (error) {
       debugLog().warn(`test sender stopped: ${(error as Error).message}`);
       stop();

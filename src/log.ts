@@ -54,3 +54,12 @@ export function setupLogging(
 export function log(...category: string[]): Logger {
   return getLogger(["adaptor", ...category]);
 }
+
+/**
+ * `text` made safe as a whole log message: LogTape reads `{name}` as a placeholder, and Z85
+ * keys, paths and JSON usage events contain braces. Doubled braces print as one, but only in a
+ * message that has a `{` at all (LogTape leaves a message without one untouched).
+ */
+export function literal(text: string): string {
+  return text.includes("{") ? text.replace(/[{}]/g, (brace) => brace + brace) : text;
+}

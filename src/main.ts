@@ -9,7 +9,8 @@ import process from "node:process";
 import { startAdaptor } from "./adaptor.ts";
 import { parseArgs } from "./cli.ts";
 import { exitCodeOf, oneLine } from "./errors.ts";
-import { log, setupLogging } from "./log.ts";
+import { literal, log, setupLogging } from "./log.ts";
+import { keygen } from "./security.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
 import { zmqVersion } from "./zmq.ts";
 
@@ -26,6 +27,14 @@ export async function main(argv: readonly string[], env: Record<string, string>)
     console.log(`${PROGRAM} ${ADAPTOR_VERSION} (ZeroMQ ${zmqVersion()}, Deno ${Deno.version.deno})`);
     return 0;
   }
+  if (invocation.kind === "keygen") {
+    const { publicPath, secretPath, publicKey } = keygen(invocation.path);
+    console.log(
+      `wrote ${publicPath} (public: give it to the other side) and ${secretPath} (secret, mode 0600)`,
+    );
+    console.log(`public key: ${publicKey}`);
+    return 0;
+  }
   const { config } = invocation;
   setupLogging({ level: config.logLevel, format: config.logFormat });
   if (config.test) log().info("RUNNING IN TEST MODE & DEBUG MODE for XPUB -> XSUB");
@@ -37,11 +46,17 @@ export async function main(argv: readonly string[], env: Record<string, string>)
   const signalled = new Promise<string>((resolve) => {
     for (const signal of SIGNALS) Deno.addSignalListener(signal, () => resolve(signal));
   });
+  // SIGHUP rereads --curve-clients (`systemctl reload`); it never kills the adaptor.
+  let reload = () => log().info("SIGHUP during start-up: the clients directory is being read anyway");
+  Deno.addSignalListener("SIGHUP", () => reload());
   const adaptor = await startAdaptor(config);
+  reload = () => {
+    if (!adaptor.reloadClients()) log().info("SIGHUP: nothing to reload (no --curve-clients)");
+  };
   log().info(`${PROGRAM} ${ADAPTOR_VERSION} ready (pid ${Deno.pid})`);
   const reason = await Promise.race([signalled, adaptor.failure.then((why) => `failure: ${why}`)]);
   const failed = reason.startsWith("failure");
-  if (failed) log().error(reason);
+  if (failed) log().error(literal(reason));
   else log().info(`${reason} received, stopping`);
   await adaptor.stop();
   log().info("stopped");

@@ -10,8 +10,10 @@ import { type Context, decodeMonitorEvent, type Socket, ZMQ_LINGER, ZMQ_PAIR } f
 export interface SocketEvent {
   /** libzmq's event name in lower case: listening, accepted, connected, disconnected, closed… */
   readonly name: string;
-  /** The endpoint the event concerns. */
+  /** The endpoint the event concerns (the local one of a bound socket). */
   readonly endpoint: string;
+  /** The peer's address (e.g. `tcp://10.0.0.7:51234`) where libzmq reports it, else "". */
+  readonly remote: string;
   /** The event's value: a file descriptor, an errno or a reconnect interval, by event. */
   readonly value: number;
 }
@@ -33,7 +35,7 @@ export function monitorSocket(
   onEvent: (event: SocketEvent) => void,
 ): Monitor {
   const address = `inproc://adaptor-monitor-${++monitorSeq}`;
-  socket.monitor(address);
+  const version = socket.monitor(address);
   const reader = ctx.socket(ZMQ_PAIR);
   reader.setInt(ZMQ_LINGER, 0);
   reader.connect(address);
@@ -41,9 +43,11 @@ export function monitorSocket(
     for (;;) {
       const frames = await reader.receive();
       if (!frames) break; // context shut down
-      const event = decodeMonitorEvent(frames);
+      const event = decodeMonitorEvent(frames, version);
       if (event?.name === "monitor_stopped") break;
-      if (event) onEvent({ name: event.name, endpoint: event.endpoint, value: event.value });
+      if (event) {
+        onEvent({ name: event.name, endpoint: event.endpoint, value: event.value, remote: event.remote });
+      }
     }
     reader.close();
   })();

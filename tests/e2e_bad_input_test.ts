@@ -122,6 +122,11 @@ Deno.test("--help and --version print to stdout and exit 0", async () => {
       "--test",
       "--sndhwm",
       "ADAPTOR_BIND",
+      "--curve-cert",
+      "--curve-clients",
+      "--ipc-mode",
+      "ADAPTOR_IPC_GROUP",
+      "keygen <path>",
     ]
   ) {
     assert.ok(text.includes(flag), `help lacks ${flag}`);
