@@ -13,6 +13,7 @@ import { type Config, type Endpoint, peerOf, type Role, ROLES } from "./config.t
 import { SentTimes, startDebugSubscriber, startInboundTest, startTestPublisher, type Tap } from "./debug.ts";
 import { Forwarder, type ProxyStatistics } from "./engine.ts";
 import { StartupError } from "./errors.ts";
+import { assessHealth, type Health } from "./health.ts";
 import { checkIpcPath, type OwnedSocketFile, ownSocketFile, removeOwnedFile } from "./ipc.ts";
 import { log } from "./log.ts";
 import { type Monitor, monitorSocket, type SocketEvent } from "./monitor.ts";
@@ -50,9 +51,17 @@ export interface AdaptorHandle {
   readonly config: Config;
   /** The addresses each role actually bound or connected (wildcard ports resolved). */
   readonly endpoints: Readonly<Record<Role, readonly string[]>>;
-  /** Exact forwarding counters of each running channel. */
-  statistics(): Promise<Partial<Record<ChannelName, ProxyStatistics>>>;
-  /** Whether every channel's proxy is running. */
+  /** The channels this adaptor runs: always "main", "inbound" with -l/-r. */
+  readonly channels: readonly ChannelName[];
+  /**
+   * Exact forwarding counters of each running channel, asked of the proxies in parallel. With
+   * `timeoutMs`, a channel whose proxy does not answer in time (blocked sending to a full
+   * PUSH) is left out rather than awaited.
+   */
+  statistics(options?: { timeoutMs?: number }): Promise<Partial<Record<ChannelName, ProxyStatistics>>>;
+  /** Ok while every proxy runs and every ipc socket file bound is still ours; else why not. */
+  health(): Health;
+  /** `health().ok`. */
   readonly healthy: boolean;
   /** Resolves (never rejects) if a channel's proxy ends while the adaptor was not stopping. */
   readonly failure: Promise<string>;
@@ -72,7 +81,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     for (const endpoint of config[role]) {
       if (endpoint.mode === "bind" && endpoint.ipcPath) {
         const state = await checkIpcPath(endpoint.ipcPath, describe(role, endpoint));
-        if (state === "stale") log().info(`Replacing stale socket file ${endpoint.ipcPath}`);
+        if (state === "stale") log().info("Replacing stale socket file {path}", { path: endpoint.ipcPath });
       }
     }
   }
@@ -93,7 +102,13 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       const name = `${ROLES[role].socket}`;
       monitors.push(monitorSocket(ctx, socket, (event) => {
         if (config.debug) {
-          socketLog.info(`${name} ${event.endpoint}: ${event.name} (${event.value})`);
+          socketLog.info("{socket} {endpoint}: {event} ({value})", {
+            channel,
+            socket: name,
+            endpoint: event.endpoint,
+            event: event.name,
+            value: event.value,
+          });
         }
         hooks.onSocketEvent?.(channel, role, event);
       }));
@@ -112,7 +127,12 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
         const file = ownSocketFile(endpoint.ipcPath);
         if (file) owned.push(file);
       }
-      log().info(`${ROLES[role].socket} ${endpoint.mode === "bind" ? "bound" : "connecting"} ${resolved}`);
+      log().info("{socket} {action} {endpoint}", {
+        channel,
+        socket: ROLES[role].socket,
+        action: endpoint.mode === "bind" ? "bound" : "connecting",
+        endpoint: resolved,
+      });
     }
     return socket;
   };
@@ -140,7 +160,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     const xsub = open("main", "bind", ZMQ_XSUB);
     const xpub = open("main", "publish", ZMQ_XPUB);
     channels.push({ name: "main", forwarder: Forwarder.start(ctx, xsub, xpub) });
-    log().info(`Forwarding XSUB -> XPUB (ZeroMQ ${zmqVersion()})`);
+    log().info("Forwarding XSUB -> XPUB (ZeroMQ {zmqVersion})", { zmqVersion: zmqVersion() });
     if (config.listen.length > 0) {
       const sub = open("inbound", "listen", ZMQ_SUB);
       const push = open("inbound", "push", ZMQ_PUSH);
@@ -174,19 +194,29 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     }
   });
 
+  const health = () =>
+    assessHealth({
+      stopping,
+      channels: channels.map((c) => ({ name: c.name, running: c.forwarder.running })),
+      socketFiles: owned,
+    });
   let stopped: Promise<void> | undefined;
   return {
     config,
     endpoints,
+    channels: channels.map((c) => c.name),
+    health,
     get healthy() {
-      return !stopping && channels.every((c) => c.forwarder.running);
+      return health().ok;
     },
     failure,
-    async statistics() {
+    async statistics(options = {}) {
       const result: Partial<Record<ChannelName, ProxyStatistics>> = {};
-      for (const { name, forwarder } of channels) {
-        if (forwarder.running) result[name] = await forwarder.statistics();
-      }
+      await Promise.all(channels.map(async ({ name, forwarder }) => {
+        if (!forwarder.running) return;
+        const stats = await withTimeout(forwarder.statistics(), options.timeoutMs).catch(() => undefined);
+        if (stats) result[name] = stats;
+      }));
       return result;
     },
     stop() {
@@ -195,6 +225,14 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       return stopped;
     },
   };
+}
+
+/** `promise`, or undefined once `ms` have passed (never, when `ms` is undefined). */
+function withTimeout<T>(promise: Promise<T>, ms: number | undefined): Promise<T | undefined> {
+  if (ms === undefined) return promise;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), ms));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** How messages name an endpoint: "-b/--bind 'ipc:///tmp/q'". */
@@ -221,4 +259,4 @@ function applyOptions(socket: Socket, config: Config, endpoints: readonly Endpoi
   if (endpoints.some((e) => e.address.includes("["))) socket.setInt(ZMQ_IPV6, 1);
 }
 
-export type { ProxyStatistics };
+export type { Health, ProxyStatistics };

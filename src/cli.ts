@@ -36,6 +36,7 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   ioThreads: { env: "ADAPTOR_IO_THREADS", kind: "number" },
   logLevel: { env: "ADAPTOR_LOG_LEVEL", kind: "text" },
   logFormat: { env: "ADAPTOR_LOG_FORMAT", kind: "text" },
+  metrics: { env: "ADAPTOR_METRICS", kind: "text" },
 };
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -85,6 +86,7 @@ function program(): Command {
   opt("--io-threads <n>", "libzmq I/O threads", "ioThreads", DEFAULTS.ioThreads);
   opt("--log-level <level>", "debug, info, warning or error", "logLevel", DEFAULTS.logLevel);
   opt("--log-format <format>", "text or json (JSON lines)", "logFormat", DEFAULTS.logFormat);
+  opt("--metrics <host:port>", "serve Prometheus /metrics and /healthz over HTTP", "metrics", "off");
   return cmd;
 }
 

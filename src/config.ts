@@ -33,6 +33,14 @@ export type LogLevel = typeof LOG_LEVELS[number];
 export const LOG_FORMATS = ["text", "json"] as const;
 export type LogFormat = typeof LOG_FORMATS[number];
 
+/** A TCP address for an HTTP listener, e.g. the metrics server's `127.0.0.1:6002`. */
+export interface ListenAddress {
+  /** An IP address or host name; `0.0.0.0` for all IPv4 interfaces. */
+  readonly hostname: string;
+  /** 0 asks the system for any free port. */
+  readonly port: number;
+}
+
 /** The whole configuration of one adaptor process. */
 export interface Config {
   /** XSUB endpoints where gateway workers PUB-connect (`-b`). */
@@ -61,6 +69,8 @@ export interface Config {
   readonly ioThreads: number;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
+  /** Where to serve `/metrics` and `/healthz` over HTTP (`--metrics`); undefined: off. */
+  readonly metrics?: ListenAddress;
 }
 
 /** Defaults of every setting; the endpoint defaults are the C original's. */
@@ -149,12 +159,30 @@ function checkTcp(rest: string, mode: Mode, bad: (why: string) => UsageError): v
   }
 }
 
+/**
+ * Parses `HOST:PORT` for an HTTP listener: `127.0.0.1:6002`, `[::1]:6002`, a host name, or
+ * `:6002` / `*:6002` for every IPv4 interface. Throws `UsageError` naming `flag` and the value.
+ */
+export function parseListenAddress(text: string, flag: string): ListenAddress {
+  const bad = () =>
+    new UsageError(`${flag} '${text}': expected HOST:PORT, e.g. 127.0.0.1:6002, [::1]:6002 or :6002`);
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.*-]*):(\d{1,5})$/.exec(text.trim());
+  if (!match) throw bad();
+  const [, host, portText] = match;
+  const port = Number(portText);
+  if (port > 65535) throw new UsageError(`${flag} '${text}': port ${port} is not from 0 to 65535`);
+  if (host === "" || host === "*") return { hostname: "0.0.0.0", port };
+  if (host.includes("*")) throw bad();
+  return { hostname: host.startsWith("[") ? host.slice(1, -1) : host, port };
+}
+
 /** The endpoint lists and settings a `Config` is made of, before validation. */
 export type ConfigInput =
   & {
     [K in Role]?: readonly string[];
   }
-  & Partial<Omit<Config, Role>>;
+  & Partial<Omit<Config, Role | "metrics">>
+  & { readonly metrics?: string };
 
 /**
  * Builds the validated `Config` from raw values, filling defaults.
@@ -189,6 +217,7 @@ export function makeConfig(input: ConfigInput = {}): Config {
     ioThreads: integer("--io-threads", input.ioThreads ?? DEFAULTS.ioThreads, 1, 64),
     logLevel: oneOf("--log-level", input.logLevel ?? DEFAULTS.logLevel, LOG_LEVELS),
     logFormat: oneOf("--log-format", input.logFormat ?? DEFAULTS.logFormat, LOG_FORMATS),
+    metrics: input.metrics === undefined ? undefined : parseListenAddress(input.metrics, "--metrics"),
   };
 }
 

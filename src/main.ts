@@ -10,6 +10,8 @@ import { startAdaptor } from "./adaptor.ts";
 import { parseArgs } from "./cli.ts";
 import { exitCodeOf, oneLine } from "./errors.ts";
 import { log, setupLogging } from "./log.ts";
+import { AdaptorMetrics } from "./metrics.ts";
+import { serveMetrics } from "./metrics_server.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
 import { zmqVersion } from "./zmq.ts";
 
@@ -37,13 +39,24 @@ export async function main(argv: readonly string[], env: Record<string, string>)
   const signalled = new Promise<string>((resolve) => {
     for (const signal of SIGNALS) Deno.addSignalListener(signal, () => resolve(signal));
   });
-  const adaptor = await startAdaptor(config);
-  log().info(`${PROGRAM} ${ADAPTOR_VERSION} ready (pid ${Deno.pid})`);
+  // The metrics port is bound first: a busy one fails the start before any ZeroMQ socket exists.
+  const metrics = config.metrics ? new AdaptorMetrics() : undefined;
+  const server = config.metrics ? serveMetrics(config.metrics, metrics!) : undefined;
+  const adaptor = await startAdaptor(config, metrics?.hooks).catch(async (error) => {
+    await server?.stop();
+    throw error;
+  });
+  metrics?.attach(adaptor);
+  log().info("{program} {version} ready (pid {pid})", {
+    program: PROGRAM,
+    version: ADAPTOR_VERSION,
+    pid: Deno.pid,
+  });
   const reason = await Promise.race([signalled, adaptor.failure.then((why) => `failure: ${why}`)]);
   const failed = reason.startsWith("failure");
-  if (failed) log().error(reason);
-  else log().info(`${reason} received, stopping`);
-  await adaptor.stop();
+  if (failed) log().error("{reason}", { reason });
+  else log().info("{signal} received, stopping", { signal: reason });
+  await Promise.all([server?.stop(), adaptor.stop()]);
   log().info("stopped");
   return failed ? 1 : 0;
 }
