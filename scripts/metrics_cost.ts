@@ -3,7 +3,8 @@
  * second process (a few publishers on the XSUB, one subscriber reading everything from the
  * XPUB); this process compares the forwarded rate in rounds without scrapes and with a scrape
  * every 100 ms, and times the scrapes. Rates come from the adaptor's own counters (first and
- * last scrape of a round). A measurement for docs/operations.md, not a test:
+ * last scrape of a round). First, idle, it measures the adaptor's CPU time per scrape.
+ * A measurement for docs/operations.md, not a test:
  *
  *   deno run --allow-all scripts/metrics_cost.ts [seconds-per-round] [rounds] [publishers]
  */
@@ -40,6 +41,13 @@ async function measure(seconds: number, rounds: number, publisherCount: number):
   let flooder: Deno.ChildProcess | undefined;
   try {
     await adaptor.ready();
+    // The adaptor's CPU per scrape, measured idle: its own counter over 500 scrapes.
+    const cpu = async () => value(await scrape(url), "process_cpu_seconds_total")!;
+    const cpuBefore = await cpu();
+    for (let i = 0; i < 500; i++) await scrape(url);
+    const perScrape = ((await cpu()) - cpuBefore) / 501;
+    console.log(`adaptor CPU per scrape (idle, 500 scrapes): ${(perScrape * 1000).toFixed(2)} ms`);
+
     flooder = new Deno.Command(Deno.execPath(), {
       args: ["run", "--allow-all", import.meta.filename!, "flood", xsub, xpub, String(publisherCount)],
       stdout: "null",
@@ -49,6 +57,7 @@ async function measure(seconds: number, rounds: number, publisherCount: number):
       value(await scrape(url), "adaptor_messages_forwarded_total", { channel: "main" })!;
     while ((await forwarded()) < 100_000) await sleep(200); // started and warmed up
     console.log(`${publisherCount} publishers, 1 subscriber, 200-byte messages, ${seconds} s rounds`);
+    const rates: Record<"without" | "with", number[]> = { without: [], with: [] };
     for (let round = 1; round <= rounds; round++) {
       for (const scraping of [false, true]) {
         const latencies: number[] = [];
@@ -63,6 +72,7 @@ async function measure(seconds: number, rounds: number, publisherCount: number):
         }
         if (!scraping) await sleep(seconds * 1000);
         const rate = ((await forwarded()) - before) / ((performance.now() - start) / 1000);
+        rates[scraping ? "with" : "without"].push(rate);
         latencies.sort((a, b) => a - b);
         const scrapes = latencies.length === 0 ? "" : ` (${latencies.length} scrapes, median ` +
           `${latencies[latencies.length >> 1].toFixed(1)} ms, max ${latencies.at(-1)!.toFixed(1)} ms)`;
@@ -72,6 +82,13 @@ async function measure(seconds: number, rounds: number, publisherCount: number):
         );
       }
     }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+    const [without, withScrapes] = [median(rates.without), median(rates.with)];
+    console.log(
+      `median without ${Math.round(without).toLocaleString("en")} msg/s, with ` +
+        `${Math.round(withScrapes).toLocaleString("en")} msg/s ` +
+        `(${((withScrapes / without - 1) * 100).toFixed(1)}%); load average ${Deno.loadavg().join(" ")}`,
+    );
   } finally {
     flooder?.kill("SIGKILL");
     await flooder?.status;

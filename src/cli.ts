@@ -125,13 +125,26 @@ export function parseArgs(
   if (options.version) return { kind: "version" };
 
   const input: Record<string, unknown> = {};
+  const fromEnvironmentOnly: string[] = [];
   for (const [key, { env: name, kind }] of Object.entries(ENV)) {
     const fromFlag = options[key];
     const fromEnv = env[name];
     if (fromFlag !== undefined) input[key] = kind === "number" ? number(flagOf(key), fromFlag) : fromFlag;
-    else if (fromEnv !== undefined && fromEnv !== "") input[key] = fromEnvironment(name, kind, fromEnv);
+    else if (fromEnv !== undefined && fromEnv !== "") {
+      input[key] = fromEnvironment(name, kind, fromEnv);
+      fromEnvironmentOnly.push(key);
+    }
   }
-  return { kind: "run", config: makeConfig(input as ConfigInput) };
+  try {
+    return { kind: "run", config: makeConfig(input as ConfigInput) };
+  } catch (error) {
+    // makeConfig names the flag; when the value came from the environment, name the variable.
+    const key = fromEnvironmentOnly.find((k) =>
+      error instanceof UsageError && error.message.startsWith(`${flagOf(k)} '`)
+    );
+    if (key === undefined) throw error;
+    throw new UsageError(ENV[key as Key].env + (error as Error).message.slice(flagOf(key).length));
+  }
 }
 
 function flagOf(key: string): string {

@@ -115,12 +115,17 @@ export class AdaptorMetrics {
     return this.#peers.get(role)?.size ?? 0;
   }
 
-  #onSocketEvent(channel: ChannelName, role: Role, event: SocketEvent): void {
+  /** The counter of `event` on `role`'s socket, created at 0. */
+  #eventCounter(channel: ChannelName, role: Role, event: string): { count: number } {
     const socket = ROLES[role].socket;
-    const key = `${channel}|${socket}|${event.name}`;
-    const counted = this.#events.get(key);
-    if (counted) counted.count++;
-    else this.#events.set(key, { labels: { channel, socket, event: event.name }, count: 1 });
+    const key = `${channel}|${socket}|${event}`;
+    let counter = this.#events.get(key);
+    if (!counter) this.#events.set(key, counter = { labels: { channel, socket, event }, count: 0 });
+    return counter;
+  }
+
+  #onSocketEvent(channel: ChannelName, role: Role, event: SocketEvent): void {
+    this.#eventCounter(channel, role, event.name).count++;
     let peers = this.#peers.get(role);
     if (!peers) this.#peers.set(role, peers = new Set());
     if (OPENS.has(event.name)) peers.add(event.value);
@@ -133,6 +138,10 @@ export class AdaptorMetrics {
     const channels = handle?.channels ?? [];
     const fresh = handle ? await handle.statistics({ timeoutMs: this.#statisticsTimeoutMs }) : {};
     for (const channel of channels) {
+      // Connection events exist from the start, at 0, so that rate() and alerts see them.
+      for (const role of Object.values(CHANNEL_SIDES[channel])) {
+        for (const event of [...OPENS, CLOSES]) this.#eventCounter(channel, role, event);
+      }
       const stats = fresh[channel];
       if (stats) this.#lastStatistics[channel] = stats;
       else this.#unanswered.set(channel, (this.#unanswered.get(channel) ?? 0) + 1);
