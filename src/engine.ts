@@ -35,6 +35,12 @@ export interface ProxyStatistics {
 
 let controlSeq = 0;
 
+/**
+ * A proxy answers commands between bursts, within microseconds; one that has not answered for
+ * this long is blocked inside a send (a PUSH whose peers stopped reading).
+ */
+const BLOCKED_AFTER_MS = 100;
+
 /** One running proxy between two sockets. */
 export class Forwarder {
   /** Resolves with libzmq's result when the proxy ends: 0 after TERMINATE, -1 on ETERM. */
@@ -44,6 +50,8 @@ export class Forwarder {
   #queue: Promise<unknown> = Promise.resolve();
   #pendingReply: Promise<unknown> = Promise.resolve();
   #statistics: Promise<ProxyStatistics> | undefined;
+  /** When the request now in flight was sent (performance.now()), if one is. */
+  #awaitingReplySince: number | undefined;
   #running = true;
 
   private constructor(ctx: Context, frontend: Socket, backend: Socket) {
@@ -88,12 +96,18 @@ export class Forwarder {
   /**
    * Asks the proxy to end and waits up to `timeoutMs`. Returns whether it ended; if not, the
    * caller shuts the context down, which ends it with ETERM. The wait covers a TERMINATE still
-   * queued behind an unanswered request (a proxy blocked in a send answers nothing).
+   * queued behind an unanswered request (a proxy blocked in a send answers nothing); when a
+   * request has already waited `BLOCKED_AFTER_MS` for its answer, the proxy is known to be
+   * blocked and stop() does not wait at all.
    */
   async stop(timeoutMs = 500): Promise<boolean> {
     const ended = this.done.then(() => true);
     if (this.#running) {
       this.#command("TERMINATE", false).catch(() => {}); // fails only if the proxy already ended
+    }
+    const waiting = this.#awaitingReplySince;
+    if (waiting !== undefined && performance.now() - waiting >= BLOCKED_AFTER_MS) {
+      return Promise.race([ended, Promise.resolve(false)]);
     }
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), timeoutMs));
@@ -120,12 +134,17 @@ export class Forwarder {
       if (!expectReply) return undefined;
       // This libzmq acknowledges other commands with an empty message, even on a PAIR;
       // skip such acks: the statistics reply is the 8-frame one.
-      for (;;) {
-        const receiving = this.#control.receive();
-        this.#pendingReply = receiving;
-        const reply = await Promise.race([receiving, this.done.then(() => undefined)]);
-        if (!reply) throw new Error(`proxy ended before answering ${name}`);
-        if (reply.length === 8) return reply;
+      this.#awaitingReplySince = performance.now();
+      try {
+        for (;;) {
+          const receiving = this.#control.receive();
+          this.#pendingReply = receiving;
+          const reply = await Promise.race([receiving, this.done.then(() => undefined)]);
+          if (!reply) throw new Error(`proxy ended before answering ${name}`);
+          if (reply.length === 8) return reply;
+        }
+      } finally {
+        this.#awaitingReplySince = undefined;
       }
     };
     const result = this.#queue.then(run, run);

@@ -258,7 +258,7 @@ Deno.test("a scrape while the inbound proxy is blocked on a full PUSH answers wi
     assert.ok(value(series, "adaptor_messages_forwarded_total", { channel: "main" }) !== undefined);
     const { status, ms } = await a.adaptor.stop("SIGTERM");
     assert.equal(status.code, 0, a.adaptor.lines.join("\n"));
-    assert.ok(ms < 2000, `took ${ms.toFixed(0)} ms to exit`);
+    assert.ok(ms < 2000, `took ${ms.toFixed(0)} ms to exit:\n${a.adaptor.lines.join("\n")}`);
   } finally {
     a.adaptor.kill("SIGKILL");
     await peers.close();
