@@ -31,6 +31,7 @@ import {
   removeOwnedFile,
   resolveGroup,
 } from "./ipc.ts";
+import { assessHealth, type Health } from "./health.ts";
 import { literal, log } from "./log.ts";
 import { type Monitor, monitorSocket, type SocketEvent } from "./monitor.ts";
 import {
@@ -85,9 +86,17 @@ export interface AdaptorHandle {
   readonly config: Config;
   /** The addresses each role actually bound or connected (wildcard ports resolved). */
   readonly endpoints: Readonly<Record<Role, readonly string[]>>;
-  /** Exact forwarding counters of each running channel. */
-  statistics(): Promise<Partial<Record<ChannelName, ProxyStatistics>>>;
-  /** Whether every channel's proxy is running. */
+  /** The channels this adaptor runs: always "main", "inbound" with -l/-r. */
+  readonly channels: readonly ChannelName[];
+  /**
+   * Exact forwarding counters of each running channel, asked of the proxies in parallel. With
+   * `timeoutMs`, a channel whose proxy does not answer in time (blocked sending to a full
+   * PUSH) is left out rather than awaited.
+   */
+  statistics(options?: { timeoutMs?: number }): Promise<Partial<Record<ChannelName, ProxyStatistics>>>;
+  /** Ok while every proxy runs and every ipc socket file bound is still ours; else why not. */
+  health(): Health;
+  /** `health().ok`. */
   readonly healthy: boolean;
   /** Resolves (never rejects) if a channel's proxy ends while the adaptor was not stopping. */
   readonly failure: Promise<string>;
@@ -145,7 +154,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     for (const endpoint of config[role]) {
       if (endpoint.mode === "bind" && endpoint.ipcPath) {
         const state = await checkIpcPath(endpoint.ipcPath, describe(role, endpoint));
-        if (state === "stale") log().info(literal(`Replacing stale socket file ${endpoint.ipcPath}`));
+        if (state === "stale") log().info("Replacing stale socket file {path}", { path: endpoint.ipcPath });
       }
     }
   }
@@ -210,7 +219,15 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
           const peer = dialled
             ? (event.endpoint ? ` via ${event.endpoint}` : "")
             : (/:\/\/./.test(event.remote) ? ` from ${event.remote}` : "");
-          socketLog.info(literal(`${name} ${where}: ${event.name} (${event.value})${peer}`));
+          socketLog.info("{socket} {endpoint}: {event} ({value}){peer}", {
+            channel,
+            socket: name,
+            endpoint: where,
+            event: event.name,
+            value: event.value,
+            remote: event.remote,
+            peer,
+          });
         }
         hooks.onSocketEvent?.(channel, role, event);
       }));
@@ -226,9 +243,12 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       }
       const resolved = endpoint.mode === "bind" ? socket.getString(ZMQ_LAST_ENDPOINT) : endpoint.address;
       endpoints[role].push(resolved);
-      log().info(
-        literal(`${ROLES[role].socket} ${endpoint.mode === "bind" ? "bound" : "connecting"} ${resolved}`),
-      );
+      log().info("{socket} {action} {endpoint}", {
+        channel,
+        socket: ROLES[role].socket,
+        action: endpoint.mode === "bind" ? "bound" : "connecting",
+        endpoint: resolved,
+      });
     }
     return socket;
   };
@@ -269,7 +289,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     const xsub = open("main", "bind", ZMQ_XSUB);
     const xpub = open("main", "publish", ZMQ_XPUB);
     channels.push({ name: "main", forwarder: Forwarder.start(ctx, xsub, xpub) });
-    log().info(`Forwarding XSUB -> XPUB (ZeroMQ ${zmqVersion()})`);
+    log().info("Forwarding XSUB -> XPUB (ZeroMQ {zmqVersion})", { zmqVersion: zmqVersion() });
     if (config.listen.length > 0) {
       const sub = open("inbound", "listen", ZMQ_SUB);
       const push = open("inbound", "push", ZMQ_PUSH);
@@ -306,12 +326,20 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     }
   });
 
+  const health = () =>
+    assessHealth({
+      stopping,
+      channels: channels.map((c) => ({ name: c.name, running: c.forwarder.running })),
+      socketFiles: owned,
+    });
   let stopped: Promise<void> | undefined;
   return {
     config,
     endpoints,
+    channels: channels.map((c) => c.name),
+    health,
     get healthy() {
-      return !stopping && channels.every((c) => c.forwarder.running);
+      return health().ok;
     },
     failure,
     get auth() {
@@ -322,11 +350,13 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       zap.reload();
       return true;
     },
-    async statistics() {
+    async statistics(options = {}) {
       const result: Partial<Record<ChannelName, ProxyStatistics>> = {};
-      for (const { name, forwarder } of channels) {
-        if (forwarder.running) result[name] = await forwarder.statistics();
-      }
+      await Promise.all(channels.map(async ({ name, forwarder }) => {
+        if (!forwarder.running) return;
+        const stats = await withTimeout(forwarder.statistics(), options.timeoutMs).catch(() => undefined);
+        if (stats) result[name] = stats;
+      }));
       return result;
     },
     stop() {
@@ -381,6 +411,14 @@ function warnAboutExposure(config: Config, cert?: SecretCertificate, clients?: C
   }
 }
 
+/** `promise`, or undefined once `ms` have passed (never, when `ms` is undefined). */
+function withTimeout<T>(promise: Promise<T>, ms: number | undefined): Promise<T | undefined> {
+  if (ms === undefined) return promise;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), ms));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 /** How messages name an endpoint: "-b/--bind 'ipc:///tmp/q'". */
 function describe(role: Role, endpoint: Endpoint): string {
   return `${ROLES[role].flag} '${endpoint.address}'`;
@@ -407,4 +445,4 @@ function applyOptions(socket: Socket, config: Config, endpoints: readonly Endpoi
   if (endpoints.some((e) => e.address.includes("["))) socket.setInt(ZMQ_IPV6, 1);
 }
 
-export type { ProxyStatistics };
+export type { Health, ProxyStatistics };

@@ -43,6 +43,7 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   curveClients: { env: "ADAPTOR_CURVE_CLIENTS", kind: "text" },
   ipcMode: { env: "ADAPTOR_IPC_MODE", kind: "text" },
   ipcGroup: { env: "ADAPTOR_IPC_GROUP", kind: "text" },
+  metrics: { env: "ADAPTOR_METRICS", kind: "text" },
 };
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -137,6 +138,7 @@ function program(): Command {
     .action((path: string) => {
       keygenPath = path;
     });
+  opt("--metrics <host:port>", "serve Prometheus /metrics and /healthz over HTTP", "metrics", "off");
   // With a subcommand defined, commander needs a root action to run without one.
   cmd.action(() => {});
   return cmd;
@@ -185,13 +187,26 @@ export function parseArgs(
   if (options.version) return { kind: "version" };
 
   const input: Record<string, unknown> = {};
+  const fromEnvironmentOnly: string[] = [];
   for (const [key, { env: name, kind }] of Object.entries(ENV)) {
     const fromFlag = options[key];
     const fromEnv = env[name];
     if (fromFlag !== undefined) input[key] = kind === "number" ? number(flagOf(key), fromFlag) : fromFlag;
-    else if (fromEnv !== undefined && fromEnv !== "") input[key] = fromEnvironment(name, kind, fromEnv);
+    else if (fromEnv !== undefined && fromEnv !== "") {
+      input[key] = fromEnvironment(name, kind, fromEnv);
+      fromEnvironmentOnly.push(key);
+    }
   }
-  return { kind: "run", config: makeConfig(input as ConfigInput) };
+  try {
+    return { kind: "run", config: makeConfig(input as ConfigInput) };
+  } catch (error) {
+    // makeConfig names the flag; when the value came from the environment, name the variable.
+    const key = fromEnvironmentOnly.find((k) =>
+      error instanceof UsageError && error.message.startsWith(`${flagOf(k)} '`)
+    );
+    if (key === undefined) throw error;
+    throw new UsageError(ENV[key as Key].env + (error as Error).message.slice(flagOf(key).length));
+  }
 }
 
 function flagOf(key: string): string {

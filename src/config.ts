@@ -33,6 +33,14 @@ export type LogLevel = typeof LOG_LEVELS[number];
 export const LOG_FORMATS = ["text", "json"] as const;
 export type LogFormat = typeof LOG_FORMATS[number];
 
+/** A TCP address for an HTTP listener, e.g. the metrics server's `127.0.0.1:6002`. */
+export interface ListenAddress {
+  /** An IP address or host name; `0.0.0.0` for all IPv4 interfaces. */
+  readonly hostname: string;
+  /** 0 asks the system for any free port. */
+  readonly port: number;
+}
+
 /** The whole configuration of one adaptor process. */
 export interface Config {
   /** XSUB endpoints where gateway workers PUB-connect (`-b`). */
@@ -73,6 +81,8 @@ export interface Config {
   readonly ipcMode: number;
   /** Group (name or gid) given to every ipc socket file the adaptor binds (`--ipc-group`). */
   readonly ipcGroup?: string;
+  /** Where to serve `/metrics` and `/healthz` over HTTP (`--metrics`); undefined: off. */
+  readonly metrics?: ListenAddress;
 }
 
 /** Defaults of every setting; the endpoint defaults are the C original's. */
@@ -165,15 +175,33 @@ function checkTcp(rest: string, mode: Mode, bad: (why: string) => UsageError): v
   }
 }
 
+/**
+ * Parses `HOST:PORT` for an HTTP listener: `127.0.0.1:6002`, `[::1]:6002`, a host name, or
+ * `:6002` / `*:6002` for every IPv4 interface. Throws `UsageError` naming `flag` and the value.
+ */
+export function parseListenAddress(text: string, flag: string): ListenAddress {
+  const bad = () =>
+    new UsageError(`${flag} '${text}': expected HOST:PORT, e.g. 127.0.0.1:6002, [::1]:6002 or :6002`);
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.*-]*):(\d{1,5})$/.exec(text.trim());
+  if (!match) throw bad();
+  const [, host, portText] = match;
+  const port = Number(portText);
+  if (port > 65535) throw new UsageError(`${flag} '${text}': port ${port} is not from 0 to 65535`);
+  if (host === "" || host === "*") return { hostname: "0.0.0.0", port };
+  if (host.includes("*")) throw bad();
+  return { hostname: host.startsWith("[") ? host.slice(1, -1) : host, port };
+}
+
 /** The endpoint lists and settings a `Config` is made of, before validation. */
 export type ConfigInput =
   & {
     [K in Role]?: readonly string[];
   }
-  & Partial<Omit<Config, Role | "ipcMode">>
+  & Partial<Omit<Config, Role | "ipcMode" | "metrics">>
   & {
     /** Octal text ("0660", "660") or a number. */
     ipcMode?: string | number;
+    readonly metrics?: string;
   };
 
 /**
@@ -227,6 +255,7 @@ export function makeConfig(input: ConfigInput = {}): Config {
     ...(curveClients !== undefined ? { curveClients } : {}),
     ipcMode: fileMode("--ipc-mode", input.ipcMode ?? DEFAULTS.ipcMode),
     ...(optionalText(input.ipcGroup) !== undefined ? { ipcGroup: groupName(input.ipcGroup!.trim()) } : {}),
+    metrics: input.metrics === undefined ? undefined : parseListenAddress(input.metrics, "--metrics"),
   };
 }
 

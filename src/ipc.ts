@@ -89,11 +89,21 @@ export function ownSocketFile(path: string): OwnedSocketFile | undefined {
   }
 }
 
+/** Whether the socket file we bound is still there and still ours (for the health check). */
+export function socketFileState(file: OwnedSocketFile): "ours" | "missing" | "replaced" {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.lstatSync(file.path);
+  } catch {
+    return "missing";
+  }
+  return info.dev === file.dev && (info.ino ?? 0) === file.ino ? "ours" : "replaced";
+}
+
 /** Removes `file` if it is still the one we bound; returns whether it removed it. */
 export function removeOwnedFile(file: OwnedSocketFile): boolean {
+  if (socketFileState(file) !== "ours") return false;
   try {
-    const info = Deno.lstatSync(file.path);
-    if (info.dev !== file.dev || (info.ino ?? 0) !== file.ino) return false;
     Deno.removeSync(file.path);
     return true;
   } catch {

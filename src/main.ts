@@ -9,7 +9,9 @@ import process from "node:process";
 import { startAdaptor } from "./adaptor.ts";
 import { parseArgs } from "./cli.ts";
 import { exitCodeOf, oneLine } from "./errors.ts";
-import { literal, log, setupLogging } from "./log.ts";
+import { log, setupLogging } from "./log.ts";
+import { AdaptorMetrics } from "./metrics.ts";
+import { serveMetrics } from "./metrics_server.ts";
 import { keygen } from "./security.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
 import { zmqVersion } from "./zmq.ts";
@@ -49,16 +51,27 @@ export async function main(argv: readonly string[], env: Record<string, string>)
   // SIGHUP rereads --curve-clients (`systemctl reload`); it never kills the adaptor.
   let reload = () => log().info("SIGHUP during start-up: the clients directory is being read anyway");
   Deno.addSignalListener("SIGHUP", () => reload());
-  const adaptor = await startAdaptor(config);
+  // The metrics port is bound first: a busy one fails the start before any ZeroMQ socket exists.
+  const metrics = config.metrics ? new AdaptorMetrics() : undefined;
+  const server = config.metrics ? serveMetrics(config.metrics, metrics!) : undefined;
+  const adaptor = await startAdaptor(config, metrics?.hooks).catch(async (error) => {
+    await server?.stop();
+    throw error;
+  });
+  metrics?.attach(adaptor);
   reload = () => {
     if (!adaptor.reloadClients()) log().info("SIGHUP: nothing to reload (no --curve-clients)");
   };
-  log().info(`${PROGRAM} ${ADAPTOR_VERSION} ready (pid ${Deno.pid})`);
+  log().info("{program} {version} ready (pid {pid})", {
+    program: PROGRAM,
+    version: ADAPTOR_VERSION,
+    pid: Deno.pid,
+  });
   const reason = await Promise.race([signalled, adaptor.failure.then((why) => `failure: ${why}`)]);
   const failed = reason.startsWith("failure");
-  if (failed) log().error(literal(reason));
-  else log().info(`${reason} received, stopping`);
-  await adaptor.stop();
+  if (failed) log().error("{reason}", { reason });
+  else log().info("{signal} received, stopping", { signal: reason });
+  await Promise.all([server?.stop(), adaptor.stop()]);
   log().info("stopped");
   return failed ? 1 : 0;
 }

@@ -77,4 +77,10 @@ Deno.test("usage errors are UsageError with one line", () => {
   }
   assert.throws(() => parseArgs([], { ADAPTOR_LINGER: "x" }), /ADAPTOR_LINGER 'x'/);
   assert.throws(() => parseArgs([], { ADAPTOR_TEST: "sure" }), /ADAPTOR_TEST 'sure'/);
+  assert.throws(
+    () => parseArgs([], { ADAPTOR_METRICS: "6002" }),
+    /^UsageError: ADAPTOR_METRICS '6002': expected HOST:PORT/,
+  );
+  assert.throws(() => parseArgs([], { ADAPTOR_LOG_LEVEL: "loud" }), /^UsageError: ADAPTOR_LOG_LEVEL 'loud'/);
+  assert.throws(() => parseArgs(["--metrics", "6002"]), /^UsageError: --metrics '6002'/);
 });

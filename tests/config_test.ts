@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DEFAULTS, makeConfig, parseEndpoint, peerOf } from "../src/config.ts";
+import { DEFAULTS, makeConfig, parseEndpoint, parseListenAddress, peerOf } from "../src/config.ts";
 import { UsageError } from "../src/errors.ts";
 
 Deno.test("defaults are the C original's endpoints; the inbound channel is off", () => {
@@ -80,4 +80,32 @@ Deno.test("peerOf: peers connect where the adaptor binds (any-address made loopb
   assert.deepEqual(peerOf(xpub, "tcp://0.0.0.0:6001"), { address: "tcp://127.0.0.1:6001", mode: "connect" });
   const sub = parseEndpoint("tcp://127.0.0.1:5000", "listen");
   assert.deepEqual(peerOf(sub), { address: "tcp://127.0.0.1:5000", mode: "bind" });
+});
+
+Deno.test("--metrics HOST:PORT: IPv4, [IPv6], host names, :PORT for all interfaces; off by default", () => {
+  assert.equal(makeConfig().metrics, undefined);
+  assert.deepEqual(makeConfig({ metrics: "127.0.0.1:6002" }).metrics, { hostname: "127.0.0.1", port: 6002 });
+  assert.deepEqual(parseListenAddress("[::1]:6002", "--metrics"), { hostname: "::1", port: 6002 });
+  assert.deepEqual(parseListenAddress("localhost:0", "--metrics"), { hostname: "localhost", port: 0 });
+  assert.deepEqual(parseListenAddress(":9100", "--metrics"), { hostname: "0.0.0.0", port: 9100 });
+  assert.deepEqual(parseListenAddress("*:9100", "--metrics"), { hostname: "0.0.0.0", port: 9100 });
+  for (
+    const bad of [
+      "6002",
+      "127.0.0.1",
+      "127.0.0.1:",
+      "http://127.0.0.1:6002",
+      "host:port",
+      "a*b:1",
+      "::1:6002",
+    ]
+  ) {
+    assert.throws(
+      () => makeConfig({ metrics: bad }),
+      (e: unknown) =>
+        e instanceof UsageError && e.message.startsWith(`--metrics '${bad}': expected HOST:PORT`),
+      bad,
+    );
+  }
+  assert.throws(() => makeConfig({ metrics: "127.0.0.1:70000" }), /--metrics '127.0.0.1:70000': port 70000/);
 });

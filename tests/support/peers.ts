@@ -134,11 +134,18 @@ export class Publisher {
 export class Receiver {
   readonly messages: Frames[] = [];
   readonly syncFrom = new Set<string>();
+  /** Sync messages received (single frames) and their bytes, for exact traffic counts. */
+  readonly sync = { messages: 0, bytes: 0 };
 
   take(frames: Frames): void {
     const first = decoder.decode(frames[0]);
-    if (first.startsWith(SYNC)) this.syncFrom.add(first.slice(SYNC.length));
-    else this.messages.push(frames);
+    if (first.startsWith(SYNC)) {
+      this.syncFrom.add(first.slice(SYNC.length));
+      this.sync.messages++;
+      this.sync.bytes += frames[0].length;
+    } else {
+      this.messages.push(frames);
+    }
   }
 
   /** The first frame of each message, as text. */
