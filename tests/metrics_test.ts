@@ -45,7 +45,9 @@ Deno.test("peers: accepted/connected add the fd, disconnected removes it; events
   const event = metrics.hooks.onSocketEvent!;
   const ep = "ipc:///tmp/q";
   event("main", "bind", { name: "listening", endpoint: ep, value: 9, remote: "" });
-  for (const fd of [20, 21, 22]) event("main", "bind", { name: "accepted", endpoint: ep, value: fd, remote: "" });
+  for (const fd of [20, 21, 22]) {
+    event("main", "bind", { name: "accepted", endpoint: ep, value: fd, remote: "" });
+  }
   event("main", "bind", { name: "handshake_succeeded", endpoint: ep, value: 0, remote: "" });
   event("main", "bind", { name: "disconnected", endpoint: ep, value: 21, remote: "" });
   event("main", "bind", { name: "disconnected", endpoint: ep, value: 21, remote: "" }); // never counted twice
