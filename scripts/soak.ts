@@ -252,7 +252,6 @@ console.log(
 start = performance.now();
 let sent = 0;
 const samples: Sample[] = [];
-let baseline: Sample | undefined;
 let lastReport = 0;
 let lastChurn = 0;
 let lastChurnPublisher = 0;
@@ -324,7 +323,7 @@ const loop = setInterval(() => {
 }, TICK_MS);
 
 await sleep(BASELINE_AT);
-baseline = await quiescentSample(performance.now() - start);
+const baseline = await quiescentSample(performance.now() - start);
 const baselinePauseMs = pausedMs;
 console.log(
   `baseline at ${(baseline.t / 1000).toFixed(0)}s: rss=${baseline.rssKiB} KiB ` +

@@ -5,30 +5,53 @@
  *   inbound  SUB  (-l) ──► PUSH (-u)    only when -l or -r is given
  *
  * Each channel is a native `Forwarder` (zmq_proxy_steerable). Around them: the ipc guard
- * (never take a live socket file) and its watch (say so when a socket file disappears),
- * socket monitors (always on: failed handshakes and disconnects are logged as warnings), the
- * protective socket options (frame size limit, handshake timeout, heartbeats), and the debug
- * taps of `-d/-t/-r`. `startAdaptor` either returns a running handle or throws with nothing
- * left open.
+ * (never take a live socket file; socket files born mode 0000, then given --ipc-mode/-group)
+ * and its watch (say so when a socket file disappears), CURVE on the sockets that face the
+ * network (XPUB, inbound SUB) with the ZAP handler that admits listed clients, socket monitors
+ * (always on: failed handshakes and disconnects are logged as warnings), the protective socket
+ * options (frame size limit, handshake timeout, heartbeats, TCP user timeout, backlog), and the
+ * debug taps of `-d/-t/-r`. `startAdaptor` either returns a running handle or throws with
+ * nothing left open.
  */
 
+import { type AuthCounts, AuthTracker, handshakeFailure } from "./auth.ts";
 import { type Config, type Endpoint, peerOf, type Role, ROLES } from "./config.ts";
-import { SentTimes, startDebugSubscriber, startInboundTest, startTestPublisher, type Tap } from "./debug.ts";
-import { Forwarder, type ProxyStatistics } from "./engine.ts";
-import { StartupError } from "./errors.ts";
 import {
+  type PeerEndpoint,
+  SentTimes,
+  startDebugSubscriber,
+  startInboundTest,
+  startTestPublisher,
+  type Tap,
+} from "./debug.ts";
+import { Forwarder, type ProxyStatistics } from "./engine.ts";
+import { StartupError, UsageError } from "./errors.ts";
+import {
+  bindProtected,
   checkIpcPath,
   type OwnedSocketFile,
   ownSocketFile,
   removeOwnedFile,
+  resolveGroup,
   type SocketFileWatch,
   watchSocketFiles,
 } from "./ipc.ts";
-import { log } from "./log.ts";
+import { assessHealth, type Health } from "./health.ts";
+import { literal, log } from "./log.ts";
 import { type Monitor, monitorSocket, type SocketEvent } from "./monitor.ts";
 import { PeerEventLog } from "./peer_events.ts";
 import {
+  type ClientKeys,
+  readClientKeys,
+  readSecretCertificate,
+  type SecretCertificate,
+} from "./security.ts";
+import { type AuthEvent, ZapHandler } from "./zap.ts";
+import {
   Context,
+  type CurveKeyPair,
+  curveKeypair,
+  hasCapability,
   type Socket,
   ZMQ_BACKLOG,
   ZMQ_HANDSHAKE_IVL,
@@ -40,6 +63,8 @@ import {
   ZMQ_MAXMSGSIZE,
   ZMQ_PUSH,
   ZMQ_RCVHWM,
+  ZMQ_RECONNECT_IVL,
+  ZMQ_RECONNECT_IVL_MAX,
   ZMQ_SNDHWM,
   ZMQ_SUB,
   ZMQ_SUBSCRIBE,
@@ -48,6 +73,7 @@ import {
   ZMQ_TCP_MAXRT,
   ZMQ_XPUB,
   ZMQ_XSUB,
+  ZMQ_ZAP_DOMAIN,
   ZmqError,
   zmqVersion,
 } from "./zmq.ts";
@@ -61,6 +87,11 @@ export type ChannelName = "main" | "inbound";
 export interface AdaptorHooks {
   /** Every socket event of every channel socket. */
   onSocketEvent?: (channel: ChannelName, role: Role, event: SocketEvent) => void;
+  /**
+   * Every authentication decision on the CURVE sockets (`--curve-cert`): the ZAP handler's
+   * verdicts and the handshakes that failed before it (plaintext clients, wrong server key).
+   */
+  onAuth?: (event: AuthEvent & { role: Role }) => void;
 }
 
 /** A running adaptor. */
@@ -68,14 +99,58 @@ export interface AdaptorHandle {
   readonly config: Config;
   /** The addresses each role actually bound or connected (wildcard ports resolved). */
   readonly endpoints: Readonly<Record<Role, readonly string[]>>;
-  /** Exact forwarding counters of each running channel. */
-  statistics(): Promise<Partial<Record<ChannelName, ProxyStatistics>>>;
-  /** Whether every channel's proxy is running. */
+  /** The channels this adaptor runs: always "main", "inbound" with -l/-r. */
+  readonly channels: readonly ChannelName[];
+  /**
+   * Exact forwarding counters of each running channel, asked of the proxies in parallel. With
+   * `timeoutMs`, a channel whose proxy does not answer in time (blocked sending to a full
+   * PUSH) is left out rather than awaited.
+   */
+  statistics(options?: { timeoutMs?: number }): Promise<Partial<Record<ChannelName, ProxyStatistics>>>;
+  /** Ok while every proxy runs and every ipc socket file bound is still ours; else why not. */
+  health(): Health;
+  /** `health().ok`. */
   readonly healthy: boolean;
   /** Resolves (never rejects) if a channel's proxy ends while the adaptor was not stopping. */
   readonly failure: Promise<string>;
+  /** Exact counts of CURVE connections allowed and denied since start (0/0 without CURVE). */
+  readonly auth: AuthCounts;
+  /**
+   * Rereads the `--curve-clients` directory (SIGHUP): new certificates admit their clients from
+   * the next connection on, removed ones no longer do. Returns false when there is none.
+   */
+  reloadClients(): boolean;
   /** Stops forwarding, closes everything within the linger, removes our ipc files. Idempotent. */
   stop(): Promise<void>;
+}
+
+/** The sockets that face the network and become CURVE servers with `--curve-cert`. */
+export const CURVE_ROLES: readonly Role[] = ["publish", "listen"];
+
+/** What `--curve-cert`, `--curve-clients` and `--ipc-group` resolve to, checked before start. */
+export interface SecuritySetup {
+  readonly cert?: SecretCertificate;
+  readonly clients?: ClientKeys;
+  readonly gid?: number;
+}
+
+/**
+ * Reads the certificate, the clients directory and the ipc group. Throws `UsageError` (exit 2)
+ * for a bad certificate, directory or group; `StartupError` when libzmq has no CURVE.
+ */
+export function loadSecurity(config: Config): SecuritySetup {
+  if (config.curveCert !== undefined && !hasCapability("curve")) {
+    throw new StartupError(`--curve-cert '${config.curveCert}': this libzmq was built without CURVE support`);
+  }
+  const cert = config.curveCert !== undefined ? readSecretCertificate(config.curveCert) : undefined;
+  let clients: ClientKeys | undefined;
+  if (config.curveClients !== undefined) {
+    clients = readClientKeys(config.curveClients);
+    const [bad] = clients.invalid;
+    if (bad) throw new UsageError(`--curve-clients '${config.curveClients}': ${bad.file}: ${bad.reason}`);
+  }
+  const gid = config.ipcGroup !== undefined ? resolveGroup(config.ipcGroup) : undefined;
+  return { cert, clients, gid };
 }
 
 interface Channel {
@@ -85,12 +160,14 @@ interface Channel {
 
 /** Opens, binds and starts everything `config` asks for. Throws StartupError/UsageError. */
 export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Promise<AdaptorHandle> {
+  // Bad certificates and groups are usage errors: refuse before touching anything.
+  const { cert, clients, gid } = loadSecurity(config);
   // Refuse before touching anything: a live ipc path belongs to another process.
   for (const role of Object.keys(ROLES) as Role[]) {
     for (const endpoint of config[role]) {
       if (endpoint.mode === "bind" && endpoint.ipcPath) {
         const state = await checkIpcPath(endpoint.ipcPath, describe(role, endpoint));
-        if (state === "stale") log().info(`Replacing stale socket file ${endpoint.ipcPath}`);
+        if (state === "stale") log().info("Replacing stale socket file {path}", { path: endpoint.ipcPath });
       }
     }
   }
@@ -99,32 +176,93 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
   const monitors: Monitor[] = [];
   const owned: OwnedSocketFile[] = [];
   const endpoints: Record<Role, string[]> = { bind: [], publish: [], listen: [], push: [] };
-  const peerEvents = new PeerEventLog({ debug: config.debug, limits: config, logger: log("socket") });
+  const socketLog = log("socket");
+  const peerEvents = new PeerEventLog({ limits: config, logger: socketLog });
+  const auth = new AuthTracker(hooks.onAuth);
+  // The debug taps are CURVE clients of our own sockets, with a key made for this run.
+  const tapKeys: CurveKeyPair | undefined = cert ? curveKeypair() : undefined;
+  let zap: ZapHandler | undefined;
+  let warnedUmask = false;
+
+  const bindEndpoint = (socket: Socket, role: Role, endpoint: Endpoint): void => {
+    const path = endpoint.ipcPath;
+    if (!path) return socket.bind(endpoint.address);
+    const how = bindProtected(
+      () => {
+        socket.bind(endpoint.address);
+        const file = ownSocketFile(path);
+        if (file) owned.push(file);
+      },
+      path,
+      { mode: config.ipcMode, gid },
+      describe(role, endpoint),
+    );
+    if (how === "chmod-after-bind" && !warnedUmask) {
+      warnedUmask = true;
+      log().warn("libc's umask is out of reach: socket files have the umask's mode until chmod");
+    }
+  };
 
   const open = (channel: ChannelName, role: Role, type: number): Socket => {
     const socket = ctx.socket(type);
     sockets.push(socket);
     applyOptions(socket, config, config[role]);
     if (type === ZMQ_SUB) socket.setBytes(ZMQ_SUBSCRIBE, "");
+    const name = `${ROLES[role].socket}`;
+    const curveServer = cert !== undefined && CURVE_ROLES.includes(role);
+    if (curveServer) {
+      // Enforce: should the ZAP handler ever be gone, clients are refused, not waved through.
+      socket.curveServer(cert.secretKey, zap !== undefined);
+      // libzmq asks the ZAP handler only for sockets with a domain; it tells us which socket.
+      if (zap) socket.setBytes(ZMQ_ZAP_DOMAIN, role);
+    }
+    const dials = new Set(config[role].filter((e) => e.mode === "connect").map((e) => e.address));
+    // Always: without -d the peer event log still warns about failed handshakes and disconnects.
     monitors.push(monitorSocket(ctx, socket, (event) => {
-      peerEvents.report(ROLES[role].socket, event);
+      if (curveServer) {
+        const denial = handshakeFailure(event, role);
+        if (denial) auth.record(denial, role, name);
+      }
+      if (config.debug) {
+        // Events of an endpoint this socket dials are told by the address it dials (their
+        // local address is an ephemeral port, or nothing before the connection exists).
+        const dialled = dials.has(event.remote);
+        const where = dialled ? event.remote : event.endpoint || event.remote;
+        const peer = dialled
+          ? (event.endpoint ? ` via ${event.endpoint}` : "")
+          : (/:\/\/./.test(event.remote) ? ` from ${event.remote}` : "");
+        socketLog.info("{socket} {endpoint}: {event} ({value}){peer}", {
+          channel,
+          socket: name,
+          endpoint: where,
+          event: event.name,
+          value: event.value,
+          remote: event.remote,
+          peer,
+        });
+      } else {
+        // On CURVE sockets the auth log already tells failed handshakes, as denials.
+        peerEvents.report(name, event, { handshakeLogged: curveServer });
+      }
       hooks.onSocketEvent?.(channel, role, event);
     }));
     for (const endpoint of config[role]) {
       try {
-        if (endpoint.mode === "bind") socket.bind(endpoint.address);
+        if (endpoint.mode === "bind") bindEndpoint(socket, role, endpoint);
         else socket.connect(endpoint.address);
       } catch (error) {
+        if (error instanceof StartupError) throw error;
         const why = error instanceof ZmqError ? explain(error) : String(error);
         throw new StartupError(`${describe(role, endpoint)}: cannot ${endpoint.mode}: ${why}`);
       }
       const resolved = endpoint.mode === "bind" ? socket.getString(ZMQ_LAST_ENDPOINT) : endpoint.address;
       endpoints[role].push(resolved);
-      if (endpoint.ipcPath && endpoint.mode === "bind") {
-        const file = ownSocketFile(endpoint.ipcPath);
-        if (file) owned.push(file);
-      }
-      log().info(`${ROLES[role].socket} ${endpoint.mode === "bind" ? "bound" : "connecting"} ${resolved}`);
+      log().info("{socket} {action} {endpoint}", {
+        channel,
+        socket: ROLES[role].socket,
+        action: endpoint.mode === "bind" ? "bound" : "connecting",
+        endpoint: resolved,
+      });
     }
     return socket;
   };
@@ -139,6 +277,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     peerEvents.close(); // closing our own sockets is no news
     for (const tap of taps) tap.stop();
     await Promise.all(channels.map((c) => c.forwarder.stop()));
+    await zap?.stop();
     ctx.shutdown(); // ends every wait: stuck proxies, monitors, debug receivers
     await Promise.all([
       ...channels.map((c) => c.forwarder.done),
@@ -150,32 +289,49 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     await ctx.terminate();
     for (const file of owned) {
       removeOwnedFile(file, (why) => {
-        log().warn(`cannot remove socket file ${file.path} (${why}); the next start will bind over it`);
+        log().warn(
+          literal(`cannot remove socket file ${file.path} (${why}); the next start will bind over it`),
+        );
       });
     }
   };
 
   try {
+    if (clients) {
+      // Before any socket binds: no client may reach a CURVE socket before its judge is up.
+      zap = ZapHandler.start(ctx, {
+        clients,
+        trusted: new Map([[tapKeys!.publicKey, "the adaptor's own debug tap"]]),
+        onDecision: (event) => {
+          const role = (event.domain in ROLES ? event.domain : "publish") as Role;
+          auth.record(event, role, ROLES[role].socket);
+        },
+      });
+      reportClients(clients);
+    }
     const xsub = open("main", "bind", ZMQ_XSUB);
     const xpub = open("main", "publish", ZMQ_XPUB);
     channels.push({ name: "main", forwarder: Forwarder.start(ctx, xsub, xpub) });
-    log().info(`Forwarding XSUB -> XPUB (ZeroMQ ${zmqVersion()})`);
+    log().info("Forwarding XSUB -> XPUB (ZeroMQ {zmqVersion})", { zmqVersion: zmqVersion() });
     if (config.listen.length > 0) {
       const sub = open("inbound", "listen", ZMQ_SUB);
       const push = open("inbound", "push", ZMQ_PUSH);
       channels.push({ name: "inbound", forwarder: Forwarder.start(ctx, sub, push) });
       log().info("Forwarding inbound SUB -> PUSH");
     }
+    warnAboutExposure(config, cert, clients);
     if (config.debug) {
       const sent = new SentTimes();
-      taps.push(startDebugSubscriber(ctx, peerOf(config.publish[0], endpoints.publish[0]), sent));
+      const curve = cert && tapKeys ? { serverKey: cert.publicKey, ...tapKeys } : undefined;
+      const asClient = (peer: PeerEndpoint): PeerEndpoint => (curve ? { ...peer, curve } : peer);
+      taps.push(startDebugSubscriber(ctx, asClient(peerOf(config.publish[0], endpoints.publish[0])), sent));
       if (config.test) {
         taps.push(startTestPublisher(ctx, peerOf(config.bind[0], endpoints.bind[0]), sent));
       }
       if (config.receiverTest) {
         taps.push(...startInboundTest(
           ctx,
-          peerOf(config.listen[0], endpoints.listen[0]),
+          asClient(peerOf(config.listen[0], endpoints.listen[0])),
           peerOf(config.push[0], endpoints.push[0]),
         ));
       }
@@ -185,8 +341,8 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     throw error;
   }
   fileWatches.push(watchSocketFiles(owned, (_file, state, text) => {
-    if (state === "ok") log().info(text);
-    else log().warn(text);
+    if (state === "ok") log().info(literal(text));
+    else log().warn(literal(text));
   }));
 
   const failure = new Promise<string>((resolve) => {
@@ -197,19 +353,37 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     }
   });
 
+  const health = () =>
+    assessHealth({
+      stopping,
+      channels: channels.map((c) => ({ name: c.name, running: c.forwarder.running })),
+      socketFiles: owned,
+    });
   let stopped: Promise<void> | undefined;
   return {
     config,
     endpoints,
+    channels: channels.map((c) => c.name),
+    health,
     get healthy() {
-      return !stopping && channels.every((c) => c.forwarder.running);
+      return health().ok;
     },
     failure,
-    async statistics() {
+    get auth() {
+      return auth.counts;
+    },
+    reloadClients() {
+      if (!zap || stopping) return false;
+      zap.reload();
+      return true;
+    },
+    async statistics(options = {}) {
       const result: Partial<Record<ChannelName, ProxyStatistics>> = {};
-      for (const { name, forwarder } of channels) {
-        if (forwarder.running) result[name] = await forwarder.statistics();
-      }
+      await Promise.all(channels.map(async ({ name, forwarder }) => {
+        if (!forwarder.running) return;
+        const stats = await withTimeout(forwarder.statistics(), options.timeoutMs).catch(() => undefined);
+        if (stats) result[name] = stats;
+      }));
       return result;
     },
     stop() {
@@ -226,14 +400,13 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
  * past its high-water mark, so "out" is what was handed to the subscribers' queues.
  */
 async function logTotals(channels: readonly Channel[]): Promise<void> {
-  for (const { name, forwarder } of channels) {
-    if (!forwarder.running) continue;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), 300));
-    const stats = await Promise.race([forwarder.statistics().catch(() => undefined), timeout]);
-    clearTimeout(timer);
-    if (stats) log().info(describeTotals(name, stats));
-  }
+  // In parallel, 300 ms at most: a proxy blocked on a full PUSH answers nothing.
+  const all = await Promise.all(channels.map(async ({ name, forwarder }) => {
+    if (!forwarder.running) return undefined;
+    const stats = await withTimeout(forwarder.statistics(), 300).catch(() => undefined);
+    return stats ? describeTotals(name, stats) : undefined;
+  }));
+  for (const line of all) if (line) log().info(literal(line));
 }
 
 /** e.g. "main channel totals: 120 frames (5400 bytes) in, 120 out; subscriptions 3 in, 3 out upstream". */
@@ -245,6 +418,58 @@ export function describeTotals(name: ChannelName, stats: ProxyStatistics): strin
     (main
       ? ` to subscribers' queues; subscriptions ${backend.messagesIn} in, ${frontend.messagesOut} out upstream`
       : "");
+}
+
+function reportClients(clients: ClientKeys): void {
+  for (const { file, reason } of clients.ignored) log("auth").warn(literal(`Ignoring ${file}: ${reason}`));
+  const n = clients.keys.size;
+  log("auth").info(
+    literal(`Admitting ${n} client key${n === 1 ? "" : "s"} from ${clients.dir} (SIGHUP rereads it)`),
+  );
+}
+
+const LOOPBACK = /^tcp:\/\/(127\.[\d.]+|localhost|\[::1\]):/;
+
+/** Warns, once at start, about every way the configuration leaves data or input open. */
+function warnAboutExposure(config: Config, cert?: SecretCertificate, clients?: ClientKeys): void {
+  if (cert) {
+    const curveSockets = CURVE_ROLES.filter((r) => config[r].length > 0).map((r) => ROLES[r].socket);
+    log().info(literal(`CURVE on ${curveSockets.join(" and ")}; server public key ${cert.publicKey}`));
+    if (!clients) {
+      log().warn(
+        "CURVE without --curve-clients: any client that knows the server's public key may connect " +
+          "(traffic is encrypted, but clients are not authenticated)",
+      );
+    }
+  }
+  for (const role of Object.keys(ROLES) as Role[]) {
+    for (const endpoint of config[role]) {
+      if (endpoint.mode !== "bind") continue;
+      const socket = ROLES[role].socket;
+      const open = endpoint.transport === "tcp" && !LOOPBACK.test(endpoint.address);
+      if (open && !(cert && CURVE_ROLES.includes(role))) {
+        const can = role === "bind" ? "inject events" : "read what it sends";
+        const hint = role === "publish" ? " (see --curve-cert)" : "";
+        log().warn(literal(
+          `${socket} ${endpoint.address} is plaintext and unauthenticated: anyone who can reach it can ${can}${hint}`,
+        ));
+      }
+      if (endpoint.transport === "ipc" && !endpoint.ipcPath) {
+        log().warn(literal(
+          `${socket} ${endpoint.address} is an abstract socket: no file permissions protect it, any local ` +
+            "process may connect (--ipc-mode/--ipc-group apply to ipc:///path endpoints only)",
+        ));
+      }
+    }
+  }
+}
+
+/** `promise`, or undefined once `ms` have passed (never, when `ms` is undefined). */
+function withTimeout<T>(promise: Promise<T>, ms: number | undefined): Promise<T | undefined> {
+  if (ms === undefined) return promise;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), ms));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** How messages name an endpoint: "-b/--bind 'ipc:///tmp/q'". */
@@ -271,6 +496,8 @@ function applyOptions(socket: Socket, config: Config, endpoints: readonly Endpoi
   socket.setInt(ZMQ_SNDHWM, config.sndhwm);
   socket.setInt(ZMQ_RCVHWM, config.rcvhwm);
   socket.setInt(ZMQ_LINGER, config.linger);
+  socket.setInt(ZMQ_RECONNECT_IVL, config.reconnectIvl);
+  socket.setInt(ZMQ_RECONNECT_IVL_MAX, config.reconnectIvlMax);
   // libzmq's defaults suit a trusted LAN; these suit a daemon that must outlive its peers.
   socket.setInt64(ZMQ_MAXMSGSIZE, config.maxMessageSize === 0 ? -1 : config.maxMessageSize);
   socket.setInt(ZMQ_HANDSHAKE_IVL, config.handshakeTimeout);
@@ -288,4 +515,4 @@ function applyOptions(socket: Socket, config: Config, endpoints: readonly Endpoi
   if (endpoints.some((e) => e.address.includes("["))) socket.setInt(ZMQ_IPV6, 1);
 }
 
-export type { ProxyStatistics };
+export type { Health, ProxyStatistics };

@@ -15,7 +15,8 @@ import { PROGRAM } from "./version.ts";
 export type Invocation =
   | { readonly kind: "run"; readonly config: Config }
   | { readonly kind: "help"; readonly text: string }
-  | { readonly kind: "version" };
+  | { readonly kind: "version" }
+  | { readonly kind: "keygen"; readonly path: string };
 
 type Key = keyof ConfigInput;
 type Kind = "list" | "flag" | "number" | "text";
@@ -32,6 +33,8 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   sndhwm: { env: "ADAPTOR_SNDHWM", kind: "number" },
   rcvhwm: { env: "ADAPTOR_RCVHWM", kind: "number" },
   tcpKeepalive: { env: "ADAPTOR_TCP_KEEPALIVE", kind: "number" },
+  reconnectIvl: { env: "ADAPTOR_RECONNECT_IVL", kind: "number" },
+  reconnectIvlMax: { env: "ADAPTOR_RECONNECT_IVL_MAX", kind: "number" },
   linger: { env: "ADAPTOR_LINGER", kind: "number" },
   maxMessageSize: { env: "ADAPTOR_MAX_MESSAGE_SIZE", kind: "number" },
   handshakeTimeout: { env: "ADAPTOR_HANDSHAKE_TIMEOUT", kind: "number" },
@@ -41,6 +44,11 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   ioThreads: { env: "ADAPTOR_IO_THREADS", kind: "number" },
   logLevel: { env: "ADAPTOR_LOG_LEVEL", kind: "text" },
   logFormat: { env: "ADAPTOR_LOG_FORMAT", kind: "text" },
+  curveCert: { env: "ADAPTOR_CURVE_CERT", kind: "text" },
+  curveClients: { env: "ADAPTOR_CURVE_CLIENTS", kind: "text" },
+  ipcMode: { env: "ADAPTOR_IPC_MODE", kind: "text" },
+  ipcGroup: { env: "ADAPTOR_IPC_GROUP", kind: "text" },
+  metrics: { env: "ADAPTOR_METRICS", kind: "text" },
 };
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -86,6 +94,18 @@ function program(): Command {
     "tcpKeepalive",
     DEFAULTS.tcpKeepalive,
   );
+  opt(
+    "--reconnect-ivl <ms>",
+    "first reconnect delay of connecting (>) endpoints",
+    "reconnectIvl",
+    DEFAULTS.reconnectIvl,
+  );
+  opt(
+    "--reconnect-ivl-max <ms>",
+    "longest reconnect delay; the delay doubles up to it (0 = no back-off)",
+    "reconnectIvlMax",
+    DEFAULTS.reconnectIvlMax,
+  );
   opt("--linger <ms>", "how long shutdown may spend delivering queued messages", "linger", DEFAULTS.linger);
   opt(
     "--max-message-size <bytes>",
@@ -120,8 +140,47 @@ function program(): Command {
   opt("--io-threads <n>", "libzmq I/O threads", "ioThreads", DEFAULTS.ioThreads);
   opt("--log-level <level>", "debug, info, warning or error", "logLevel", DEFAULTS.logLevel);
   opt("--log-format <format>", "text or json (JSON lines)", "logFormat", DEFAULTS.logFormat);
+  opt(
+    "--curve-cert <file>",
+    "secret CURVE certificate: XPUB and inbound SUB become CURVE servers",
+    "curveCert",
+    "off",
+  );
+  opt(
+    "--curve-clients <dir>",
+    "admit only clients whose public certificate is in DIR (SIGHUP rereads it)",
+    "curveClients",
+    "any client that knows the server key",
+  );
+  opt(
+    "--ipc-mode <octal>",
+    "permissions of the ipc socket files the adaptor binds",
+    "ipcMode",
+    DEFAULTS.ipcMode,
+  );
+  opt(
+    "--ipc-group <group>",
+    "group (name or gid) of the ipc socket files the adaptor binds",
+    "ipcGroup",
+    "the adaptor's",
+  );
+  cmd.command("keygen")
+    .argument("<path>", "where to write the public certificate; the secret one goes to PATH_secret")
+    .description(
+      "write a new CURVE certificate pair (CZMQ format) to PATH and PATH_secret, never overwriting",
+    )
+    .helpOption("-h, --help", "show this help")
+    .action((path: string) => {
+      keygenPath = path;
+    });
+  opt("--metrics <host:port>", "serve Prometheus /metrics and /healthz over HTTP", "metrics", "off");
+  // With a subcommand defined, commander needs a root action to run without one.
+  cmd.action(() => {});
   return cmd;
 }
+
+// Set by the keygen subcommand's action during parsing.
+let keygenPath: string | undefined;
 
 /** The help text, as `-h` prints it. */
 export function helpText(): string {
@@ -138,11 +197,14 @@ export function parseArgs(
 ): Invocation {
   const cmd = program();
   let help = "";
-  cmd.exitOverride().configureOutput({
-    writeOut: (text) => (help += text),
-    writeErr: () => {},
-    outputError: () => {},
-  });
+  for (const command of [cmd, ...cmd.commands]) {
+    command.exitOverride().configureOutput({
+      writeOut: (text) => (help += text),
+      writeErr: () => {},
+      outputError: () => {},
+    });
+  }
+  keygenPath = undefined;
   try {
     cmd.parse([...argv], { from: "user" });
   } catch (error) {
@@ -150,21 +212,36 @@ export function parseArgs(
       return { kind: "help", text: help };
     }
     if (error instanceof CommanderError) {
-      throw new UsageError(error.message.replace(/^error: /, ""));
+      const inKeygen = argv.includes("keygen") ? "keygen: " : "";
+      throw new UsageError(inKeygen + error.message.replace(/^error: /, ""));
     }
     throw error;
   }
   const options = cmd.opts();
+  if (keygenPath !== undefined) return { kind: "keygen", path: keygenPath };
   if (options.version) return { kind: "version" };
 
   const input: Record<string, unknown> = {};
+  const fromEnvironmentOnly: string[] = [];
   for (const [key, { env: name, kind }] of Object.entries(ENV)) {
     const fromFlag = options[key];
     const fromEnv = env[name];
     if (fromFlag !== undefined) input[key] = kind === "number" ? number(flagOf(key), fromFlag) : fromFlag;
-    else if (fromEnv !== undefined && fromEnv !== "") input[key] = fromEnvironment(name, kind, fromEnv);
+    else if (fromEnv !== undefined && fromEnv !== "") {
+      input[key] = fromEnvironment(name, kind, fromEnv);
+      fromEnvironmentOnly.push(key);
+    }
   }
-  return { kind: "run", config: makeConfig(input as ConfigInput) };
+  try {
+    return { kind: "run", config: makeConfig(input as ConfigInput) };
+  } catch (error) {
+    // makeConfig names the flag; when the value came from the environment, name the variable.
+    const key = fromEnvironmentOnly.find((k) =>
+      error instanceof UsageError && error.message.startsWith(`${flagOf(k)} '`)
+    );
+    if (key === undefined) throw error;
+    throw new UsageError(ENV[key as Key].env + (error as Error).message.slice(flagOf(key).length));
+  }
 }
 
 function flagOf(key: string): string {

@@ -33,6 +33,14 @@ export type LogLevel = typeof LOG_LEVELS[number];
 export const LOG_FORMATS = ["text", "json"] as const;
 export type LogFormat = typeof LOG_FORMATS[number];
 
+/** A TCP address for an HTTP listener, e.g. the metrics server's `127.0.0.1:6002`. */
+export interface ListenAddress {
+  /** An IP address or host name; `0.0.0.0` for all IPv4 interfaces. */
+  readonly hostname: string;
+  /** 0 asks the system for any free port. */
+  readonly port: number;
+}
+
 /** The whole configuration of one adaptor process. */
 export interface Config {
   /** XSUB endpoints where gateway workers PUB-connect (`-b`). */
@@ -55,6 +63,10 @@ export interface Config {
   readonly rcvhwm: number;
   /** TCP keepalive idle time in seconds before probes start; 0 leaves keepalive off. */
   readonly tcpKeepalive: number;
+  /** First reconnect delay of connecting endpoints (`>`), in milliseconds. */
+  readonly reconnectIvl: number;
+  /** Longest reconnect delay: libzmq doubles the delay up to this (0 = no back-off). */
+  readonly reconnectIvlMax: number;
   /** How long shutdown waits to deliver queued messages, in milliseconds. */
   readonly linger: number;
   /** Largest inbound frame in bytes; a peer sending a larger one is disconnected. 0 = no limit. */
@@ -71,6 +83,16 @@ export interface Config {
   readonly ioThreads: number;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
+  /** Secret CURVE certificate (`--curve-cert`): makes the XPUB and the inbound SUB CURVE servers. */
+  readonly curveCert?: string;
+  /** Directory of client certificates (`--curve-clients`): only those keys may connect. */
+  readonly curveClients?: string;
+  /** Permissions given to every ipc socket file the adaptor binds (`--ipc-mode`). */
+  readonly ipcMode: number;
+  /** Group (name or gid) given to every ipc socket file the adaptor binds (`--ipc-group`). */
+  readonly ipcGroup?: string;
+  /** Where to serve `/metrics` and `/healthz` over HTTP (`--metrics`); undefined: off. */
+  readonly metrics?: ListenAddress;
 }
 
 /** Defaults of every setting; the endpoint defaults are the C original's. */
@@ -86,6 +108,8 @@ export const DEFAULTS = {
   sndhwm: 10_000,
   rcvhwm: 10_000,
   tcpKeepalive: 60,
+  reconnectIvl: 100,
+  reconnectIvlMax: 5_000,
   linger: 500,
   /** Usage events are a few hundred bytes; 64 KiB leaves room and bounds what one frame can cost. */
   maxMessageSize: 65_536,
@@ -102,6 +126,8 @@ export const DEFAULTS = {
   ioThreads: 1,
   logLevel: "info" as LogLevel,
   logFormat: "text" as LogFormat,
+  /** Owner and group may connect (publish, pull); others may not. */
+  ipcMode: "0660",
 } as const;
 
 /** Each endpoint role: its flag (for messages) and what an unprefixed endpoint does. */
@@ -171,12 +197,34 @@ function checkTcp(rest: string, mode: Mode, bad: (why: string) => UsageError): v
   }
 }
 
+/**
+ * Parses `HOST:PORT` for an HTTP listener: `127.0.0.1:6002`, `[::1]:6002`, a host name, or
+ * `:6002` / `*:6002` for every IPv4 interface. Throws `UsageError` naming `flag` and the value.
+ */
+export function parseListenAddress(text: string, flag: string): ListenAddress {
+  const bad = () =>
+    new UsageError(`${flag} '${text}': expected HOST:PORT, e.g. 127.0.0.1:6002, [::1]:6002 or :6002`);
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.*-]*):(\d{1,5})$/.exec(text.trim());
+  if (!match) throw bad();
+  const [, host, portText] = match;
+  const port = Number(portText);
+  if (port > 65535) throw new UsageError(`${flag} '${text}': port ${port} is not from 0 to 65535`);
+  if (host === "" || host === "*") return { hostname: "0.0.0.0", port };
+  if (host.includes("*")) throw bad();
+  return { hostname: host.startsWith("[") ? host.slice(1, -1) : host, port };
+}
+
 /** The endpoint lists and settings a `Config` is made of, before validation. */
 export type ConfigInput =
   & {
     [K in Role]?: readonly string[];
   }
-  & Partial<Omit<Config, Role>>;
+  & Partial<Omit<Config, Role | "ipcMode" | "metrics">>
+  & {
+    /** Octal text ("0660", "660") or a number. */
+    ipcMode?: string | number;
+    readonly metrics?: string;
+  };
 
 /**
  * Builds the validated `Config` from raw values, filling defaults.
@@ -195,6 +243,13 @@ export function makeConfig(input: ConfigInput = {}): Config {
   const listen = inbound ? endpoints("listen", listenGiven, [DEFAULTS.listen]) : [];
   const push = inbound ? endpoints("push", input.push, [DEFAULTS.push]) : [];
   checkDistinct([["bind", bind], ["publish", publish], ["listen", listen], ["push", push]]);
+  const curveCert = optionalText(input.curveCert);
+  const curveClients = optionalText(input.curveClients);
+  if (curveClients !== undefined && curveCert === undefined) {
+    throw new UsageError(
+      `--curve-clients '${curveClients}': needs --curve-cert (the server's secret certificate)`,
+    );
+  }
 
   return {
     bind,
@@ -207,6 +262,13 @@ export function makeConfig(input: ConfigInput = {}): Config {
     sndhwm: integer("--sndhwm", input.sndhwm ?? DEFAULTS.sndhwm, 0, 100_000_000),
     rcvhwm: integer("--rcvhwm", input.rcvhwm ?? DEFAULTS.rcvhwm, 0, 100_000_000),
     tcpKeepalive: integer("--tcp-keepalive", input.tcpKeepalive ?? DEFAULTS.tcpKeepalive, 0, 86_400),
+    reconnectIvl: integer("--reconnect-ivl", input.reconnectIvl ?? DEFAULTS.reconnectIvl, 1, 600_000),
+    reconnectIvlMax: integer(
+      "--reconnect-ivl-max",
+      input.reconnectIvlMax ?? DEFAULTS.reconnectIvlMax,
+      0,
+      3_600_000,
+    ),
     linger: integer("--linger", input.linger ?? DEFAULTS.linger, 0, 60_000),
     maxMessageSize: integer(
       "--max-message-size",
@@ -230,6 +292,11 @@ export function makeConfig(input: ConfigInput = {}): Config {
     ioThreads: integer("--io-threads", input.ioThreads ?? DEFAULTS.ioThreads, 1, 64),
     logLevel: oneOf("--log-level", input.logLevel ?? DEFAULTS.logLevel, LOG_LEVELS),
     logFormat: oneOf("--log-format", input.logFormat ?? DEFAULTS.logFormat, LOG_FORMATS),
+    ...(curveCert !== undefined ? { curveCert } : {}),
+    ...(curveClients !== undefined ? { curveClients } : {}),
+    ipcMode: fileMode("--ipc-mode", input.ipcMode ?? DEFAULTS.ipcMode),
+    ...(optionalText(input.ipcGroup) !== undefined ? { ipcGroup: groupName(input.ipcGroup!.trim()) } : {}),
+    metrics: input.metrics === undefined ? undefined : parseListenAddress(input.metrics, "--metrics"),
   };
 }
 
@@ -262,18 +329,44 @@ function heartbeat(input: ConfigInput): { heartbeatInterval: number; heartbeatTi
   return { heartbeatInterval, heartbeatTimeout };
 }
 
-/** The same address twice (on one or two sockets) is a mistake libzmq would report late. */
+function optionalText(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === "" ? undefined : value.trim();
+}
+
+/** Permission bits from octal text: "0660", "660", "0o660". No setuid/setgid/sticky bits. */
+export function fileMode(flag: string, value: string | number): number {
+  if (typeof value === "number") {
+    if (Number.isInteger(value) && value >= 0 && value <= 0o777) return value;
+  } else {
+    const match = /^\s*(?:0o?)?([0-7]{1,3})\s*$/i.exec(value);
+    if (match) return parseInt(match[1], 8);
+  }
+  const shown = typeof value === "number" ? `0${value.toString(8)}` : value;
+  throw new UsageError(`${flag} '${shown}': expected an octal mode from 000 to 0777, e.g. 0660`);
+}
+
+function groupName(text: string): string {
+  if (/^\d+$/.test(text) || /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/.test(text)) return text;
+  throw new UsageError(`--ipc-group '${text}': expected a group name or a numeric gid`);
+}
+
+/**
+ * The same address twice is a mistake libzmq would report late or not at all: bound twice it
+ * fails at start-up; bound by one socket and connected by another, the adaptor would feed itself.
+ */
 function checkDistinct(lists: [Role, readonly Endpoint[]][]): void {
-  const seen = new Map<string, Role>();
+  const seen = new Map<string, { role: Role; mode: Mode }>();
   for (const [role, list] of lists) {
     for (const endpoint of list) {
-      const key = `${endpoint.mode} ${endpoint.address}`;
-      const other = seen.get(key);
+      const other = seen.get(endpoint.address);
       if (other !== undefined) {
-        const where = other === role ? "twice" : `also by ${ROLES[other].flag}`;
-        throw new UsageError(`${ROLES[role].flag} '${endpoint.address}': used ${where}`);
+        const by = other.role === role ? "twice" : `also by ${ROLES[other.role].flag}`;
+        const why = other.mode === endpoint.mode
+          ? `used ${by}`
+          : `used ${by}, once to bind and once to connect: the adaptor would connect to itself`;
+        throw new UsageError(`${ROLES[role].flag} '${endpoint.address}': ${why}`);
       }
-      seen.set(key, role);
+      seen.set(endpoint.address, { role, mode: endpoint.mode });
     }
   }
 }

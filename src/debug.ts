@@ -28,6 +28,8 @@ import {
 export interface PeerEndpoint {
   readonly address: string;
   readonly mode: "bind" | "connect";
+  /** CURVE client keys, when the adaptor's socket there is a CURVE server (all Z85). */
+  readonly curve?: { readonly serverKey: string; readonly publicKey: string; readonly secretKey: string };
 }
 
 /** A running tap: `stop()` clears its timer; its loop ends when the context shuts down. */
@@ -73,6 +75,7 @@ function peerSocket(ctx: Context, type: number, peer: PeerEndpoint): Socket {
   const socket = ctx.socket(type);
   socket.setInt(ZMQ_LINGER, 0);
   if (type === ZMQ_SUB) socket.setBytes(ZMQ_SUBSCRIBE, "");
+  if (peer.curve) socket.curveClient(peer.curve);
   if (peer.mode === "bind") socket.bind(peer.address);
   else socket.connect(peer.address);
   return socket;
@@ -108,14 +111,17 @@ class RateWindow {
   }
 }
 
-/** A receive loop that logs messages and a rate line each second. */
+/** A receive loop that logs messages and a rate line each second; `label` is fixed text. */
 function receiveLoop(socket: Socket, label: string, sent?: SentTimes): Tap {
   const window = new RateWindow();
   let printed = 0;
   const timer = setInterval(() => {
     const hidden = window.count - printed;
     const line = window.flush();
-    if (line) debugLog().info(hidden > 0 ? `${line} (${hidden} not printed)` : line);
+    if (line) {
+      if (hidden > 0) debugLog().info("{rate} ({hidden} not printed)", { rate: line, hidden });
+      else debugLog().info("{rate}", { rate: line });
+    }
     printed = 0;
   }, 1000);
   const done = (async () => {
@@ -126,7 +132,7 @@ function receiveLoop(socket: Socket, label: string, sent?: SentTimes): Tap {
       window.add(sent?.take(decoder.decode(frames[0])));
       if (printed < PRINT_PER_SECOND) {
         printed++;
-        debugLog().info(`${label} ${text}`);
+        debugLog().info(`${label} {payload}`, { payload: text });
       }
     }
     clearInterval(timer);
@@ -137,7 +143,7 @@ function receiveLoop(socket: Socket, label: string, sent?: SentTimes): Tap {
 
 /** Subscribes to everything at the XPUB and logs it (`-d`). */
 export function startDebugSubscriber(ctx: Context, xpub: PeerEndpoint, sent?: SentTimes): Tap {
-  debugLog().info(`Starting debug subscriber [${xpub.address}]`);
+  debugLog().info("Starting debug subscriber [{endpoint}]", { endpoint: xpub.address });
   return receiveLoop(peerSocket(ctx, ZMQ_SUB, xpub), "> got:", sent);
 }
 
@@ -151,9 +157,9 @@ function sendLoop(ctx: Context, type: number, peer: PeerEndpoint, make: () => st
     sent?.record(payload);
     try {
       socket.trySend(payload);
-      debugLog().info(` ... sending:${payload}`);
+      debugLog().info(" ... sending:{payload}", { payload });
     } catch (error) {
-      debugLog().warn(`test sender stopped: ${(error as Error).message}`);
+      debugLog().warn("test sender stopped: {error}", { error: (error as Error).message });
       stop();
     }
   }, 1000);
@@ -169,14 +175,17 @@ const digits = () => String(Math.floor(Math.random() * 100_000)).padStart(5, "0"
 
 /** The `-t` test publisher: `PUB-<A..J>-<5 digits>` into the XSUB once a second. */
 export function startTestPublisher(ctx: Context, xsub: PeerEndpoint, sent?: SentTimes): Tap {
-  debugLog().info(`Starting test publisher [${xsub.address}]`);
+  debugLog().info("Starting test publisher [{endpoint}]", { endpoint: xsub.address });
   const letter = () => String.fromCharCode(65 + Math.floor(Math.random() * 10));
   return sendLoop(ctx, ZMQ_PUB, xsub, () => `PUB-${letter()}-${digits()}`, sent);
 }
 
 /** The `-r` test: `SEND-<5 digits>` into the inbound SUB, and a PULL receiver on the PUSH. */
 export function startInboundTest(ctx: Context, sub: PeerEndpoint, push: PeerEndpoint): Tap[] {
-  debugLog().info(`Starting inbound test sender [${sub.address}] and receiver [${push.address}]`);
+  debugLog().info("Starting inbound test sender [{sender}] and receiver [{receiver}]", {
+    sender: sub.address,
+    receiver: push.address,
+  });
   const sender = sendLoop(ctx, ZMQ_PUB, sub, () => `SEND-${digits()}`);
   const receiver = receiveLoop(peerSocket(ctx, ZMQ_PULL, push), "> receiver got:");
   return [sender, receiver];

@@ -10,8 +10,9 @@
  */
 
 import { dirname } from "node:path";
-import { StartupError } from "./errors.ts";
+import { StartupError, UsageError } from "./errors.ts";
 import { cannotWriteDirectory } from "./fs_access.ts";
+import { setUmask } from "./zmq.ts";
 
 /** The identity of a socket file we created. */
 export interface OwnedSocketFile {
@@ -89,14 +90,24 @@ export function ownSocketFile(path: string): OwnedSocketFile | undefined {
   }
 }
 
+/** Whether the socket file we bound is still there and still ours (for the health check). */
+export function socketFileState(file: OwnedSocketFile): "ours" | "missing" | "replaced" {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.lstatSync(file.path);
+  } catch {
+    return "missing";
+  }
+  return info.dev === file.dev && (info.ino ?? 0) === file.ino ? "ours" : "replaced";
+}
+
 /**
  * Removes `file` if it is still the one we bound; returns whether it removed it. A failure
  * other than "already gone" (e.g. the directory turned read-only) goes to `onFailure`.
  */
 export function removeOwnedFile(file: OwnedSocketFile, onFailure?: (why: string) => void): boolean {
+  if (socketFileState(file) !== "ours") return false;
   try {
-    const info = Deno.lstatSync(file.path);
-    if (info.dev !== file.dev || (info.ino ?? 0) !== file.ino) return false;
     Deno.removeSync(file.path);
     return true;
   } catch (error) {
@@ -109,7 +120,7 @@ export function removeOwnedFile(file: OwnedSocketFile, onFailure?: (why: string)
 export type SocketFileState = "ok" | "removed" | "replaced" | "unwritable";
 
 /** The state of `file` now, and a sentence for the operator when it is not "ok". */
-export function socketFileState(file: OwnedSocketFile): { state: SocketFileState; text: string } {
+export function describeSocketFile(file: OwnedSocketFile): { state: SocketFileState; text: string } {
   const dir = dirname(file.path);
   let info: Deno.FileInfo;
   try {
@@ -173,11 +184,74 @@ export function watchSocketFiles(
   const last = new Map<OwnedSocketFile, SocketFileState>(files.map((f) => [f, "ok"]));
   const timer = setInterval(() => {
     for (const file of files) {
-      const { state, text } = socketFileState(file);
+      const { state, text } = describeSocketFile(file);
       if (state === last.get(file)) continue;
       last.set(file, state);
       onChange(file, state, text);
     }
   }, intervalMs);
   return { stop: () => clearInterval(timer) };
+}
+
+/**
+ * The group id of `nameOrGid` (a number, or a name looked up in /etc/group). Throws
+ * `UsageError` naming `flag` when there is no such group.
+ */
+export function resolveGroup(nameOrGid: string, flag = "--ipc-group", groupFile = "/etc/group"): number {
+  if (/^\d+$/.test(nameOrGid)) return Number(nameOrGid);
+  let text = "";
+  try {
+    text = Deno.readTextFileSync(groupFile);
+  } catch (error) {
+    throw new UsageError(
+      `${flag} '${nameOrGid}': cannot read ${groupFile} (${(error as Error).name}); give a gid`,
+    );
+  }
+  for (const line of text.split("\n")) {
+    const [name, , gid] = line.split(":");
+    if (name === nameOrGid && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
+  }
+  throw new UsageError(`${flag} '${nameOrGid}': no such group in ${groupFile}`);
+}
+
+/** How a socket file got its permissions. */
+export type BindProtection = "umask" | "chmod-after-bind";
+
+/**
+ * Runs `bind` (which creates the socket file at `path`), then gives the file `mode` and, when
+ * given, group `gid`.
+ *
+ * The race: connecting to a unix socket needs write permission on its file, and it is checked
+ * only at connect time, so a process that connects while the file still has the process
+ * umask's permissions stays connected after a chmod. We therefore bind under umask 0777 (the
+ * file is born with mode 0000: nobody but root may connect), then chown, then chmod. Should
+ * libc's umask be out of reach, the file has the umask's mode for the instant between bind and
+ * chmod (returns "chmod-after-bind" so the caller can say so).
+ * Throws `StartupError` when chown/chmod is refused.
+ */
+export function bindProtected(
+  bind: () => void,
+  path: string,
+  access: { mode: number; gid?: number },
+  what: string,
+): BindProtection {
+  const previous = setUmask(0o777);
+  try {
+    bind();
+  } finally {
+    if (previous !== undefined) setUmask(previous);
+  }
+  try {
+    if (access.gid !== undefined) Deno.chownSync(path, null, access.gid);
+    Deno.chmodSync(path, access.mode);
+  } catch (error) {
+    const why = error instanceof Deno.errors.PermissionDenied
+      ? "operation not permitted"
+      : (error as Error).message;
+    const which = access.gid !== undefined ? `group ${access.gid} and mode` : "mode";
+    throw new StartupError(
+      `${what}: cannot give ${path} ${which} ${access.mode.toString(8).padStart(4, "0")}: ${why}`,
+    );
+  }
+  return previous === undefined ? "chmod-after-bind" : "umask";
 }

@@ -4,12 +4,15 @@
  * The sink writes synchronously so that the last lines before an exit are never lost, and it
  * swallows write errors (a full disk or a closed stderr must not stop forwarding).
  * Categories: `adaptor` (lifecycle), `adaptor.socket` (monitor events), `adaptor.debug`
- * (debug subscriber, test peers and rates).
+ * (debug subscriber, test peers and rates), `adaptor.metrics` (the HTTP server).
+ *
+ * Call sites pass a message template and its values as properties, never text built with
+ * `${}`: LogTape reads `{…}` in a message as a placeholder, so a payload such as `{"api":1}`
+ * would print as `undefined`. Properties also become fields of the JSON lines.
  */
 
 import {
   configureSync,
-  getJsonLinesFormatter,
   getLogger,
   getTextFormatter,
   type Logger,
@@ -37,8 +40,8 @@ export function setupLogging(
   options: { level: LogLevel; format: LogFormat; write?: LineWriter },
 ): void {
   const format = options.format === "json"
-    ? getJsonLinesFormatter({ properties: "flatten" })
-    : getTextFormatter({ timestamp: "date-time-timezone", timeZone: null });
+    ? formatJsonLine
+    : getTextFormatter({ timestamp: "date-time-timezone", timeZone: null, value: "bare" });
   const write = options.write ?? writeStderr;
   resetSync();
   configureSync({
@@ -51,7 +54,48 @@ export function setupLogging(
   });
 }
 
+/** Keys every JSON line has; a property of the same name cannot replace them. */
+const JSON_KEYS = ["time", "level", "category", "message"];
+
+/**
+ * One record as a JSON line: `time` (ISO 8601, UTC), `level`, `category` (dotted),
+ * `message` (rendered, strings unquoted), then the record's properties as top-level fields.
+ */
+export function formatJsonLine(record: LogRecord): string {
+  const line: Record<string, unknown> = {
+    time: new Date(record.timestamp).toISOString(),
+    level: record.level,
+    category: record.category.join("."),
+    message: renderMessage(record.message),
+  };
+  for (const [key, value] of Object.entries(record.properties)) {
+    if (!JSON_KEYS.includes(key)) line[key] = value;
+  }
+  return JSON.stringify(line, (_, value) => typeof value === "bigint" ? value.toString() : value) + "\n";
+}
+
+/** A LogTape message (text, value, text, …) as plain text. */
+function renderMessage(parts: readonly unknown[]): string {
+  let text = "";
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i];
+    if (i % 2 === 0 || typeof part === "string") text += part;
+    else if (typeof part === "bigint" || typeof part === "number") text += String(part);
+    else text += JSON.stringify(part) ?? String(part);
+  }
+  return text;
+}
+
 /** The logger of one part of the adaptor, e.g. `log("socket")`. */
 export function log(...category: string[]): Logger {
   return getLogger(["adaptor", ...category]);
+}
+
+/**
+ * `text` made safe as a whole log message: LogTape reads `{name}` as a placeholder, and Z85
+ * keys, paths and JSON usage events contain braces. Doubled braces print as one, but only in a
+ * message that has a `{` at all (LogTape leaves a message without one untouched).
+ */
+export function literal(text: string): string {
+  return text.includes("{") ? text.replace(/[{}]/g, (brace) => brace + brace) : text;
 }

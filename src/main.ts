@@ -10,6 +10,9 @@ import { startAdaptor } from "./adaptor.ts";
 import { parseArgs } from "./cli.ts";
 import { exitCodeOf, oneLine } from "./errors.ts";
 import { log, setupLogging, writeStderr } from "./log.ts";
+import { AdaptorMetrics } from "./metrics.ts";
+import { serveMetrics } from "./metrics_server.ts";
+import { keygen } from "./security.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
 import { zmqVersion } from "./zmq.ts";
 
@@ -26,6 +29,14 @@ export async function main(argv: readonly string[], env: Record<string, string>)
     console.log(`${PROGRAM} ${ADAPTOR_VERSION} (ZeroMQ ${zmqVersion()}, Deno ${Deno.version.deno})`);
     return 0;
   }
+  if (invocation.kind === "keygen") {
+    const { publicPath, secretPath, publicKey } = keygen(invocation.path);
+    console.log(
+      `wrote ${publicPath} (public: give it to the other side) and ${secretPath} (secret, mode 0600)`,
+    );
+    console.log(`public key: ${publicKey}`);
+    return 0;
+  }
   const { config } = invocation;
   setupLogging({ level: config.logLevel, format: config.logFormat });
   if (config.test) log().info("RUNNING IN TEST MODE & DEBUG MODE for XPUB -> XSUB");
@@ -37,13 +48,30 @@ export async function main(argv: readonly string[], env: Record<string, string>)
   const signalled = new Promise<string>((resolve) => {
     for (const signal of SIGNALS) Deno.addSignalListener(signal, () => resolve(signal));
   });
-  const adaptor = await startAdaptor(config);
-  log().info(`${PROGRAM} ${ADAPTOR_VERSION} ready (pid ${Deno.pid})`);
+  // SIGHUP rereads --curve-clients (`systemctl reload`); it never kills the adaptor.
+  let reload = () => log().info("SIGHUP during start-up: the clients directory is being read anyway");
+  Deno.addSignalListener("SIGHUP", () => reload());
+  // The metrics port is bound first: a busy one fails the start before any ZeroMQ socket exists.
+  const metrics = config.metrics ? new AdaptorMetrics() : undefined;
+  const server = config.metrics ? serveMetrics(config.metrics, metrics!) : undefined;
+  const adaptor = await startAdaptor(config, metrics?.hooks).catch(async (error) => {
+    await server?.stop();
+    throw error;
+  });
+  metrics?.attach(adaptor);
+  reload = () => {
+    if (!adaptor.reloadClients()) log().info("SIGHUP: nothing to reload (no --curve-clients)");
+  };
+  log().info("{program} {version} ready (pid {pid})", {
+    program: PROGRAM,
+    version: ADAPTOR_VERSION,
+    pid: Deno.pid,
+  });
   const reason = await Promise.race([signalled, adaptor.failure.then((why) => `failure: ${why}`)]);
   const failed = reason.startsWith("failure");
-  if (failed) log().error(reason);
-  else log().info(`${reason} received, stopping`);
-  await adaptor.stop();
+  if (failed) log().error("{reason}", { reason });
+  else log().info("{signal} received, stopping", { signal: reason });
+  await Promise.all([server?.stop(), adaptor.stop()]);
   log().info("stopped");
   return failed ? 1 : 0;
 }

@@ -36,8 +36,10 @@ export const MONITOR_QUEUE = 100_000;
 export interface SocketEvent {
   /** libzmq's event name in lower case: listening, accepted, connected, disconnected, closed… */
   readonly name: string;
-  /** The endpoint the event concerns. */
+  /** The endpoint the event concerns (the local one of a bound socket). */
   readonly endpoint: string;
+  /** The peer's address (e.g. `tcp://10.0.0.7:51234`) where libzmq reports it, else "". */
+  readonly remote: string;
   /** The event's value: a file descriptor, an errno or a reconnect interval, by event. */
   readonly value: number;
 }
@@ -59,16 +61,18 @@ export function monitorSocket(
   onEvent: (event: SocketEvent) => void,
 ): Monitor {
   const address = `inproc://adaptor-monitor-${++monitorSeq}`;
-  socket.monitor(address, EVENTS);
+  const version = socket.monitor(address, EVENTS);
   const reader = ctx.socket(ZMQ_PAIR);
   reader.setInt(ZMQ_LINGER, 0);
   reader.setInt(ZMQ_RCVHWM, MONITOR_QUEUE); // set before connect: inproc takes it then
   reader.connect(address);
   // Returns false when the monitor stopped.
   const deliver = (frames: Frames): boolean => {
-    const event = decodeMonitorEvent(frames);
+    const event = decodeMonitorEvent(frames, version);
     if (event?.name === "monitor_stopped") return false;
-    if (event) onEvent({ name: event.name, endpoint: event.endpoint, value: event.value });
+    if (event) {
+      onEvent({ name: event.name, endpoint: event.endpoint, value: event.value, remote: event.remote });
+    }
     return true;
   };
   const done = (async () => {

@@ -1,13 +1,14 @@
 /**
- * What the socket monitors report about peers, told to the operator at the level it deserves.
+ * What the socket monitors report about peers, told to the operator without `-d` (with `-d`
+ * the adaptor logs every event itself).
  *
- * With `-d` every event is logged (info). Without it, only what means trouble is, as warnings:
- * failed handshakes, failed accepts (e.g. out of file descriptors) and disconnects. libzmq
- * 4.3 does not say why a connection ended: a frame over --max-message-size, a missed
- * heartbeat, a TCP user timeout, garbage on the wire and a peer that simply closed all produce one `disconnected`
- * event (only failures *during* the handshake have their own events), so the line names the
- * possible causes. A connection that fails its handshake is reported once, not twice (libzmq
- * follows each handshake failure with a disconnect of the same connection).
+ * Only what means trouble is logged, as warnings: failed handshakes, failed accepts (e.g. out
+ * of file descriptors) and disconnects. libzmq 4.3 does not say why a connection ended: a
+ * frame over --max-message-size, a missed heartbeat, a TCP user timeout, garbage on the wire
+ * and a peer that simply closed all produce one `disconnected` event (only failures *during*
+ * the handshake have their own events), so the line names the possible causes. A connection
+ * that fails its handshake is reported once, not twice (libzmq follows each handshake failure
+ * with a disconnect of the same connection).
  *
  * A flood (a port scan, a thousand garbage connections) must not become a flood of log lines:
  * each kind of warning of each socket is logged at most `perWindow` times per `windowMs`; the
@@ -15,8 +16,9 @@
  */
 
 import type { Logger } from "@logtape/logtape";
+import { literal } from "./log.ts";
 import type { SocketEvent } from "./monitor.ts";
-import { errorFor, PROTOCOL_ERROR_NAMES } from "./zmq.ts";
+import { errorFor, PROTOCOL_ERRORS } from "./zmq.ts";
 
 /** The limits the messages refer to, so that they can name the flag to change. */
 export interface PeerEventLimits {
@@ -28,8 +30,6 @@ export interface PeerEventLimits {
 
 /** Options of a `PeerEventLog`. */
 export interface PeerEventLogOptions {
-  /** Log every event at info level (`-d`), unthrottled. */
-  readonly debug: boolean;
   readonly limits: PeerEventLimits;
   readonly logger: Logger;
   /** Warnings of one kind per socket logged in full per window; default 5. */
@@ -47,7 +47,7 @@ interface Window {
   timer?: ReturnType<typeof setTimeout>;
 }
 
-/** Turns socket events into log lines; one per adaptor. */
+/** Turns socket events into warnings; one per adaptor. */
 export class PeerEventLog {
   readonly #options: PeerEventLogOptions;
   readonly #perWindow: number;
@@ -63,24 +63,25 @@ export class PeerEventLog {
     this.#windowMs = options.windowMs ?? 10_000;
   }
 
-  /** Reports one event of the socket called `socket` (e.g. "XSUB"). */
-  report(socket: string, event: SocketEvent): void {
+  /**
+   * Reports one event of the socket called `socket` (e.g. "XSUB"). `handshakeLogged`: failed
+   * handshakes of this socket are logged elsewhere (the CURVE auth log); only pair them.
+   */
+  report(socket: string, event: SocketEvent, options: { handshakeLogged?: boolean } = {}): void {
     if (this.#closed) return;
-    const { logger, debug } = this.#options;
-    if (debug) {
-      logger.info(`${socket} ${event.endpoint}: ${event.name} (${event.value})`);
-      return;
-    }
-    const where = `${socket} ${event.endpoint}`;
+    const where = `${socket} ${event.endpoint || event.remote}`;
+    // The peer's address, where libzmq tells it (tcp); ipc peers have none.
+    const peer = /^tcp:\/\/./.test(event.remote) && event.remote !== event.endpoint ? ` ${event.remote}` : "";
     switch (event.name) {
       case "handshake_failed_no_detail":
       case "handshake_failed_protocol":
       case "handshake_failed_auth":
         this.#failedHandshakes.set(socket, (this.#failedHandshakes.get(socket) ?? 0) + 1);
+        if (options.handshakeLogged) return;
         this.#warn(
           where,
           "handshake",
-          `a connection failed the ZeroMQ handshake (${this.#handshakeCause(event)})`,
+          `a connection${peer} failed the ZeroMQ handshake (${this.#handshakeCause(event)})`,
         );
         return;
       case "disconnected": {
@@ -89,18 +90,14 @@ export class PeerEventLog {
           this.#failedHandshakes.set(socket, pending - 1);
           return;
         }
-        this.#warn(where, "disconnect", `a peer disconnected (${this.#disconnectCauses()})`);
+        this.#warn(where, "disconnect", `a peer${peer} disconnected (${this.#disconnectCauses()})`);
         return;
       }
       case "accept_failed":
         this.#warn(where, "accept", `cannot accept a connection: ${errorFor(event.value).message}`);
         return;
-      case "bind_failed":
       case "close_failed":
-        this.#warn(where, event.name, `${event.name.replace("_", " ")}: ${errorFor(event.value).message}`);
-        return;
-      case "connected":
-        logger.info(`${where}: connected`);
+        this.#warn(where, event.name, `close failed: ${errorFor(event.value).message}`);
         return;
     }
   }
@@ -114,7 +111,7 @@ export class PeerEventLog {
 
   #handshakeCause(event: SocketEvent): string {
     if (event.name === "handshake_failed_protocol") {
-      return `protocol error: ${PROTOCOL_ERROR_NAMES[event.value] ?? `code 0x${event.value.toString(16)}`}`;
+      return `protocol error: ${PROTOCOL_ERRORS[event.value] ?? `code 0x${event.value.toString(16)}`}`;
     }
     if (event.name === "handshake_failed_auth") return `authentication failed, status ${event.value}`;
     // libzmq's errno here is only meaningful when the connection itself failed: not shown.
@@ -144,7 +141,7 @@ export class PeerEventLog {
     }
     if (window.logged < this.#perWindow) {
       window.logged++;
-      this.#options.logger.warn(`${where}: ${text}`);
+      this.#options.logger.warn(literal(`${where}: ${text}`));
       return;
     }
     window.suppressed++;
@@ -163,9 +160,9 @@ export class PeerEventLog {
     window.timer = undefined;
     if (window.suppressed === 0 || this.#closed) return;
     const seconds = (this.#windowMs / 1000).toFixed(0);
-    this.#options.logger.warn(
+    this.#options.logger.warn(literal(
       `${window.where}: ${window.suppressed} more '${window.kind}' warnings in ${seconds} s (not logged one by one)`,
-    );
+    ));
     window.suppressed = 0;
   }
 }

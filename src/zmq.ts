@@ -22,6 +22,8 @@ import Module, { createRequire } from "node:module";
 export const ZMQ_PAIR = 0;
 export const ZMQ_PUB = 1;
 export const ZMQ_SUB = 2;
+export const ZMQ_REQ = 3;
+export const ZMQ_REP = 4;
 export const ZMQ_PULL = 7;
 export const ZMQ_PUSH = 8;
 export const ZMQ_XPUB = 9;
@@ -32,6 +34,8 @@ export const ZMQ_SUBSCRIBE = 6;
 export const ZMQ_UNSUBSCRIBE = 7;
 export const ZMQ_SNDHWM = 23;
 export const ZMQ_RCVHWM = 24;
+export const ZMQ_RECONNECT_IVL = 18;
+export const ZMQ_RECONNECT_IVL_MAX = 21;
 export const ZMQ_LINGER = 17;
 export const ZMQ_RCVTIMEO = 27;
 export const ZMQ_SNDTIMEO = 28;
@@ -43,6 +47,18 @@ export const ZMQ_TCP_KEEPALIVE_CNT = 35;
 export const ZMQ_IMMEDIATE = 39;
 export const ZMQ_XPUB_VERBOSE = 40;
 export const ZMQ_RCVMORE = 13;
+export const ZMQ_MECHANISM = 43;
+export const ZMQ_CURVE_SERVER = 47;
+export const ZMQ_CURVE_PUBLICKEY = 48;
+export const ZMQ_CURVE_SECRETKEY = 49;
+export const ZMQ_CURVE_SERVERKEY = 50;
+export const ZMQ_ZAP_DOMAIN = 55;
+/** Draft option: refuse CURVE/PLAIN peers when no ZAP handler answers (fail closed). */
+export const ZMQ_ZAP_ENFORCE_DOMAIN = 93;
+
+/** Security mechanisms (ZMQ_MECHANISM values). */
+export const ZMQ_NULL = 0;
+export const ZMQ_CURVE = 2;
 /** int: TCP_USER_TIMEOUT on Linux: how long sent data may stay unacknowledged (or unsent behind
  * a zero window) before the kernel drops the connection, in ms (0: the kernel's ~15 min). */
 export const ZMQ_TCP_MAXRT = 80;
@@ -93,29 +109,29 @@ export const EVENT_NAMES: Readonly<Record<number, string>> = {
 export const ZMQ_EVENT_ALL = 0xffff;
 export const ZMQ_EVENT_BIND_FAILED = 0x0010;
 
-/** The value of a `handshake_failed_protocol` event (ZMQ_PROTOCOL_ERROR_* in zmq.h). */
-export const PROTOCOL_ERROR_NAMES: Readonly<Record<number, string>> = {
-  0x10000000: "ZMTP unspecified",
-  0x10000001: "ZMTP unexpected command",
-  0x10000002: "ZMTP invalid sequence",
-  0x10000003: "ZMTP key exchange",
-  0x10000011: "ZMTP malformed command",
-  0x10000012: "ZMTP malformed MESSAGE command",
-  0x10000013: "ZMTP malformed HELLO command",
-  0x10000014: "ZMTP malformed INITIATE command",
-  0x10000015: "ZMTP malformed ERROR command",
-  0x10000016: "ZMTP malformed READY command",
-  0x10000017: "ZMTP malformed WELCOME command",
-  0x10000018: "ZMTP invalid metadata",
-  0x11000001: "ZMTP cryptographic error",
-  0x11000002: "ZMTP mechanism mismatch",
-  0x20000000: "ZAP unspecified",
-  0x20000001: "ZAP malformed reply",
-  0x20000002: "ZAP bad request id",
-  0x20000003: "ZAP bad version",
-  0x20000004: "ZAP invalid status code",
-  0x20000005: "ZAP invalid metadata",
-  0x30000000: "WebSocket unspecified",
+/** Protocol errors reported by `handshake_failed_protocol` events (zmq.h). */
+export const PROTOCOL_ERRORS: Readonly<Record<number, string>> = {
+  0x10000000: "ZMTP protocol error",
+  0x10000001: "unexpected command",
+  0x10000002: "invalid command sequence",
+  0x10000003: "key exchange failed",
+  0x10000011: "malformed command",
+  0x10000012: "malformed MESSAGE command",
+  0x10000013: "malformed HELLO command",
+  0x10000014: "malformed INITIATE command",
+  0x10000015: "malformed ERROR command",
+  0x10000016: "malformed READY command",
+  0x10000017: "malformed WELCOME command",
+  0x10000018: "invalid metadata",
+  0x11000001: "cryptographic error (the client may use a wrong server key)",
+  0x11000002: "security mechanism mismatch (the client may not use CURVE)",
+  0x20000000: "ZAP error",
+  0x20000001: "malformed ZAP reply",
+  0x20000002: "bad ZAP request id",
+  0x20000003: "bad ZAP version",
+  0x20000004: "invalid ZAP status code",
+  0x20000005: "malformed ZAP metadata",
+  0x30000000: "WebSocket protocol error",
 };
 
 const symbols = {
@@ -155,6 +171,20 @@ const symbols = {
     nonblocking: true,
   },
   zmq_socket_monitor: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  // Draft API (present in zeromq's prebuilt addon): v2 events carry the peer's address.
+  zmq_socket_monitor_versioned: {
+    parameters: ["pointer", "buffer", "u64", "i32", "i32"],
+    result: "i32",
+    optional: true,
+  },
+  // libc's umask, found through the addon's own dependency on libc (dlsym searches it): the
+  // ipc guard binds socket files under umask 0777. Deno.umask would need --allow-sys (all of it).
+  umask: { parameters: ["u32"], result: "u32", optional: true },
+  zmq_has: { parameters: ["buffer"], result: "i32" },
+  zmq_curve_keypair: { parameters: ["buffer", "buffer"], result: "i32" },
+  zmq_curve_public: { parameters: ["buffer", "buffer"], result: "i32" },
+  zmq_z85_encode: { parameters: ["buffer", "buffer", "usize"], result: "pointer" },
+  zmq_z85_decode: { parameters: ["buffer", "buffer"], result: "pointer" },
   zmq_proxy_steerable: {
     parameters: ["pointer", "pointer", "pointer", "pointer"],
     result: "i32",
@@ -267,6 +297,61 @@ export function zmqVersion(): string {
   const [a, b, c] = [new Int32Array(1), new Int32Array(1), new Int32Array(1)];
   zmq().zmq_version(a, b, c);
   return `${a[0]}.${b[0]}.${c[0]}`;
+}
+
+/**
+ * Sets the process's file-creation mask and returns the previous one; undefined (nothing set)
+ * where libc's `umask` cannot be found. Process-wide: restore it right after use.
+ */
+export function setUmask(mask: number): number | undefined {
+  const umask = zmq().umask;
+  return umask ? umask(mask) : undefined;
+}
+
+/** Whether this libzmq was built with `capability` ("curve", "ipc", "draft", …). */
+export function hasCapability(capability: string): boolean {
+  return zmq().zmq_has(cstr(capability)) === 1;
+}
+
+/** A CURVE key pair, each key as 40 characters of Z85 text. */
+export interface CurveKeyPair {
+  readonly publicKey: string;
+  readonly secretKey: string;
+}
+
+/** A new CURVE key pair from libzmq (`zmq_curve_keypair`). Throws when CURVE is not built in. */
+export function curveKeypair(): CurveKeyPair {
+  const publicText = new Uint8Array(41);
+  const secretText = new Uint8Array(41);
+  check(zmq().zmq_curve_keypair(publicText, secretText));
+  return {
+    publicKey: decoder.decode(publicText.subarray(0, 40)),
+    secretKey: decoder.decode(secretText.subarray(0, 40)),
+  };
+}
+
+/** The public key that belongs to `secretKey` (Z85 in, Z85 out; `zmq_curve_public`). */
+export function curvePublic(secretKey: string): string {
+  const publicText = new Uint8Array(41);
+  check(zmq().zmq_curve_public(publicText, cstr(secretKey)));
+  return decoder.decode(publicText.subarray(0, 40));
+}
+
+/** Z85 text of `bytes` (a multiple of 4 bytes long, e.g. a 32-byte key). */
+export function z85Encode(bytes: Uint8Array): string {
+  const text = new Uint8Array(Math.ceil(bytes.length * 5 / 4) + 1);
+  const ptr = zmq().zmq_z85_encode(text, bytes as Uint8Array<ArrayBuffer>, BigInt(bytes.length));
+  if (!ptr) throw new ZmqError(22, `cannot Z85-encode ${bytes.length} bytes (need a multiple of 4)`);
+  return decoder.decode(text.subarray(0, text.length - 1));
+}
+
+/** The bytes of Z85 `text`, or undefined when it is not valid Z85 (length a multiple of 5). */
+export function z85Decode(text: string): Uint8Array | undefined {
+  // libzmq's decoder reads any byte: keep the text to Z85's alphabet first
+  if (text.length % 5 !== 0 || /[^\x21-\x7e]|["',;\\_`|~]/.test(text)) return undefined;
+  const bytes = new Uint8Array(text.length * 4 / 5);
+  const ptr = zmq().zmq_z85_decode(bytes, cstr(text));
+  return ptr ? bytes : undefined;
 }
 
 /** A libzmq context. `shutdown()` makes every blocking call on its sockets return. */
@@ -470,9 +555,35 @@ export class Socket {
     return new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(data, size).slice(0));
   }
 
-  /** Starts a monitor publishing this socket's events on `inproc://NAME` (a PAIR endpoint). */
-  monitor(endpoint: string, events = ZMQ_EVENT_ALL): void {
+  /**
+   * Starts a monitor publishing this socket's events on `inproc://NAME` (a PAIR endpoint).
+   * Returns the event format: 2 (with the peer's address) where libzmq offers it, else 1.
+   */
+  monitor(endpoint: string, events = ZMQ_EVENT_ALL): 1 | 2 {
+    const versioned = zmq().zmq_socket_monitor_versioned;
+    if (versioned) {
+      check(versioned(this.ptr, cstr(endpoint), BigInt(events), 2, ZMQ_PAIR));
+      return 2;
+    }
     check(zmq().zmq_socket_monitor(this.ptr, cstr(endpoint), events));
+    return 1;
+  }
+
+  /**
+   * Makes this socket a CURVE server with `secretKey` (Z85). Call before bind/connect.
+   * `enforceZap`: refuse clients when no ZAP handler answers, instead of admitting them.
+   */
+  curveServer(secretKey: string, enforceZap = false): void {
+    this.setInt(ZMQ_CURVE_SERVER, 1);
+    this.setBytes(ZMQ_CURVE_SECRETKEY, secretKey);
+    if (enforceZap) this.setInt(ZMQ_ZAP_ENFORCE_DOMAIN, 1);
+  }
+
+  /** Makes this socket a CURVE client of the server whose public key is `serverKey` (all Z85). */
+  curveClient(keys: { serverKey: string; publicKey: string; secretKey: string }): void {
+    this.setBytes(ZMQ_CURVE_SERVERKEY, keys.serverKey);
+    this.setBytes(ZMQ_CURVE_PUBLICKEY, keys.publicKey);
+    this.setBytes(ZMQ_CURVE_SECRETKEY, keys.secretKey);
   }
 
   /** Closes the socket (idempotent). Pending messages get the socket's linger. */
@@ -502,18 +613,43 @@ export function proxySteerable(
   return zmq().zmq_proxy_steerable(frontend.ptr, backend.ptr, capture?.ptr ?? null, control.ptr);
 }
 
-/** Decodes a v1 monitor message: [event u16 | value u32, endpoint]. */
-export function decodeMonitorEvent(
-  frames: Frames,
-): { event: number; name: string; value: number; endpoint: string } | undefined {
+/** One decoded monitor event; `remote` is the peer's address where libzmq names it (v2). */
+export interface MonitorEvent {
+  readonly event: number;
+  readonly name: string;
+  readonly value: number;
+  readonly endpoint: string;
+  readonly remote: string;
+}
+
+/**
+ * Decodes a monitor message: v1 is [event u16 | value u32, endpoint]; v2 is [event u64,
+ * count u64, count × value u64, local address, remote address].
+ */
+export function decodeMonitorEvent(frames: Frames, version: 1 | 2 = 1): MonitorEvent | undefined {
+  const view = (f: Uint8Array) => new DataView(f.buffer, f.byteOffset, f.byteLength);
+  if (version === 2) {
+    if (frames.length < 4 || frames[0].length < 8 || frames[1].length < 8) return undefined;
+    const event = Number(view(frames[0]).getBigUint64(0, true));
+    const count = Number(view(frames[1]).getBigUint64(0, true));
+    if (frames.length < 4 + count) return undefined;
+    const value = count > 0 && frames[2].length >= 8 ? Number(view(frames[2]).getBigUint64(0, true)) : 0;
+    return {
+      event,
+      name: EVENT_NAMES[event] ?? `event_${event}`,
+      value,
+      endpoint: decoder.decode(frames[2 + count]),
+      remote: decoder.decode(frames[3 + count]),
+    };
+  }
   if (frames.length < 2 || frames[0].length < 6) return undefined;
-  const view = new DataView(frames[0].buffer, frames[0].byteOffset, frames[0].byteLength);
-  const event = view.getUint16(0, true);
-  const value = view.getUint32(2, true);
+  const event = view(frames[0]).getUint16(0, true);
+  const value = view(frames[0]).getUint32(2, true);
   return {
     event,
     name: EVENT_NAMES[event] ?? `event_${event}`,
     value,
     endpoint: decoder.decode(frames[1]),
+    remote: "",
   };
 }

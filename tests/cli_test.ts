@@ -51,6 +51,8 @@ Deno.test("environment variables fill what flags leave; flags win", () => {
   assert.equal(flagsWin.publish[0].address, "tcp://127.0.0.1:8001");
   assert.equal(flagsWin.sndhwm, 7);
   assert.equal(run([], { ADAPTOR_DEBUG: "0" }).debug, false);
+  const reconnect = run(["--reconnect-ivl", "50"], { ADAPTOR_RECONNECT_IVL_MAX: "800" });
+  assert.deepEqual([reconnect.reconnectIvl, reconnect.reconnectIvlMax], [50, 800]);
 });
 
 Deno.test("every setting has a documented ADAPTOR_ variable", () => {
@@ -75,6 +77,12 @@ Deno.test("usage errors are UsageError with one line", () => {
   }
   assert.throws(() => parseArgs([], { ADAPTOR_LINGER: "x" }), /ADAPTOR_LINGER 'x'/);
   assert.throws(() => parseArgs([], { ADAPTOR_TEST: "sure" }), /ADAPTOR_TEST 'sure'/);
+  assert.throws(
+    () => parseArgs([], { ADAPTOR_METRICS: "6002" }),
+    /^UsageError: ADAPTOR_METRICS '6002': expected HOST:PORT/,
+  );
+  assert.throws(() => parseArgs([], { ADAPTOR_LOG_LEVEL: "loud" }), /^UsageError: ADAPTOR_LOG_LEVEL 'loud'/);
+  assert.throws(() => parseArgs(["--metrics", "6002"]), /^UsageError: --metrics '6002'/);
 });
 
 Deno.test("protective limits from flags and ADAPTOR_* variables", () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DEFAULTS, makeConfig, parseEndpoint, peerOf } from "../src/config.ts";
+import { DEFAULTS, makeConfig, parseEndpoint, parseListenAddress, peerOf } from "../src/config.ts";
 import { UsageError } from "../src/errors.ts";
 
 Deno.test("defaults are the C original's endpoints; the inbound channel is off", () => {
@@ -57,7 +57,12 @@ Deno.test("the same endpoint twice is refused; numbers are range-checked", () =>
     () => makeConfig({ bind: ["tcp://127.0.0.1:1"], publish: ["tcp://127.0.0.1:1"] }),
     /also by -b/,
   );
+  assert.throws(
+    () => makeConfig({ bind: ["tcp://127.0.0.1:2"], publish: [">tcp://127.0.0.1:2"] }),
+    /connect to itself/,
+  );
   assert.throws(() => makeConfig({ sndhwm: -1 }), /--sndhwm '-1'/);
+  assert.throws(() => makeConfig({ reconnectIvl: 0 }), /--reconnect-ivl '0'/);
   assert.throws(() => makeConfig({ ioThreads: 0 }), /--io-threads/);
   assert.throws(() => makeConfig({ logFormat: "xml" as "json" }), /--log-format 'xml'/);
 });
@@ -103,4 +108,32 @@ Deno.test("protective limits: defaults, 0 turns each off, heartbeat timeout must
   assert.throws(() => makeConfig({ maxMessageSize: 2 ** 33 }), /--max-message-size/);
   assert.throws(() => makeConfig({ heartbeatInterval: 7_000_000 }), /--heartbeat-interval/);
   assert.throws(() => makeConfig({ handshakeTimeout: -1 }), /--handshake-timeout/);
+});
+
+Deno.test("--metrics HOST:PORT: IPv4, [IPv6], host names, :PORT for all interfaces; off by default", () => {
+  assert.equal(makeConfig().metrics, undefined);
+  assert.deepEqual(makeConfig({ metrics: "127.0.0.1:6002" }).metrics, { hostname: "127.0.0.1", port: 6002 });
+  assert.deepEqual(parseListenAddress("[::1]:6002", "--metrics"), { hostname: "::1", port: 6002 });
+  assert.deepEqual(parseListenAddress("localhost:0", "--metrics"), { hostname: "localhost", port: 0 });
+  assert.deepEqual(parseListenAddress(":9100", "--metrics"), { hostname: "0.0.0.0", port: 9100 });
+  assert.deepEqual(parseListenAddress("*:9100", "--metrics"), { hostname: "0.0.0.0", port: 9100 });
+  for (
+    const bad of [
+      "6002",
+      "127.0.0.1",
+      "127.0.0.1:",
+      "http://127.0.0.1:6002",
+      "host:port",
+      "a*b:1",
+      "::1:6002",
+    ]
+  ) {
+    assert.throws(
+      () => makeConfig({ metrics: bad }),
+      (e: unknown) =>
+        e instanceof UsageError && e.message.startsWith(`--metrics '${bad}': expected HOST:PORT`),
+      bad,
+    );
+  }
+  assert.throws(() => makeConfig({ metrics: "127.0.0.1:70000" }), /--metrics '127.0.0.1:70000': port 70000/);
 });

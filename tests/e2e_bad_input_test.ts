@@ -26,6 +26,7 @@ const usageCases: [string, string[], string[]][] = [
   ["bad log level", ["--log-level", "loud"], ["--log-level", "loud"]],
   ["same endpoint twice", ["-b", "ipc:///tmp/same", "-p", "ipc:///tmp/same"], ["ipc:///tmp/same"]],
   ["stray argument", ["extra"], ["extra"]],
+  ["malformed --metrics", ["--metrics", "localhost"], ["--metrics", "localhost", "HOST:PORT"]],
 ];
 
 for (const [name, args, mentions] of usageCases) {
@@ -55,6 +56,28 @@ Deno.test("busy tcp port: exit 1, one line, and the ipc socket already bound is 
     ]);
     assert.ok(!stderr.some((l) => /Stack backtrace| {4}at /.test(l)));
     assert.ok(!exists(bind), "the XSUB's socket file was left behind");
+  } finally {
+    squatter.close();
+  }
+});
+
+Deno.test("busy --metrics port: exit 1, one line, no socket file left", async () => {
+  const metricsPort = freePort();
+  const squatter = Deno.listen({ hostname: "127.0.0.1", port: metricsPort });
+  const bind = ipcPath("xsub");
+  const port = freePort();
+  try {
+    const { code, stderr } = await runAdaptor([
+      "-b",
+      `ipc://${bind}`,
+      "-p",
+      `tcp://127.0.0.1:${port}`,
+      "--metrics",
+      `127.0.0.1:${metricsPort}`,
+    ]);
+    assert.equal(code, 1);
+    assertOneCleanLine(stderr, [`--metrics '127.0.0.1:${metricsPort}'`, "Address already in use"]);
+    assert.ok(!exists(bind), "an XSUB socket file was left behind");
   } finally {
     squatter.close();
   }
@@ -122,6 +145,11 @@ Deno.test("--help and --version print to stdout and exit 0", async () => {
       "--test",
       "--sndhwm",
       "ADAPTOR_BIND",
+      "--curve-cert",
+      "--curve-clients",
+      "--ipc-mode",
+      "ADAPTOR_IPC_GROUP",
+      "keygen <path>",
     ]
   ) {
     assert.ok(text.includes(flag), `help lacks ${flag}`);

@@ -14,7 +14,7 @@ import { connectRaw, handshake, readUntilClosed, subscription } from "./support/
 import { ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq.ts";
 
 const disconnectWarning = (socket: string) =>
-  new RegExp(`WRN.*${socket} .*: a peer disconnected .*--max-message-size 1024`);
+  new RegExp(`WRN.*${socket} .*: a peer( \\S+)? disconnected .*--max-message-size 1024`);
 
 Deno.test("--max-message-size: an oversized frame drops that publisher, not the adaptor, and is logged", async () => {
   const bind = `ipc://${ipcPath("xsub")}`;
@@ -84,9 +84,9 @@ Deno.test("heartbeats drop a TCP peer that went silent; its subscription leaves 
     "-p",
     publish,
     "--heartbeat-interval",
-    "200",
+    "300",
     "--heartbeat-timeout",
-    "600",
+    "1500",
   ]);
   const peers = new Peers();
   let silent: Deno.Conn | undefined;
@@ -109,12 +109,12 @@ Deno.test("heartbeats drop a TCP peer that went silent; its subscription leaves 
     assert.notEqual(await readUntilClosed(silent, 5_000), undefined, "the silent peer was not disconnected");
 
     // Several heartbeat timeouts later, the healthy subscriber is still connected and served.
-    await sleep(1_500);
+    await sleep(3_000);
     await pub.sendAll(200, (i) => `live.${i}`);
     await live.expect(200);
     assert.equal(live.messages.length, 200);
     await until(() => upstream.topics.has("live."), "live subscription upstream");
-    const xpubDisconnects = adaptor.lines.filter((l) => /WRN.*XPUB .*a peer disconnected/.test(l));
+    const xpubDisconnects = adaptor.lines.filter((l) => /WRN.*XPUB .*a peer( \S+)? disconnected/.test(l));
     assert.equal(
       xpubDisconnects.length,
       1,
@@ -161,7 +161,7 @@ Deno.test("--tcp-user-timeout drops a subscriber that stopped reading under traf
       for (let i = 0; i < 100; i++) pub.socket.trySend(message);
       await sleep(5);
     }
-    await adaptor.waitFor(/WRN.*XPUB .*a peer disconnected/);
+    await adaptor.waitFor(/WRN.*XPUB .*a peer( \S+)? disconnected/);
     await assertForwards({ publishTo: bind, subscribeTo: publish });
   } finally {
     stuck?.close();

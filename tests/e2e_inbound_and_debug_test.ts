@@ -128,3 +128,15 @@ Deno.test("-r runs an inbound test sender and a PULL receiver", async () => {
     assert.equal(status.code, 0);
   }
 });
+
+Deno.test("inproc endpoints work as given: -t's peers share the adaptor's context", async () => {
+  const adaptor = new AdaptorProcess(["-t", "-b", "inproc://gateway-in", "-p", "inproc://gateway-out"]);
+  try {
+    await adaptor.ready();
+    const sent = await adaptor.waitFor(/ \.\.\. sending:PUB-[A-J]-\d{5}$/, 10_000);
+    await adaptor.waitFor(new RegExp(`> got: ${sent.slice(sent.indexOf("PUB-"))}$`), 5000);
+  } finally {
+    const { status } = await adaptor.stop();
+    assert.equal(status.code, 0);
+  }
+});

@@ -1,5 +1,6 @@
 /**
- * The engine in-process, over inproc: exact STATISTICS, TERMINATE.
+ * The engine in-process, over inproc: exact STATISTICS (which count frames), TERMINATE, and a
+ * stop that is not held up by a proxy blocked inside a send.
  * This is also the shortest example of driving `Forwarder` from code.
  */
 
@@ -9,6 +10,8 @@ import {
   Context,
   ZMQ_LINGER,
   ZMQ_PUB,
+  ZMQ_PULL,
+  ZMQ_PUSH,
   ZMQ_RCVHWM,
   ZMQ_SNDHWM,
   ZMQ_SUB,
@@ -16,7 +19,7 @@ import {
   ZMQ_XPUB,
   ZMQ_XSUB,
 } from "../src/zmq.ts";
-import { until } from "./support/net.ts";
+import { sleep, until } from "./support/net.ts";
 
 Deno.test("Forwarder moves every message and counts them exactly; stop ends it", async () => {
   const ctx = new Context();
@@ -42,6 +45,9 @@ Deno.test("Forwarder moves every message and counts them exactly; stop ends it",
       while (sub.tryReceive()) got++;
       return got > 0;
     }, "subscription to reach the publisher");
+    // Let warm-ups still in flight arrive, so that the baseline below counts them all.
+    await new Promise((r) => setTimeout(r, 100));
+    while (sub.tryReceive()) got++;
     const base = (await forwarder.statistics()).frontend.messagesIn;
 
     const N = 20_000;
@@ -67,5 +73,114 @@ Deno.test("Forwarder moves every message and counts them exactly; stop ends it",
     await forwarder.close();
     for (const s of [xsub, xpub, pub, sub]) s.close();
     await ctx.terminate();
+  }
+});
+
+Deno.test("STATISTICS counts frames, not messages: a 3-part message counts 3 (libzmq 4.3.5)", async () => {
+  const ctx = new Context();
+  const open = (type: number) => {
+    const s = ctx.socket(type);
+    s.setInt(ZMQ_LINGER, 0);
+    return s;
+  };
+  const xsub = open(ZMQ_XSUB), xpub = open(ZMQ_XPUB), pub = open(ZMQ_PUB), sub = open(ZMQ_SUB);
+  xsub.bind("inproc://frames-in");
+  xpub.bind("inproc://frames-out");
+  const forwarder = Forwarder.start(ctx, xsub, xpub);
+  sub.setBytes(ZMQ_SUBSCRIBE, "");
+  sub.connect("inproc://frames-out");
+  pub.connect("inproc://frames-in");
+  try {
+    // Counted from the proxy's start: every warm-up that got through, then the data.
+    let warmUps = 0, data = 0;
+    const take = () => {
+      for (let m; (m = sub.tryReceive());) m.length === 3 ? data++ : warmUps++;
+    };
+    await until(() => {
+      pub.trySend("warm-up"); // 7 bytes
+      take();
+      return warmUps > 0;
+    }, "subscription to reach the publisher");
+    for (let i = 0; i < 10; i++) pub.trySend([new Uint8Array(3), new Uint8Array(5), new Uint8Array(7)]);
+    await until(() => {
+      take();
+      return data >= 10;
+    }, `${data} of 10`);
+    const stats = await forwarder.statistics();
+    assert.equal(data, 10, "10 messages of 3 frames arrived");
+    assert.equal(stats.frontend.messagesIn, BigInt(warmUps + 30), "each frame counted");
+    assert.equal(stats.backend.messagesOut, BigInt(warmUps + 30));
+    assert.equal(stats.frontend.bytesIn, BigInt(warmUps * 7 + 150), "payload bytes of all frames");
+  } finally {
+    await forwarder.stop();
+    await forwarder.close();
+    for (const s of [xsub, xpub, pub, sub]) s.close();
+    await ctx.terminate();
+  }
+});
+
+/** A SUB → PUSH forwarder over inproc whose PULL peer never reads; `queued` messages wait at the SUB. */
+function blockedInbound(queued: number) {
+  const ctx = new Context();
+  const open = (type: number) => {
+    const s = ctx.socket(type);
+    s.setInt(ZMQ_LINGER, 0);
+    return s;
+  };
+  const frontend = open(ZMQ_SUB), push = open(ZMQ_PUSH), pub = open(ZMQ_PUB), pull = open(ZMQ_PULL);
+  frontend.setBytes(ZMQ_SUBSCRIBE, "");
+  push.setInt(ZMQ_SNDHWM, 1);
+  pull.setInt(ZMQ_RCVHWM, 1);
+  pub.bind("inproc://blocked-in");
+  frontend.connect("inproc://blocked-in"); // inproc: the subscription is at the PUB at once
+  push.bind("inproc://blocked-out");
+  pull.connect("inproc://blocked-out");
+  for (let i = 0; i < queued; i++) pub.trySend(`m${i}`);
+  const close = () => {
+    for (const s of [frontend, push, pub, pull]) s.close();
+    return ctx.terminate();
+  };
+  return { ctx, frontend, push, close };
+}
+
+Deno.test("statistics() calls made while one is in flight share it", async () => {
+  const { ctx, frontend, push, close } = blockedInbound(0);
+  const forwarder = Forwarder.start(ctx, frontend, push);
+  try {
+    const first = forwarder.statistics();
+    assert.equal(forwarder.statistics(), first, "one request for both callers");
+    await first;
+    assert.notEqual(forwarder.statistics(), first, "a later call asks again");
+  } finally {
+    await forwarder.stop();
+    await forwarder.close();
+    await close();
+  }
+});
+
+Deno.test("a proxy blocked sending to a full PUSH answers no STATISTICS, and stop() still returns", async () => {
+  // 100 messages wait at the SUB when the proxy starts: its first burst sends until the
+  // PUSH → PULL pipe (2 messages) is full, then blocks inside zmq_send.
+  const { ctx, frontend, push, close } = blockedInbound(100);
+  const forwarder = Forwarder.start(ctx, frontend, push);
+  try {
+    await sleep(100); // the pool thread starts the proxy, which blocks in its first burst
+    let answered = false;
+    const pending = forwarder.statistics().then(() => answered = true, () => {});
+    await sleep(300);
+    assert.equal(answered, false, "the proxy is blocked in a send and cannot answer");
+    // TERMINATE queues behind the unanswered request, so it cannot end the proxy: stop() says
+    // so (at once: a request unanswered for 300 ms means a blocked proxy) instead of hanging…
+    const stopped = await Promise.race([forwarder.stop(), sleep(2000).then(() => "still waiting")]);
+    assert.equal(stopped, false, "stop() must give up");
+    // …and the context shutdown that follows (as in the adaptor's release) ends the proxy.
+    ctx.shutdown();
+    assert.equal(await forwarder.done, -1);
+    await pending;
+    assert.equal(answered, false);
+  } finally {
+    ctx.shutdown();
+    await forwarder.close();
+    await close();
   }
 });

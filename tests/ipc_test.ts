@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { StartupError } from "../src/errors.ts";
-import { checkIpcPath, ownSocketFile, removeOwnedFile, socketFileState } from "../src/ipc.ts";
+import { checkIpcPath, describeSocketFile, ownSocketFile, removeOwnedFile } from "../src/ipc.ts";
 import { Context, ZMQ_LINGER, ZMQ_XSUB } from "../src/zmq.ts";
 import { exists, ipcPath } from "./support/net.ts";
 
@@ -47,18 +47,18 @@ Deno.test("removeOwnedFile leaves a file that another process bound since", () =
   }
 });
 
-Deno.test("socketFileState: ok, removed with its directory, replaced by another file", () => {
+Deno.test("describeSocketFile: ok, removed with its directory, replaced by another file", () => {
   const dir = Deno.makeTempDirSync({ prefix: "adaptor-ipc-" });
   const path = `${dir}/q`;
   try {
     Deno.writeTextFileSync(path, "stands in for a socket file");
     const owned = ownSocketFile(path)!;
-    assert.equal(socketFileState(owned).state, "ok");
+    assert.equal(describeSocketFile(owned).state, "ok");
     Deno.removeSync(path);
     Deno.writeTextFileSync(path, "another inode");
-    if (Deno.lstatSync(path).ino !== owned.ino) assert.equal(socketFileState(owned).state, "replaced");
+    if (Deno.lstatSync(path).ino !== owned.ino) assert.equal(describeSocketFile(owned).state, "replaced");
     Deno.removeSync(dir, { recursive: true });
-    const gone = socketFileState(owned);
+    const gone = describeSocketFile(owned);
     assert.equal(gone.state, "removed");
     assert.match(gone.text, /its directory .* was removed/);
   } finally {

@@ -26,6 +26,19 @@ const ZMQ_XPUB_NODROP = 69;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** CURVE client keys of a peer (all Z85): the server's public key and the peer's own pair. */
+export interface CurveClient {
+  readonly serverKey: string;
+  readonly publicKey: string;
+  readonly secretKey: string;
+}
+
+/** Options of a peer socket. */
+export interface PeerOptions {
+  /** Connect as a CURVE client (ZMQ_CURVE_SERVERKEY, _PUBLICKEY, _SECRETKEY) — set before connect. */
+  readonly curve?: CurveClient;
+}
+
 /** The topic of synchronisation messages; every test subscriber takes it. */
 export const SYNC = "sync|";
 
@@ -43,19 +56,21 @@ export class Peers {
   }
 
   /** A PUB connecting to (or binding) `address` that waits instead of dropping. */
-  publisher(address: string, bind = false): Publisher {
+  publisher(address: string, bind = false, options: PeerOptions = {}): Publisher {
     const socket = this.socket(ZMQ_PUB);
     socket.setInt(ZMQ_XPUB_NODROP, 1);
     socket.setInt(ZMQ_SNDHWM, 1000);
+    if (options.curve) socket.curveClient(options.curve);
     if (bind) socket.bind(address);
     else socket.connect(address);
     return new Publisher(socket);
   }
 
   /** A SUB connecting to `address`, subscribed to `topics` and to sync messages. */
-  subscriber(address: string, topics: string[] = [""]): Receiver {
+  subscriber(address: string, topics: string[] = [""], options: PeerOptions = {}): Receiver {
     const socket = this.socket(ZMQ_SUB);
     socket.setInt(ZMQ_RCVHWM, 0);
+    if (options.curve) socket.curveClient(options.curve);
     for (const topic of [...topics, SYNC]) socket.setBytes(ZMQ_SUBSCRIBE, topic);
     socket.connect(address);
     return this.#receiver(socket);
@@ -136,11 +151,18 @@ export class Publisher {
 export class Receiver {
   readonly messages: Frames[] = [];
   readonly syncFrom = new Set<string>();
+  /** Sync messages received (single frames) and their bytes, for exact traffic counts. */
+  readonly sync = { messages: 0, bytes: 0 };
 
   take(frames: Frames): void {
     const first = decoder.decode(frames[0]);
-    if (first.startsWith(SYNC)) this.syncFrom.add(first.slice(SYNC.length));
-    else this.messages.push(frames);
+    if (first.startsWith(SYNC)) {
+      this.syncFrom.add(first.slice(SYNC.length));
+      this.sync.messages++;
+      this.sync.bytes += frames[0].length;
+    } else {
+      this.messages.push(frames);
+    }
   }
 
   /** The first frame of each message, as text. */

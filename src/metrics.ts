@@ -1,0 +1,266 @@
+/**
+ * The adaptor's Prometheus metrics and their text exposition format (version 0.0.4).
+ *
+ * Nothing here runs per message. Forwarding counters are the proxies' own STATISTICS, asked
+ * when Prometheus scrapes (the C loop answers between two bursts); peer gauges and event
+ * counters follow the socket monitors' events (a handful per connection); process figures
+ * are read at scrape time.
+ *
+ * Hand-written rather than prom-client: the format is a few lines of text, our counters
+ * already live in libzmq (a client library's registry would only copy them), and prom-client
+ * is made for Node (its default collectors lean on Node internals); no dependency is simpler.
+ */
+
+import process from "node:process";
+import type { AdaptorHandle, AdaptorHooks, ChannelName, ProxyStatistics } from "./adaptor.ts";
+import { type Role, ROLES } from "./config.ts";
+import type { Health } from "./health.ts";
+import type { SocketEvent } from "./monitor.ts";
+import { ADAPTOR_VERSION } from "./version.ts";
+import { zmqVersion } from "./zmq.ts";
+
+/** The Content-Type of the text exposition format. */
+export const EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+/** How long a scrape waits for a proxy's STATISTICS before it shows the last answer. */
+export const STATISTICS_TIMEOUT_MS = 1000;
+
+export type MetricType = "counter" | "gauge";
+
+/** One value of a metric, with its labels. */
+export interface Sample {
+  readonly labels?: Readonly<Record<string, string>>;
+  readonly value: number | bigint;
+}
+
+/** A metric: name, help text, type and samples. Counters' names end in `_total`. */
+export interface MetricFamily {
+  readonly name: string;
+  readonly help: string;
+  readonly type: MetricType;
+  readonly samples: readonly Sample[];
+}
+
+/** `families` in Prometheus' text format, each with its HELP and TYPE lines. */
+export function renderExposition(families: readonly MetricFamily[]): string {
+  let text = "";
+  for (const family of families) {
+    text += `# HELP ${family.name} ${family.help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}\n`;
+    text += `# TYPE ${family.name} ${family.type}\n`;
+    for (const sample of family.samples) {
+      text += `${family.name}${renderLabels(sample.labels)} ${renderValue(sample.value)}\n`;
+    }
+  }
+  return text;
+}
+
+function renderLabels(labels: Readonly<Record<string, string>> | undefined): string {
+  if (!labels) return "";
+  const pairs = Object.entries(labels).map(([name, value]) =>
+    `${name}="${value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`
+  );
+  return pairs.length === 0 ? "" : `{${pairs.join(",")}}`;
+}
+
+function renderValue(value: number | bigint): string {
+  if (typeof value === "bigint") return value.toString();
+  if (Number.isNaN(value)) return "NaN";
+  if (value === Infinity) return "+Inf";
+  if (value === -Infinity) return "-Inf";
+  return String(value);
+}
+
+/** The roles whose peers are a channel's publishers (upstream) and subscribers (downstream). */
+export const CHANNEL_SIDES: Readonly<Record<ChannelName, { publishers: Role; subscribers: Role }>> = {
+  main: { publishers: "bind", subscribers: "publish" },
+  inbound: { publishers: "listen", subscribers: "push" },
+};
+
+/** Monitor events that open a connection to a peer, and the one that ends it; value = fd. */
+const OPENS = new Set(["accepted", "connected"]);
+const CLOSES = "disconnected";
+
+/**
+ * Collects an adaptor's metrics. Create it before the adaptor, pass `hooks` to
+ * `startAdaptor` (so that no connection is missed), then `attach` the handle.
+ */
+export class AdaptorMetrics {
+  /** Pass to `startAdaptor`: counts socket events and tracks connected peers. */
+  readonly hooks: AdaptorHooks;
+  readonly #statisticsTimeoutMs: number;
+  /** Each role's connected peers, by file descriptor (libzmq's value for these events). */
+  readonly #peers = new Map<Role, Set<number>>();
+  readonly #events = new Map<string, { labels: Record<string, string>; count: number }>();
+  readonly #lastStatistics: Partial<Record<ChannelName, ProxyStatistics>> = {};
+  readonly #unanswered = new Map<ChannelName, number>();
+  #handle: AdaptorHandle | undefined;
+
+  constructor(options: { statisticsTimeoutMs?: number } = {}) {
+    this.#statisticsTimeoutMs = options.statisticsTimeoutMs ?? STATISTICS_TIMEOUT_MS;
+    this.hooks = { onSocketEvent: (channel, role, event) => this.#onSocketEvent(channel, role, event) };
+  }
+
+  /** The running adaptor whose counters and health to report. */
+  attach(handle: AdaptorHandle): void {
+    this.#handle = handle;
+  }
+
+  /** The adaptor's health; not ok while no adaptor is attached yet. */
+  health(): Health {
+    return this.#handle ? this.#handle.health() : { ok: false, reason: "starting" };
+  }
+
+  /** Peers connected to `role`'s socket now. */
+  peers(role: Role): number {
+    return this.#peers.get(role)?.size ?? 0;
+  }
+
+  /** The counter of `event` on `role`'s socket, created at 0. */
+  #eventCounter(channel: ChannelName, role: Role, event: string): { count: number } {
+    const socket = ROLES[role].socket;
+    const key = `${channel}|${socket}|${event}`;
+    let counter = this.#events.get(key);
+    if (!counter) this.#events.set(key, counter = { labels: { channel, socket, event }, count: 0 });
+    return counter;
+  }
+
+  #onSocketEvent(channel: ChannelName, role: Role, event: SocketEvent): void {
+    this.#eventCounter(channel, role, event.name).count++;
+    let peers = this.#peers.get(role);
+    if (!peers) this.#peers.set(role, peers = new Set());
+    if (OPENS.has(event.name)) peers.add(event.value);
+    else if (event.name === CLOSES) peers.delete(event.value);
+  }
+
+  /** Every metric, with the proxies' counters asked now. */
+  async collect(): Promise<MetricFamily[]> {
+    const handle = this.#handle;
+    const channels = handle?.channels ?? [];
+    const fresh = handle ? await handle.statistics({ timeoutMs: this.#statisticsTimeoutMs }) : {};
+    for (const channel of channels) {
+      // Connection events exist from the start, at 0, so that rate() and alerts see them.
+      for (const role of Object.values(CHANNEL_SIDES[channel])) {
+        for (const event of [...OPENS, CLOSES]) this.#eventCounter(channel, role, event);
+      }
+      const stats = fresh[channel];
+      if (stats) this.#lastStatistics[channel] = stats;
+      else this.#unanswered.set(channel, (this.#unanswered.get(channel) ?? 0) + 1);
+    }
+    const counters = channels.flatMap((channel) => {
+      const stats = this.#lastStatistics[channel];
+      return stats ? [{ channel, stats }] : [];
+    });
+    const perChannel = (value: (stats: ProxyStatistics) => bigint): Sample[] =>
+      counters.map(({ channel, stats }) => ({ labels: { channel }, value: value(stats) }));
+    const peers = (side: "publishers" | "subscribers"): Sample[] =>
+      channels.map((channel) => ({
+        labels: { channel },
+        value: this.peers(CHANNEL_SIDES[channel][side]),
+      }));
+
+    return [
+      {
+        name: "adaptor_build_info",
+        help: "Versions of the adaptor, of the libzmq it runs on and of Deno; the value is 1.",
+        type: "gauge",
+        samples: [{
+          labels: { version: ADAPTOR_VERSION, zeromq_version: zmqVersion(), deno_version: Deno.version.deno },
+          value: 1,
+        }],
+      },
+      {
+        name: "adaptor_healthy",
+        help: "1 while every proxy runs and every bound ipc socket file is in place (as /healthz).",
+        type: "gauge",
+        samples: [{ value: this.health().ok ? 1 : 0 }],
+      },
+      {
+        name: "adaptor_messages_forwarded_total",
+        help: "ZeroMQ frames forwarded downstream by the channel's proxy (main: XSUB to XPUB, " +
+          "inbound: SUB to PUSH). libzmq counts frames: a multipart message counts once per part.",
+        type: "counter",
+        samples: perChannel((s) => s.backend.messagesOut),
+      },
+      {
+        name: "adaptor_bytes_forwarded_total",
+        help: "Payload bytes of the frames forwarded downstream by the channel's proxy.",
+        type: "counter",
+        samples: perChannel((s) => s.backend.bytesOut),
+      },
+      {
+        name: "adaptor_upstream_messages_total",
+        help: "Frames passed back upstream by the channel's proxy: on main, the subscriptions and " +
+          "unsubscriptions that travel from the XPUB to the gateway's publishers.",
+        type: "counter",
+        samples: perChannel((s) => s.frontend.messagesOut),
+      },
+      {
+        name: "adaptor_statistics_unanswered_total",
+        help: `Scrapes at which the channel's proxy did not answer STATISTICS within ` +
+          `${this.#statisticsTimeoutMs} ms (blocked sending to a full PUSH, or stopped); ` +
+          "the forwarding counters then show its last answer.",
+        type: "counter",
+        samples: channels.map((channel) => ({
+          labels: { channel },
+          value: this.#unanswered.get(channel) ?? 0,
+        })),
+      },
+      {
+        name: "adaptor_publishers",
+        help: "Peers connected to the channel's upstream socket now (main: gateway workers on the " +
+          "XSUB; inbound: remote publishers of the SUB).",
+        type: "gauge",
+        samples: peers("publishers"),
+      },
+      {
+        name: "adaptor_subscribers",
+        help: "Peers connected to the channel's downstream socket now (main: tracking services on " +
+          "the XPUB; inbound: PULL workers of the PUSH).",
+        type: "gauge",
+        samples: peers("subscribers"),
+      },
+      {
+        name: "adaptor_socket_events_total",
+        help: "Socket monitor events by channel, socket and event (listening, accepted, connected, " +
+          "disconnected, bind_failed, handshake_failed_*, ...).",
+        type: "counter",
+        samples: [...this.#events.values()].map(({ labels, count }) => ({ labels, value: count })),
+      },
+      ...processFamilies(),
+    ];
+  }
+
+  /** `collect()` in the text exposition format. */
+  async render(): Promise<string> {
+    return renderExposition(await this.collect());
+  }
+}
+
+/**
+ * The standard `process_*` metrics: CPU seconds of all threads (the proxies' included, from
+ * getrusage), resident memory and start time. Not `process_open_fds`: Deno lets a process read
+ * `/proc/self` only with --allow-all, which the adaptor does not ask for.
+ */
+export function processFamilies(): MetricFamily[] {
+  const cpu = process.cpuUsage();
+  return [
+    {
+      name: "process_cpu_seconds_total",
+      help: "User and system CPU time of the process, all threads, in seconds.",
+      type: "counter",
+      samples: [{ value: (cpu.user + cpu.system) / 1e6 }],
+    },
+    {
+      name: "process_resident_memory_bytes",
+      help: "Resident memory of the process, in bytes.",
+      type: "gauge",
+      samples: [{ value: Deno.memoryUsage().rss }],
+    },
+    {
+      name: "process_start_time_seconds",
+      help: "When the process started, in seconds since the Unix epoch.",
+      type: "gauge",
+      samples: [{ value: Math.round(performance.timeOrigin) / 1000 }],
+    },
+  ];
+}

@@ -1,0 +1,402 @@
+/**
+ * CURVE certificates in CZMQ's format, so that keys made by `zcert`/`zauth` tools (and by
+ * pyzmq's `zmq.auth`) work here and ours work there.
+ *
+ * A certificate is a ZPL text file (ZeroMQ RFC 4: names and `name = "value"` pairs, nested by
+ * 4-space indentation, `#` comments) with a `metadata` section and a `curve` section holding
+ * `public-key` and, in the secret file only, `secret-key`, each 40 characters of Z85. As
+ * `zcert_save` does, `keygen` writes PATH (public, to hand out) and PATH_secret (mode 0600).
+ *
+ * Every problem with a certificate given on the command line is a `UsageError` naming the flag
+ * and the file: the adaptor exits 2 with one line, before it opens anything.
+ */
+
+import { StartupError, UsageError } from "./errors.ts";
+import { curveKeypair, curvePublic, hasCapability, z85Decode } from "./zmq.ts";
+
+// ---------------------------------------------------------------------------------------------
+// ZPL (rfc.zeromq.org/spec:4), the subset CZMQ's zconfig reads and writes
+
+/** One ZPL item: a name, a value ("" when none) and the items indented under it. */
+export interface ZplNode {
+  readonly name: string;
+  readonly value: string;
+  readonly children: ZplNode[];
+  /** 1-based line of the item in its text (0 for the root). */
+  readonly line: number;
+}
+
+/** A ZPL syntax error, with the 1-based line it was found on. */
+export class ZplError extends Error {
+  constructor(readonly line: number, reason: string) {
+    super(`line ${line}: ${reason}`);
+    this.name = "ZplError";
+  }
+}
+
+const NAME = /^[A-Za-z0-9$\-_@.&+/]+/;
+
+/**
+ * Parses ZPL text into a tree under a root node, as CZMQ's `zconfig_str_load` does; the whole
+ * text is valid or a `ZplError` says where it is not.
+ */
+export function parseZpl(text: string): ZplNode {
+  const root: ZplNode = { name: "root", value: "", children: [], line: 0 };
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].trimEnd();
+    const lineNo = i + 1;
+    if (line.startsWith("#") || line === "") continue;
+    const indent = /^ */.exec(line)![0].length;
+    if (line[indent] === "\t") throw new ZplError(lineNo, "tab in indentation (indent with 4 spaces)");
+    if (indent % 4 !== 0) throw new ZplError(lineNo, "indent 4 spaces at a time");
+    let rest = line.slice(indent);
+    const name = NAME.exec(rest)?.[0] ?? "";
+    if (name === "") {
+      if (!rest.startsWith("#")) throw new ZplError(lineNo, `invalid syntax '${rest}'`);
+      continue;
+    }
+    if (name.startsWith("/") || name.endsWith("/")) {
+      throw new ZplError(lineNo, `'/' is not valid at the start or end of a name ('${name}')`);
+    }
+    rest = rest.slice(name.length).trimStart();
+    let value = "";
+    if (rest.startsWith("=")) {
+      rest = rest.slice(1).trimStart();
+      const quote = rest[0];
+      if (quote === '"' || quote === "'") {
+        const end = rest.indexOf(quote, 1);
+        if (end < 0) throw new ZplError(lineNo, `missing closing ${quote}`);
+        value = rest.slice(1, end);
+        checkEndOfLine(rest.slice(end + 1), lineNo);
+      } else {
+        const comment = rest.indexOf("#");
+        value = (comment >= 0 ? rest.slice(0, comment) : rest).trimEnd();
+      }
+    } else {
+      checkEndOfLine(rest, lineNo);
+    }
+    const parent = nodeAtDepth(root, indent / 4);
+    if (!parent) throw new ZplError(lineNo, "indentation error (no item to nest under)");
+    parent.children.push({ name, value, children: [], line: lineNo });
+  }
+  return root;
+}
+
+function checkEndOfLine(rest: string, lineNo: number): void {
+  const trimmed = rest.trimStart();
+  if (trimmed !== "" && !trimmed.startsWith("#")) throw new ZplError(lineNo, `invalid syntax '${trimmed}'`);
+}
+
+// The latest node at `depth` (root = 0), which an item indented `depth` levels belongs under.
+function nodeAtDepth(root: ZplNode, depth: number): ZplNode | undefined {
+  let node = root;
+  for (let level = 0; level < depth; level++) {
+    const last = node.children.at(-1);
+    if (!last) return undefined;
+    node = last;
+  }
+  return node;
+}
+
+/** The item at `path` ("curve/public-key"), as `zconfig_locate` finds it (first match). */
+export function zplLocate(root: ZplNode, path: string): ZplNode | undefined {
+  let node: ZplNode | undefined = root;
+  for (const part of path.split("/").filter((p) => p !== "")) {
+    node = node.children.find((c) => c.name === part);
+    if (!node) return undefined;
+  }
+  return node;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificates
+
+/** A CURVE certificate: Z85 keys and free-form metadata. */
+export interface Certificate {
+  readonly publicKey: string;
+  /** Only in a secret certificate. */
+  readonly secretKey?: string;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+/** A certificate that has its secret key. */
+export type SecretCertificate = Certificate & { readonly secretKey: string };
+
+/** Why a text is not a usable certificate (no file name: callers add it). */
+export class CertificateError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CertificateError";
+  }
+}
+
+/** Whether `text` is a well-formed CURVE key: 40 characters of Z85 (32 bytes). */
+export function isCurveKey(text: string): boolean {
+  return text.length === 40 && z85Decode(text)?.length === 32;
+}
+
+/**
+ * Reads a certificate from ZPL `text`: `curve/public-key` is required, `curve/secret-key`
+ * optional and, when present, must be the public key's partner. Throws `CertificateError`.
+ */
+export function parseCertificate(text: string): Certificate {
+  let root: ZplNode;
+  try {
+    root = parseZpl(text);
+  } catch (error) {
+    if (error instanceof ZplError) throw new CertificateError(`not a ZPL file: ${error.message}`);
+    throw error;
+  }
+  const publicKey = zplLocate(root, "curve/public-key")?.value;
+  if (publicKey === undefined) throw new CertificateError("no curve/public-key (not a CURVE certificate)");
+  if (!isCurveKey(publicKey)) {
+    throw new CertificateError(`curve/public-key is not a 40-character Z85 key ('${publicKey}')`);
+  }
+  const secretKey = zplLocate(root, "curve/secret-key")?.value;
+  if (secretKey !== undefined) {
+    if (!isCurveKey(secretKey)) throw new CertificateError("curve/secret-key is not a 40-character Z85 key");
+    if (curvePublic(secretKey) !== publicKey) {
+      throw new CertificateError("curve/secret-key does not belong to curve/public-key");
+    }
+  }
+  const metadata: Record<string, string> = {};
+  for (const item of zplLocate(root, "metadata")?.children ?? []) metadata[item.name] = item.value;
+  return secretKey === undefined ? { publicKey, metadata } : { publicKey, secretKey, metadata };
+}
+
+const PUBLIC_COMMENTS = [
+  "   ZeroMQ CURVE Public Certificate",
+  "   Exchange securely, or use a secure mechanism to verify the contents",
+  "   of this file after exchange. Store public certificates in your home",
+  "   directory, in the .curve subdirectory.",
+];
+const SECRET_COMMENTS = [
+  "   ZeroMQ CURVE **Secret** Certificate",
+  "   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions.",
+];
+
+/** `zclock_timestr`'s local "YYYY-MM-DD hh:mm:ss". */
+function timestamp(date: Date): string {
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())} ` +
+    `${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}`;
+}
+
+/**
+ * The text `zcert_save_public` (kind "public") or `zcert_save_secret` (kind "secret") writes
+ * for `cert`: comments, a blank line, `metadata` with its items, `curve` with the key(s).
+ */
+export function formatCertificate(
+  cert: Certificate,
+  kind: "public" | "secret",
+  generatedAt = new Date(),
+): string {
+  if (kind === "secret" && cert.secretKey === undefined) {
+    throw new CertificateError("a secret certificate needs the secret key");
+  }
+  const comments = [
+    `   ****  Generated on ${timestamp(generatedAt)} by CZMQ  ****`,
+    ...(kind === "public" ? PUBLIC_COMMENTS : SECRET_COMMENTS),
+  ];
+  const lines = comments.map((c) => `#${c}`);
+  lines.push("", "metadata");
+  for (const [name, value] of Object.entries(cert.metadata)) lines.push(`    ${name} = "${value}"`);
+  lines.push("curve", `    public-key = "${cert.publicKey}"`);
+  if (kind === "secret") lines.push(`    secret-key = "${cert.secretKey}"`);
+  return lines.join("\n") + "\n";
+}
+
+/** `mode` as the four-digit octal text `ls` users know, e.g. "0640". */
+export function octal(mode: number): string {
+  return "0" + (mode & 0o777).toString(8).padStart(3, "0");
+}
+
+/**
+ * Loads the secret certificate at `path` for `flag` (e.g. `--curve-cert`). Throws
+ * `UsageError` when the file is missing or unreadable, is not a certificate, is a public
+ * certificate, or can be read or written by group or others.
+ */
+export function readSecretCertificate(path: string, flag = "--curve-cert"): SecretCertificate {
+  const where = `${flag} '${path}'`;
+  const info = statOrThrow(path, where, "file");
+  if (!info.isFile) throw new UsageError(`${where}: not a regular file`);
+  const cert = readCertificateFile(path, where);
+  if (cert.secretKey === undefined) {
+    const hint = exists(`${path}_secret`) ? `'${path}_secret'` : "the PATH_secret file of the pair";
+    throw new UsageError(`${where}: a public certificate (no secret-key); give the secret one, ${hint}`);
+  }
+  if (info.mode !== null && (info.mode & 0o077) !== 0) {
+    throw new UsageError(
+      `${where}: secret certificate is accessible by group or others (mode ${octal(info.mode)}); ` +
+        `run chmod 600 '${path}'`,
+    );
+  }
+  return cert as SecretCertificate;
+}
+
+function readCertificateFile(path: string, where: string): Certificate {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (error) {
+    throw new UsageError(`${where}: cannot read: ${describeFsError(error)}`);
+  }
+  try {
+    return parseCertificate(text);
+  } catch (error) {
+    if (error instanceof CertificateError) throw new UsageError(`${where}: ${error.message}`);
+    throw error;
+  }
+}
+
+function statOrThrow(path: string, where: string, kind: "file" | "directory"): Deno.FileInfo {
+  try {
+    return Deno.statSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) throw new UsageError(`${where}: no such ${kind}`);
+    throw new UsageError(`${where}: cannot read: ${describeFsError(error)}`);
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function describeFsError(error: unknown): string {
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (error instanceof Deno.errors.NotFound) return "no such file or directory";
+  if (error instanceof Deno.errors.NotCapable) return "the adaptor lacks --allow-read for it";
+  const text = error instanceof Error ? error.message : String(error);
+  return text.replace(/\s*\(os error \d+\).*$/, "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The clients directory (--curve-clients)
+
+/** The public keys found in a clients directory, and what was left out and why. */
+export interface ClientKeys {
+  readonly dir: string;
+  /** Z85 public key → the certificate file that admits it. */
+  readonly keys: ReadonlyMap<string, string>;
+  /** Files that are not valid certificates (an error at start-up, a warning on reload). */
+  readonly invalid: readonly { file: string; reason: string }[];
+  /** Files deliberately skipped (secret certificates, non-files), with the reason. */
+  readonly ignored: readonly { file: string; reason: string }[];
+}
+
+/**
+ * Reads every certificate in `dir`, as CZMQ's certificate store does: each non-hidden file is
+ * a certificate whose public key is admitted. Files named `*_secret` are skipped: a client's
+ * secret key has no business on the server. Throws `UsageError` when the directory is missing,
+ * unreadable, or writable by every user (anyone could then admit themselves).
+ */
+export function readClientKeys(dir: string, flag = "--curve-clients"): ClientKeys {
+  const where = `${flag} '${dir}'`;
+  const info = statOrThrow(dir, where, "directory");
+  if (!info.isDirectory) throw new UsageError(`${where}: not a directory`);
+  if (info.mode !== null && (info.mode & 0o002) !== 0) {
+    throw new UsageError(
+      `${where}: writable by every user (mode ${octal(info.mode)}), so anyone could add a key; ` +
+        `run chmod o-w '${dir}'`,
+    );
+  }
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+  } catch (error) {
+    throw new UsageError(`${where}: cannot list: ${describeFsError(error)}`);
+  }
+  const keys = new Map<string, string>();
+  const invalid: { file: string; reason: string }[] = [];
+  const ignored: { file: string; reason: string }[] = [];
+  for (const name of names) {
+    if (name.startsWith(".")) continue;
+    const path = `${dir.replace(/\/+$/, "")}/${name}`;
+    if (name.endsWith("_secret")) {
+      ignored.push({ file: path, reason: "a secret certificate; only public certificates belong here" });
+      continue;
+    }
+    let fileInfo: Deno.FileInfo;
+    try {
+      fileInfo = Deno.statSync(path);
+    } catch (error) {
+      invalid.push({ file: path, reason: describeFsError(error) });
+      continue;
+    }
+    if (!fileInfo.isFile) {
+      ignored.push({ file: path, reason: "not a regular file" });
+      continue;
+    }
+    try {
+      const cert = parseCertificate(Deno.readTextFileSync(path));
+      if (!keys.has(cert.publicKey)) keys.set(cert.publicKey, path);
+    } catch (error) {
+      const reason = error instanceof CertificateError ? error.message : describeFsError(error);
+      invalid.push({ file: path, reason });
+    }
+  }
+  return { dir, keys, invalid, ignored };
+}
+
+// ---------------------------------------------------------------------------------------------
+// keygen
+
+/** What `keygen` wrote. */
+export interface KeygenResult {
+  readonly publicPath: string;
+  readonly secretPath: string;
+  readonly publicKey: string;
+}
+
+/**
+ * Writes a new CURVE certificate pair as `zcert_save` does: `path` (public) and `path_secret`
+ * (mode 0600). Never overwrites: if either file exists, nothing is written and a
+ * `StartupError` says which. Also a `StartupError` when this libzmq has no CURVE.
+ */
+export function keygen(path: string, metadata: Record<string, string> = {}, now = new Date()): KeygenResult {
+  if (!hasCapability("curve")) {
+    throw new StartupError("keygen: this libzmq was built without CURVE support");
+  }
+  const publicPath = path;
+  const secretPath = `${path}_secret`;
+  for (const file of [publicPath, secretPath]) {
+    if (exists(file)) throw new StartupError(`keygen: '${file}' already exists; not overwriting it`);
+  }
+  const keys = curveKeypair();
+  const cert: Certificate = { ...keys, metadata };
+  // The secret first, created 0600 from the start (never chmod'ed down from a readable mode).
+  writeNew(secretPath, formatCertificate(cert, "secret", now), 0o600);
+  try {
+    writeNew(publicPath, formatCertificate(cert, "public", now), 0o644);
+  } catch (error) {
+    Deno.removeSync(secretPath);
+    throw error;
+  }
+  return { publicPath, secretPath, publicKey: keys.publicKey };
+}
+
+function writeNew(path: string, text: string, mode: number): void {
+  let file: Deno.FsFile;
+  try {
+    // createNew is O_EXCL: a file that appeared since the check is still never overwritten.
+    file = Deno.openSync(path, { write: true, createNew: true, mode });
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) {
+      throw new StartupError(`keygen: '${path}' already exists; not overwriting it`);
+    }
+    throw new StartupError(`keygen: cannot create '${path}': ${describeFsError(error)}`);
+  }
+  try {
+    const bytes = new TextEncoder().encode(text);
+    let written = 0;
+    while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+  } finally {
+    file.close();
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * Authentication outcomes: exact counts and a rate-limited log (src/auth.ts), failed
+ * handshakes read from monitor events, and the adaptor handle's `auth`, `onAuth` and
+ * `reloadClients()` with a real in-process adaptor and real CURVE peers.
+ */
+
+import assert from "node:assert/strict";
+import { startAdaptor } from "../src/adaptor.ts";
+import { AuthTracker, handshakeFailure } from "../src/auth.ts";
+import { makeConfig } from "../src/config.ts";
+import { literal, log, setupLogging } from "../src/log.ts";
+import { keygen } from "../src/security.ts";
+import type { AuthEvent } from "../src/zap.ts";
+import { curveKeypair } from "../src/zmq.ts";
+import { freePort, ipcPath, until } from "./support/net.ts";
+import { Peers, syncUp } from "./support/peers.ts";
+
+function captureLog(): string[] {
+  const lines: string[] = [];
+  setupLogging({ level: "debug", format: "text", write: (line) => lines.push(line.trimEnd()) });
+  return lines;
+}
+
+Deno.test("AuthTracker: every decision counted and hooked, the log quiet for a minute per peer and reason", () => {
+  const lines = captureLog();
+  let now = 0;
+  const hooked: (AuthEvent & { role: string })[] = [];
+  const tracker = new AuthTracker((e) => hooked.push(e), () => now);
+  const key = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID";
+  const denial: AuthEvent = {
+    allowed: false,
+    address: "10.0.0.7",
+    reason: "unknown client key",
+    domain: "publish",
+    clientKey: key,
+  };
+  for (let i = 0; i < 5; i++) tracker.record(denial, "publish", "XPUB");
+  tracker.record(
+    { ...denial, address: "tcp://10.0.0.8:4000", reason: "cryptographic error", clientKey: undefined },
+    "publish",
+    "XPUB",
+  );
+  tracker.record(
+    { allowed: true, address: "10.0.0.9", reason: "allowed by /c/t1", domain: "publish" },
+    "publish",
+    "XPUB",
+  );
+  now = 61_000;
+  tracker.record(denial, "publish", "XPUB");
+
+  assert.deepEqual(tracker.counts, { allowed: 1, denied: 7 });
+  assert.equal(hooked.length, 8);
+  assert.equal(hooked[0].role, "publish");
+  const auth = lines.filter((l) => l.includes("adaptor·auth"));
+  assert.equal(auth.length, 4, auth.join("\n"));
+  assert.ok(auth[0].endsWith(`Denied XPUB connection from 10.0.0.7 key ${key}: unknown client key`), auth[0]);
+  assert.ok(auth[1].includes("Denied XPUB connection from tcp://10.0.0.8:4000: cryptographic error"));
+  assert.ok(auth[2].includes("[INF] adaptor·auth: Allowed XPUB client from 10.0.0.9: allowed by /c/t1"));
+  assert.ok(auth[3].endsWith("unknown client key (4 more like it since the last report)"), auth[3]);
+});
+
+Deno.test("failed handshakes from monitor events: reasons named, ZAP's own refusals and other events left out", () => {
+  const event = (name: string, value: number) => ({
+    name,
+    value,
+    endpoint: "tcp://0.0.0.0:6001",
+    remote: "tcp://10.1.2.3:5555",
+  });
+  assert.deepEqual(handshakeFailure(event("handshake_failed_protocol", 0x11000002), "publish"), {
+    allowed: false,
+    address: "tcp://10.1.2.3:5555",
+    reason: "security mechanism mismatch (the client may not use CURVE)",
+    domain: "publish",
+  });
+  assert.match(
+    handshakeFailure(event("handshake_failed_protocol", 0x11000001), "publish")!.reason,
+    /wrong server key/,
+  );
+  assert.match(
+    handshakeFailure(event("handshake_failed_protocol", 0x10000099), "publish")!.reason,
+    /0x10000099/,
+  );
+  assert.match(handshakeFailure(event("handshake_failed_no_detail", 32), "listen")!.reason, /hung up/);
+  assert.match(
+    handshakeFailure(event("handshake_failed_no_detail", 14), "listen")!.reason,
+    /no ZAP handler answered/,
+  );
+  assert.equal(handshakeFailure(event("handshake_failed_auth", 400), "publish"), undefined);
+  assert.equal(handshakeFailure(event("accepted", 12), "publish"), undefined);
+});
+
+Deno.test("log messages keep braces (LogTape placeholders): keys and JSON usage events print verbatim", () => {
+  const lines = captureLog();
+  for (const text of ['{"api_key":"k1","path":"/v1/{id}"}', "a}}b{", "}{", "plain"]) {
+    log().info(literal(text));
+  }
+  assert.deepEqual(lines.map((l) => l.replace(/^.* adaptor: /, "")), [
+    '{"api_key":"k1","path":"/v1/{id}"}',
+    "a}}b{",
+    "}{",
+    "plain",
+  ]);
+});
+
+Deno.test("adaptor handle: onAuth sees each decision with its socket, auth counts them, reloadClients() rereads", async () => {
+  captureLog();
+  const dir = Deno.makeTempDirSync({ prefix: "adaptor-auth-" });
+  Deno.mkdirSync(`${dir}/clients`);
+  const server = keygen(`${dir}/server`);
+  const client = keygen(`${dir}/client`);
+  const secretOf = (path: string) => /secret-key = "(.{40})"/.exec(Deno.readTextFileSync(path))![1];
+  const bind = ipcPath("xsub");
+  const xpub = `tcp://127.0.0.1:${freePort()}`;
+  const events: (AuthEvent & { role: string })[] = [];
+  const adaptor = await startAdaptor(
+    makeConfig({
+      bind: [`ipc://${bind}`],
+      publish: [xpub],
+      curveCert: server.secretPath,
+      curveClients: `${dir}/clients`,
+    }),
+    { onAuth: (e) => events.push(e) },
+  );
+  const peers = new Peers();
+  try {
+    const curve = {
+      serverKey: server.publicKey,
+      publicKey: client.publicKey,
+      secretKey: secretOf(client.secretPath),
+    };
+    peers.subscriber(xpub, [""], { curve });
+    await until(() => adaptor.auth.denied === 1, "first refusal counted");
+    assert.deepEqual(adaptor.auth, { allowed: 0, denied: 1 });
+    assert.equal(events[0].role, "publish");
+    assert.equal(events[0].clientKey, client.publicKey);
+
+    peers.subscriber(xpub, [""], { curve: { ...curve, serverKey: curveKeypair().publicKey } });
+    await until(() => events.some((e) => /wrong server key/.test(e.reason)), "wrong server key refused");
+
+    Deno.copyFileSync(client.publicPath, `${dir}/clients/client`);
+    assert.equal(adaptor.reloadClients(), true);
+    const admitted = peers.subscriber(xpub, [""], { curve });
+    await syncUp([peers.publisher(`ipc://${bind}`)], [admitted]);
+    assert.equal(adaptor.auth.allowed, 1);
+    assert.ok(events.some((e) => e.allowed && e.reason === `allowed by ${dir}/clients/client`));
+  } finally {
+    await peers.close();
+    await adaptor.stop();
+    assert.equal(adaptor.reloadClients(), false, "nothing to reload once stopped");
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,58 @@
+/**
+ * Log lines as operators read them: JSON lines with time, level, category, message and the
+ * record's fields; text lines with values unquoted. Braces in values (a JSON payload shown
+ * by -d) come through intact.
+ */
+
+import assert from "node:assert/strict";
+import { log, setupLogging } from "../src/log.ts";
+
+function capture(format: "json" | "text"): string[] {
+  const lines: string[] = [];
+  setupLogging({ level: "debug", format, write: (line) => lines.push(line) });
+  return lines;
+}
+
+Deno.test("JSON lines: time, level, category, message, then the fields", () => {
+  const lines = capture("json");
+  log("socket").info("{socket} {endpoint}: {event} ({value})", {
+    socket: "XSUB",
+    endpoint: "ipc:///tmp/q",
+    event: "accepted",
+    value: 12,
+  });
+  log("debug").info("> got: {payload}", { payload: '{"api":"orders","status":200}' });
+  log().warning("big {n}", { n: 2n ** 64n, message: "cannot replace the message" });
+  assert.equal(lines.length, 3);
+  assert.ok(lines.every((l) => l.endsWith("\n") && !l.slice(0, -1).includes("\n")), "one line each");
+  const [event, got, big] = lines.map((l) => JSON.parse(l));
+  assert.deepEqual(Object.keys(event), [
+    "time",
+    "level",
+    "category",
+    "message",
+    "socket",
+    "endpoint",
+    "event",
+    "value",
+  ]);
+  assert.match(event.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.equal(event.level, "info");
+  assert.equal(event.category, "adaptor.socket");
+  assert.equal(event.message, "XSUB ipc:///tmp/q: accepted (12)");
+  assert.equal(event.value, 12);
+  assert.equal(got.message, '> got: {"api":"orders","status":200}');
+  assert.equal(got.payload, '{"api":"orders","status":200}');
+  assert.equal(big.level, "warning");
+  assert.equal(big.message, "big 18446744073709551616");
+  assert.equal(big.n, "18446744073709551616");
+});
+
+Deno.test("text lines: timestamp, level, category, message with values unquoted", () => {
+  const lines = capture("text");
+  log("debug").info("> got: {payload}", { payload: '{"api":"orders"}' });
+  assert.match(
+    lines[0],
+    /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [+-]\d\d:\d\d \[INF\] adaptor·debug: > got: \{"api":"orders"\}\n$/,
+  );
+});
