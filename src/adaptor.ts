@@ -37,6 +37,7 @@ import {
   watchSocketFiles,
 } from "./ipc.ts";
 import { assessHealth, type Health } from "./health.ts";
+import { type MallocTrim, startMallocTrim } from "./libc.ts";
 import { literal, log } from "./log.ts";
 import { type Monitor, monitorSocket, type SocketEvent } from "./monitor.ts";
 import { PeerEventLog } from "./peer_events.ts";
@@ -271,9 +272,11 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
   let stopping = false;
   const taps: Tap[] = [];
   const fileWatches: SocketFileWatch[] = [];
+  const trims: MallocTrim[] = [];
 
   const release = async () => {
     for (const watch of fileWatches) watch.stop();
+    await Promise.all(trims.map((trim) => trim.stop()));
     peerEvents.close(); // closing our own sockets is no news
     for (const tap of taps) tap.stop();
     await Promise.all(channels.map((c) => c.forwarder.stop()));
@@ -340,6 +343,8 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     await release();
     throw error;
   }
+  // Queues freed after a burst (a slow subscriber at --sndhwm) go back to the system.
+  trims.push(startMallocTrim());
   fileWatches.push(watchSocketFiles(owned, (_file, state, text) => {
     if (state === "ok") log().info(literal(text));
     else log().warn(literal(text));

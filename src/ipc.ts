@@ -11,7 +11,7 @@
 
 import { dirname } from "node:path";
 import { StartupError, UsageError } from "./errors.ts";
-import { cannotWriteDirectory } from "./fs_access.ts";
+import { cannotWriteDirectory } from "./libc.ts";
 import { setUmask } from "./zmq.ts";
 
 /** The identity of a socket file we created. */
