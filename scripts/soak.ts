@@ -353,6 +353,7 @@ await ctx.terminate();
 // ---- figures and verdict -------------------------------------------------------------------
 
 const rssChange = (end.rssKiB - baseline.rssKiB) / baseline.rssKiB;
+const pct = (from: number, to: number) => `${(((to - from) / from) * 100).toFixed(2)} %`;
 const cpuPercent = ((end.cpuSeconds - baseline.cpuSeconds) / ((end.t - baseline.t) / 1000)) * 100;
 const totals = adaptor.lines.find((l) => l.includes("main channel totals"));
 const warnings = adaptor.lines.filter((l) => l.includes("[WRN]")).length;
@@ -387,7 +388,11 @@ soak figures (${new Date().toISOString()}, Deno ${Deno.version.deno})
       (baseline.t / 1000).toFixed(0)
     } s -> ${end.rssKiB} KiB at end ` +
     `(${(rssChange * 100).toFixed(2)} %); max ${Math.max(...samples.map((s) => s.rssKiB))} KiB
-  adaptor RSS split      anon ${baseline.anonKiB} -> ${end.anonKiB} KiB, file-backed ${baseline.fileKiB} -> ${end.fileKiB} KiB
+  adaptor RSS split      anonymous (heaps, queues) ${baseline.anonKiB} -> ${end.anonKiB} KiB (${
+      pct(baseline.anonKiB, end.anonKiB)
+    }), file-backed (code pages) ${baseline.fileKiB} -> ${end.fileKiB} KiB (${
+      pct(baseline.fileKiB, end.fileKiB)
+    })
   adaptor fds            ${baseline.fds} -> ${end.fds} (quiescent); during churn ${
       Math.min(...samples.map((s) => s.fds))
     }..${Math.max(...samples.map((s) => s.fds))}
