@@ -632,8 +632,12 @@ function tuningSection(
   out.push(
     ...listed.map((l) => `- ${l}.`),
     `- ${rule} By that rule this run says: **${threads(verdict)}**` +
-      (helps ? "" : " (no clear gain in the fan-out)") +
-      (hurts.length ? ` (lower in: ${hurts.map((g) => g.sc.id).join(", ")})` : "") + ".",
+      (helps && !hurts.length ? "" : ` (${
+        [
+          helps ? "" : "no clear gain in the fan-out",
+          hurts.length ? `lower in ${hurts.map((g) => g.sc.id).join(", ")}` : "",
+        ].filter(Boolean).join("; ")
+      })`) + ".",
     `- The adaptor's default (src/config.ts, commit ${meta.commit}): **${threads(def)}**` +
       (verdict === def
         ? ", in line with this run."
@@ -649,7 +653,8 @@ function tuningSection(
   })).filter((x) => Number.isFinite(x.r));
   const fan = below.find((x) => x.sc.subs > 1);
   const spread = (sc: Scenario) =>
-    overlapNote(find(aggs, sc.id, "adaptor")?.stats.msgsPerS, find(aggs, sc.id, "c")?.stats.msgsPerS);
+    overlapNote(find(aggs, sc.id, "adaptor")?.stats.msgsPerS, find(aggs, sc.id, "c")?.stats.msgsPerS)
+      .replace(/^ \((.*)\)$/, "; $1");
   out.push(
     "### Where the targets stand in this run (adaptor at its default ÷ C reference, median msg/s)",
     "",
