@@ -10,6 +10,14 @@
  * adaptor uses, runs as a control unless --no-control. Before each run the bench waits for a
  * quiet machine (bounded), and repeats once a run that other work disturbed (see below).
  *
+ * Two more kinds of variant share the rounds of some scenarios (see lineUp):
+ * - tuning (issue 3): the adaptor with the other I/O thread count (1 ↔ 2) in flood-64, fanin-8
+ *   and fanout-8, beside the C reference at libzmq's default (1, as in the C original);
+ * - the two-hop chain (issue 7), in flood-64 and rate-50k: publishers → edge (XSUB ipc, XPUB
+ *   tcp) → aggregator (XSUB connecting to the edge's XPUB, XPUB tcp) → subscribers, for the
+ *   adaptor and for the C proxy, alternating with the single-hop runs, so the difference is
+ *   what one more hop adds.
+ *
  * Needs gcc and libzmq's headers (Debian: apt-get install -y libzmq3-dev gcc); installs nothing.
  *
  *   deno task bench [--rounds N] [--flood-ms MS] [--no-control] [--pin] [--quick] [--out DIR]
@@ -31,6 +39,7 @@ import {
   sleep,
   waitQuiet,
 } from "./bench/proc.ts";
+import { DEFAULTS } from "../src/config.ts";
 import {
   type Aggregate,
   aggregate,
@@ -41,6 +50,7 @@ import {
   type Scenario,
   type Variant,
   type VariantId,
+  type VariantSpec,
 } from "./bench/report.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -63,8 +73,27 @@ const QUIET_BUDGET_MS = 120_000;
 const DISTURBED_PCT = 60;
 const RETRY_BUDGET_MS = 60_000;
 
-/** The adaptor's defaults (src/config.ts), given explicitly to both proxies. */
-const PROXY_SETTINGS = { sndhwm: 10_000, rcvhwm: 10_000, linger: 500, ioThreads: 1, tcpKeepalive: 60 };
+/** The adaptor's defaults (src/config.ts), given explicitly to every proxy. */
+const PROXY_SETTINGS = {
+  sndhwm: DEFAULTS.sndhwm,
+  rcvhwm: DEFAULTS.rcvhwm,
+  linger: DEFAULTS.linger,
+  tcpKeepalive: DEFAULTS.tcpKeepalive,
+};
+/** The C reference runs with libzmq's default of 1 I/O thread, as the C original did. */
+const C_IO_THREADS = 1;
+/** The tuning variant: the adaptor with the other I/O thread count than its default. */
+const TUNED_IO_THREADS = DEFAULTS.ioThreads === 1 ? 2 : 1;
+
+/** How each variant runs: which program, one proxy or an edge → aggregator chain, I/O threads. */
+const SPECS: Record<VariantId, VariantSpec> = {
+  c: { program: "c", hops: 1, ioThreads: C_IO_THREADS },
+  adaptor: { program: "adaptor", hops: 1, ioThreads: DEFAULTS.ioThreads },
+  "c-npm": { program: "c-npm", hops: 1, ioThreads: C_IO_THREADS },
+  "adaptor-tuned": { program: "adaptor", hops: 1, ioThreads: TUNED_IO_THREADS },
+  "c-chain": { program: "c", hops: 2, ioThreads: C_IO_THREADS },
+  "adaptor-chain": { program: "adaptor", hops: 2, ioThreads: DEFAULTS.ioThreads },
+};
 
 interface Options {
   rounds: number;
@@ -208,37 +237,23 @@ function adaptorEnv(): Record<string, string> {
   return env;
 }
 
-function startProxy(variant: VariantId, bindEp: string, publishEp: string, addonPath: string | null): Proc {
+/** A proxy's line on stderr once it is bound and forwarding (the adaptor's and proxy.c's). */
+const READY = /\bready\b/;
+
+/** The permissions of `deno task start` (deno.json): the bench runs the adaptor exactly so. */
+const ADAPTOR_PERMISSIONS = ["--allow-ffi", "--allow-read", "--allow-write", "--allow-env", "--allow-net"];
+
+/** One proxy process: XSUB on `bindEp` (a leading '>' connects), XPUB bound on `publishEp`. */
+function startProxy(
+  program: VariantSpec["program"],
+  name: string,
+  bindEp: string,
+  publishEp: string,
+  ioThreads: number,
+  addonPath: string | null,
+): Proc {
   const s = PROXY_SETTINGS;
-  if (variant === "adaptor") {
-    return spawn("proxy", "adaptor", Deno.execPath(), [
-      "run",
-      "--allow-ffi",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      `${ROOT}src/main.ts`,
-      "-b",
-      bindEp,
-      "-p",
-      publishEp,
-      "--sndhwm",
-      `${s.sndhwm}`,
-      "--rcvhwm",
-      `${s.rcvhwm}`,
-      "--linger",
-      `${s.linger}`,
-      "--io-threads",
-      `${s.ioThreads}`,
-      "--tcp-keepalive",
-      `${s.tcpKeepalive}`,
-    ], { cwd: ROOT, env: adaptorEnv() });
-  }
-  const args = [
-    "--bind",
-    bindEp,
-    "--publish",
-    publishEp,
+  const options = [
     "--sndhwm",
     `${s.sndhwm}`,
     "--rcvhwm",
@@ -246,22 +261,82 @@ function startProxy(variant: VariantId, bindEp: string, publishEp: string, addon
     "--linger",
     `${s.linger}`,
     "--io-threads",
-    `${s.ioThreads}`,
+    `${ioThreads}`,
     "--tcp-keepalive",
     `${s.tcpKeepalive}`,
   ];
-  if (variant === "c-npm") {
-    return spawn("proxy", "C proxy (npm libzmq)", `${BIN}/proxy-npm`, [...args, "--lib", addonPath!]);
+  if (program === "adaptor") {
+    return spawn("proxy", name, Deno.execPath(), [
+      "run",
+      ...ADAPTOR_PERMISSIONS,
+      `${ROOT}src/main.ts`,
+      "-b",
+      bindEp,
+      "-p",
+      publishEp,
+      ...options,
+    ], { cwd: ROOT, env: adaptorEnv() });
   }
-  return spawn("proxy", "C proxy", `${BIN}/proxy`, args);
+  const args = ["--bind", bindEp, "--publish", publishEp, ...options];
+  if (program === "c-npm") return spawn("proxy", name, `${BIN}/proxy-npm`, [...args, "--lib", addonPath!]);
+  return spawn("proxy", name, `${BIN}/proxy`, args);
 }
+
+/** The proxy processes of one run, with what the load needs to reach them. */
+interface Topology {
+  procs: Proc[];
+  /** The XPUB endpoint that subscribers connect to (the aggregator's, for a chain). */
+  publishEp: string;
+  /** From the first spawn to the last proxy's "ready". */
+  readyMs: number;
+}
+
+/**
+ * Starts `variant` with its XSUB bound on `ipc` and its (last) XPUB bound on `tcp`. A chain
+ * starts the edge first (XSUB ipc, XPUB tcp), then the aggregator, whose XSUB connects to the
+ * edge's XPUB ('>tcp://…', as in docs/deployment.md) and whose XPUB binds `tcp`.
+ */
+async function startTopology(
+  variant: VariantId,
+  ipc: string,
+  tcp: string,
+  addonPath: string | null,
+): Promise<Topology> {
+  const spec = SPECS[variant];
+  const procs: Proc[] = [];
+  try {
+    if (spec.hops === 1) {
+      procs.push(startProxy(spec.program, variant, ipc, tcp, spec.ioThreads, addonPath));
+    } else {
+      const edgeEp = `tcp://127.0.0.1:${freePort()}`;
+      procs.push(startProxy(spec.program, `${variant} edge`, ipc, edgeEp, spec.ioThreads, addonPath));
+      await procs[0].waitLine("stderr", READY, 30_000);
+      procs.push(
+        startProxy(spec.program, `${variant} aggregator`, `>${edgeEp}`, tcp, spec.ioThreads, addonPath),
+      );
+    }
+    let readyAt = 0;
+    for (const proc of procs) readyAt = Math.max(readyAt, await proc.waitLine("stderr", READY, 30_000));
+    return { procs, publishEp: tcp, readyMs: readyAt - procs[0].spawnedAt };
+  } catch (error) {
+    await stopAll(procs);
+    throw error;
+  }
+}
+
+/** SIGTERM to every proxy still running (SIGKILL after the grace time); the last one's stop figures. */
+async function stopAll(procs: Proc[]): Promise<{ ms: number; killed: boolean }> {
+  const stops = await Promise.all(procs.filter((p) => !p.exited).map((p) => p.stop()));
+  return { ms: Math.max(0, ...stops.map((x) => x.ms)), killed: stops.some((x) => x.killed) };
+}
+
+const treeCpu = (procs: Proc[]) => sum(procs.map((p) => cpuTicks(p.pid)));
+const treePeakKb = (procs: Proc[]) => sum(procs.map((p) => peakRssKb(p.pid)));
 
 function endpoints(): { ipc: string; tcp: string } {
   const n = ++runCounter;
   return { ipc: `ipc://${tmpDir}/q${n}.ipc`, tcp: `tcp://127.0.0.1:${freePort()}` };
 }
-
-const READY = /\bready\b/;
 
 // ---------------------------------------------------------------------------------------------
 // Runs
@@ -299,13 +374,13 @@ async function trafficRun(
   addonPath: string | null,
 ): Promise<Partial<RunResult>> {
   const { ipc, tcp } = endpoints();
-  const proxy = startProxy(variant, ipc, tcp, addonPath);
+  const topology = await startTopology(variant, ipc, tcp, addonPath);
+  const proxies = topology.procs;
   const subs: Proc[] = [];
   const pubs: Proc[] = [];
   try {
-    const readyAt = await proxy.waitLine("stderr", READY, 30_000);
     const readyDir = await Deno.makeTempDir({ dir: tmpDir, prefix: "ready-" });
-    const cpu0 = cpuTicks(proxy.pid);
+    const cpu0 = treeCpu(proxies);
     const machine0 = machineBusyTicks();
     const t0 = performance.now();
     const amount = sc.rate
@@ -316,7 +391,7 @@ async function trafficRun(
       subs.push(
         spawn("load", `sub ${j}`, `${BIN}/sub`, [
           "--connect",
-          tcp,
+          topology.publishEp,
           "--id",
           `${j}`,
           "--pubs",
@@ -346,19 +421,19 @@ async function trafficRun(
     }
     const limit = (sc.seconds ?? sc.floodMs! / 1000) * 1000 + 60_000;
     const statuses = await Promise.all(subs.map((s) => s.wait(limit)));
-    const cpu1 = cpuTicks(proxy.pid);
+    const cpu1 = treeCpu(proxies);
     const machine1 = machineBusyTicks();
     const wall = (performance.now() - t0) / 1000;
-    const hwmKb = peakRssKb(proxy.pid);
-    const proxyAlive = !proxy.exited;
+    const hwmKb = treePeakKb(proxies);
+    const gone = proxies.find((p) => p.exited);
     await Promise.all(pubs.map((p) => p.stop(2000)));
-    if (!proxyAlive) throw new Error(`the proxy exited during the run; stderr: ${proxy.tail()}`);
+    if (gone) throw new Error(`${gone.name} exited during the run; stderr: ${gone.tail()}`);
     statuses.forEach((s, j) => {
       if (!s.success) throw new Error(`sub ${j} failed (${s.code}): ${subs[j].tail()}`);
     });
     const subReports = subs.map((s) => lastJson<SubReport>(s));
     const pubReports = pubs.map((p) => lastJson<PubReport>(p));
-    const stopped = await proxy.stop();
+    const stopped = await stopAll(proxies);
 
     const delivered = sum(subReports.map((r) => r.received));
     const expected = sum(subReports.map((r) => r.expected));
@@ -370,7 +445,7 @@ async function trafficRun(
     const otherS = (machine1 - machine0) / CLK_TCK - cpuS - loadCpuS;
     const worst = (k: keyof SubReport["lat_us"]) => Math.max(...subReports.map((r) => r.lat_us[k]));
     return {
-      readyMs: readyAt - proxy.spawnedAt,
+      readyMs: topology.readyMs,
       stopMs: stopped.ms,
       stopKilled: stopped.killed,
       sent: sum(pubReports.map((r) => r.sent)),
@@ -399,7 +474,7 @@ async function trafficRun(
     };
   } finally {
     for (const p of [...pubs, ...subs]) p.signal("SIGKILL");
-    if (!proxy.exited) await proxy.stop();
+    await stopAll(proxies);
   }
 }
 
@@ -409,24 +484,25 @@ async function idleRun(
   addonPath: string | null,
 ): Promise<Partial<RunResult>> {
   const { ipc, tcp } = endpoints();
-  const proxy = startProxy(variant, ipc, tcp, addonPath);
+  const topology = await startTopology(variant, ipc, tcp, addonPath);
+  const proxies = topology.procs;
   try {
-    const readyAt = await proxy.waitLine("stderr", READY, 30_000);
     await sleep(500);
-    const cpu0 = cpuTicks(proxy.pid);
+    const cpu0 = treeCpu(proxies);
     const machine0 = machineBusyTicks();
     const t0 = performance.now();
     await sleep(idleMs);
-    const cpu1 = cpuTicks(proxy.pid);
+    const cpu1 = treeCpu(proxies);
     const machine1 = machineBusyTicks();
     const wall = (performance.now() - t0) / 1000;
-    const rss = rssKb(proxy.pid);
-    const hwm = peakRssKb(proxy.pid);
-    if (proxy.exited) throw new Error(`the proxy exited while idle; stderr: ${proxy.tail()}`);
-    const stopped = await proxy.stop();
+    const rss = sum(proxies.map((p) => rssKb(p.pid)));
+    const hwm = treePeakKb(proxies);
+    const gone = proxies.find((p) => p.exited);
+    if (gone) throw new Error(`${gone.name} exited while idle; stderr: ${gone.tail()}`);
+    const stopped = await stopAll(proxies);
     const cpuS = (cpu1 - cpu0) / CLK_TCK;
     return {
-      readyMs: readyAt - proxy.spawnedAt,
+      readyMs: topology.readyMs,
       stopMs: stopped.ms,
       stopKilled: stopped.killed,
       idleSeconds: wall,
@@ -437,7 +513,7 @@ async function idleRun(
       hwmMiB: hwm / 1024,
     };
   } finally {
-    if (!proxy.exited) await proxy.stop();
+    await stopAll(proxies);
   }
 }
 
@@ -470,19 +546,19 @@ async function startupRun(variant: VariantId, addonPath: string | null): Promise
     "--reconnect-ivl",
     "1",
   ]);
-  let proxy: Proc | undefined;
+  let proxies: Proc[] = [];
   try {
     await sleep(300);
-    proxy = startProxy(variant, ipc, tcp, addonPath);
-    const readyAt = await proxy.waitLine("stderr", READY, 30_000);
+    const topology = await startTopology(variant, ipc, tcp, addonPath);
+    proxies = topology.procs;
     const firstAt = await sub.waitLine("stdout", /^first$/, 30_000);
-    const hwm = peakRssKb(proxy.pid);
+    const hwm = treePeakKb(proxies);
     await pub.stop(2000);
     await sub.wait(2000);
-    const stopped = await proxy.stop();
+    const stopped = await stopAll(proxies);
     return {
-      readyMs: readyAt - proxy.spawnedAt,
-      firstMs: firstAt - proxy.spawnedAt,
+      readyMs: topology.readyMs,
+      firstMs: firstAt - proxies[0].spawnedAt,
       stopMs: stopped.ms,
       stopKilled: stopped.killed,
       hwmMiB: hwm / 1024,
@@ -490,7 +566,7 @@ async function startupRun(variant: VariantId, addonPath: string | null): Promise
   } finally {
     pub.signal("SIGKILL");
     sub.signal("SIGKILL");
-    if (proxy && !proxy.exited) await proxy.stop();
+    await stopAll(proxies);
   }
 }
 
@@ -499,9 +575,38 @@ const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 // ---------------------------------------------------------------------------------------------
 // Main
 
+/**
+ * Which variants run in a traffic scenario, in their order within a round, and its ratio
+ * columns. `tune`: the I/O-thread variant, where more threads could help (small messages,
+ * fan-in, fan-out). `chain`: the two-hop chains, beside the single proxies in the same rounds.
+ */
+function lineUp(control: boolean, extra: { tune?: boolean; chain?: boolean } = {}) {
+  const variants: VariantId[] = ["c", "adaptor"];
+  const compare: [VariantId, VariantId][] = [["adaptor", "c"]];
+  if (extra.tune) {
+    variants.push("adaptor-tuned");
+    compare.push(["adaptor-tuned", "c"], ["adaptor-tuned", "adaptor"]);
+  }
+  if (control) {
+    variants.push("c-npm");
+    compare.push(["adaptor", "c-npm"]);
+  }
+  if (extra.chain) {
+    variants.push("adaptor-chain", "c-chain");
+    compare.push(["adaptor-chain", "adaptor"], ["c-chain", "c"], ["adaptor-chain", "c-chain"]);
+  }
+  return { variants, compare };
+}
+
 function scenarios(o: Options, control: boolean): Scenario[] {
-  const traffic: VariantId[] = control ? ["c", "adaptor", "c-npm"] : ["c", "adaptor"];
-  const flood = (id: string, title: string, size: number, pubs: number, subs: number): Scenario => ({
+  const flood = (
+    id: string,
+    title: string,
+    size: number,
+    pubs: number,
+    subs: number,
+    extra: { tune?: boolean; chain?: boolean } = {},
+  ): Scenario => ({
     id,
     kind: "traffic",
     title,
@@ -510,14 +615,14 @@ function scenarios(o: Options, control: boolean): Scenario[] {
     subs,
     floodMs: o.floodMs,
     rounds: o.rounds,
-    variants: traffic,
+    ...lineUp(control, extra),
   });
   return [
-    flood("flood-64", "1 publisher → 1 subscriber, 64 B, flood", 64, 1, 1),
+    flood("flood-64", "1 publisher → 1 subscriber, 64 B, flood", 64, 1, 1, { tune: true, chain: true }),
     flood("flood-512", "1 publisher → 1 subscriber, 512 B, flood", 512, 1, 1),
     flood("flood-4k", "1 publisher → 1 subscriber, 4 KiB, flood", 4096, 1, 1),
-    flood("fanin-8", "8 publishers (ipc) → 1 subscriber, 64 B, flood", 64, 8, 1),
-    flood("fanout-8", "1 publisher → 8 subscribers (tcp), 64 B, flood", 64, 1, 8),
+    flood("fanin-8", "8 publishers (ipc) → 1 subscriber, 64 B, flood", 64, 8, 1, { tune: true }),
+    flood("fanout-8", "1 publisher → 8 subscribers (tcp), 64 B, flood", 64, 1, 8, { tune: true }),
     {
       id: "rate-50k",
       kind: "traffic",
@@ -528,7 +633,7 @@ function scenarios(o: Options, control: boolean): Scenario[] {
       rate: o.rate,
       seconds: o.rateMs / 1000,
       rounds: o.rounds,
-      variants: traffic,
+      ...lineUp(control, { chain: true }),
     },
     {
       id: "idle",
@@ -540,6 +645,7 @@ function scenarios(o: Options, control: boolean): Scenario[] {
       seconds: o.idleMs / 1000,
       rounds: Math.min(o.rounds, 3),
       variants: ["c", "adaptor"],
+      compare: [["adaptor", "c"]],
     },
     {
       id: "startup",
@@ -550,6 +656,7 @@ function scenarios(o: Options, control: boolean): Scenario[] {
       subs: 1,
       rounds: o.startupRounds,
       variants: ["c", "adaptor"],
+      compare: [["adaptor", "c"]],
     },
   ];
 }
@@ -607,13 +714,12 @@ async function main(): Promise<void> {
   // Also warms Deno's module cache, so that start-up figures are for a warm start.
   const version = await run(Deno.execPath(), [
     "run",
-    "--allow-ffi",
-    "--allow-read",
-    "--allow-write",
-    "--allow-env",
+    ...ADAPTOR_PERMISSIONS,
     `${ROOT}src/main.ts`,
     "--version",
-  ], { cwd: ROOT });
+  ], {
+    cwd: ROOT,
+  });
   if (!version.ok) throw new Error(`the adaptor does not start: ${version.stderr || version.stdout}`);
   const systemZmq = await run("pkg-config", ["--modversion", "libzmq"]);
   const git = await run("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT });
@@ -657,10 +763,10 @@ async function main(): Promise<void> {
               ? await idleRun(variant, options.idleMs, addonInfo?.path ?? null)
               : await startupRun(variant, addonInfo?.path ?? null);
             result = { ...base, ...measured };
-            console.log(`  round ${round} ${variant.padEnd(7)} ${fmtRun(result)}`);
+            console.log(`  round ${round} ${variant.padEnd(13)} ${fmtRun(result)}`);
           } catch (error) {
             result = { ...base, error: error instanceof Error ? error.message : String(error) };
-            console.log(`  round ${round} ${variant.padEnd(7)} FAILED: ${result.error}`);
+            console.log(`  round ${round} ${variant.padEnd(13)} FAILED: ${result.error}`);
           }
           results.push(result);
           // A run during which other work took a good part of the machine is repeated once
@@ -678,23 +784,25 @@ async function main(): Promise<void> {
   }
 
   const totalS = (performance.now() - started) / 1000;
-  const variants: Variant[] = [
-    {
-      id: "c",
-      label: `C zmq_proxy (system libzmq ${systemZmq.ok ? systemZmq.stdout.trim() : "?"})`,
-      short: "C zmq_proxy",
+  const sys = `system libzmq ${systemZmq.ok ? systemZmq.stdout.trim() : "?"}`;
+  const npm = `npm libzmq ${addonInfo?.version ?? "?"}`;
+  const threads = (n: number) => `${n} I/O thread${n > 1 ? "s" : ""}`;
+  const names: Record<VariantId, { label: string; short: string }> = {
+    c: { label: `C zmq_proxy (${sys})`, short: "C zmq_proxy" },
+    adaptor: { label: `adaptor (Deno FFI, ${npm})`, short: "adaptor" },
+    "c-npm": { label: `C zmq_proxy on the adaptor's ${npm}`, short: "C on npm libzmq" },
+    "adaptor-tuned": {
+      label: `adaptor with --io-threads ${TUNED_IO_THREADS}`,
+      short: `adaptor, ${threads(TUNED_IO_THREADS)}`,
     },
-    {
-      id: "adaptor",
-      label: `adaptor (Deno FFI, npm libzmq ${addonInfo?.version ?? "?"})`,
-      short: "adaptor",
-    },
-    {
-      id: "c-npm",
-      label: `C zmq_proxy on the adaptor's npm libzmq ${addonInfo?.version ?? "?"}`,
-      short: "C on npm libzmq",
-    },
-  ];
+    "c-chain": { label: `C zmq_proxy, two hops (edge → aggregator, ${sys})`, short: "C, two hops" },
+    "adaptor-chain": { label: "adaptor, two hops (edge → aggregator)", short: "adaptor, two hops" },
+  };
+  const variants: Variant[] = (Object.keys(SPECS) as VariantId[]).map((id) => ({
+    id,
+    ...names[id],
+    spec: SPECS[id],
+  }));
   const meta: Meta = {
     date: startedAt.toISOString().replace(/\.\d+Z$/, "Z"),
     totalSeconds: totalS,
@@ -710,7 +818,7 @@ async function main(): Promise<void> {
     options: {
       ...options,
       out: undefined,
-      settings: PROXY_SETTINGS,
+      settings: { ...PROXY_SETTINGS, cIoThreads: C_IO_THREADS, adaptorIoThreads: DEFAULTS.ioThreads },
       quiet: {
         pct: QUIET_PCT,
         maxMs: QUIET_MAX_MS,

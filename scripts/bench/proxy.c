@@ -2,6 +2,8 @@
  * The reference: libzmq's own C proxy, zmq_proxy(XSUB, XPUB), set up like the adaptor's main
  * channel (src/adaptor.ts): XSUB binds --bind, XPUB binds --publish, both sockets get the
  * same SNDHWM, RCVHWM, LINGER and TCP keepalive, one context with --io-threads I/O threads.
+ * As with the adaptor's -b/-p, an endpoint written '>tcp://…' is connected instead of bound
+ * (the bench's two-hop chain: the aggregator's XSUB connects to the edge's XPUB), '@…' binds.
  *
  *   proxy --bind EP --publish EP [--sndhwm 10000 --rcvhwm 10000 --linger 500
  *         --io-threads 1 --tcp-keepalive 60] [--lib PATH]
@@ -32,6 +34,7 @@
     X (void *, zmq_socket, (void *, int))                                                          \
     X (int, zmq_setsockopt, (void *, int, const void *, size_t))                                   \
     X (int, zmq_bind, (void *, const char *))                                                      \
+    X (int, zmq_connect, (void *, const char *))                                                   \
     X (int, zmq_proxy, (void *, void *, void *))                                                   \
     X (int, zmq_close, (void *))                                                                   \
     X (int, zmq_errno, (void))                                                                     \
@@ -126,8 +129,14 @@ int main (int argc, char **argv)
             set_int (sockets[i], ZMQ_TCP_KEEPALIVE, 1);
             set_int (sockets[i], ZMQ_TCP_KEEPALIVE_IDLE, keepalive);
         }
-        if (CALL (zmq_bind) (sockets[i], endpoints[i]) != 0) {
-            fprintf (stderr, "proxy: bind %s: %s\n", endpoints[i], CALL (zmq_strerror) (CALL (zmq_errno) ()));
+        const char *ep = endpoints[i];
+        int dial = ep[0] == '>';
+        if (ep[0] == '>' || ep[0] == '@')
+            ep++;
+        int rc = dial ? CALL (zmq_connect) (sockets[i], ep) : CALL (zmq_bind) (sockets[i], ep);
+        if (rc != 0) {
+            fprintf (stderr, "proxy: %s %s: %s\n", dial ? "connect" : "bind", ep,
+                     CALL (zmq_strerror) (CALL (zmq_errno) ()));
             return 1;
         }
     }
