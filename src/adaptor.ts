@@ -24,62 +24,40 @@ import {
   startTestPublisher,
   type Tap,
 } from "./debug.ts";
+import { CURVE_ROLES, loadSecurity, reportClients, warnAboutExposure } from "./curve_setup.ts";
 import { Forwarder, type ProxyStatistics } from "./engine.ts";
-import { StartupError, UsageError } from "./errors.ts";
+import { StartupError } from "./errors.ts";
 import {
   bindProtected,
   checkIpcPath,
   type OwnedSocketFile,
   ownSocketFile,
   removeOwnedFile,
-  resolveGroup,
   type SocketFileWatch,
   watchSocketFiles,
 } from "./ipc.ts";
 import { assessHealth, type Health } from "./health.ts";
 import { type MallocTrim, startMallocTrim } from "./libc.ts";
 import { literal, log } from "./log.ts";
+import { applyOptions, describe, explain } from "./socket_options.ts";
 import { type Monitor, monitorSocket, type SocketEvent } from "./monitor.ts";
 import { PeerEventLog } from "./peer_events.ts";
-import {
-  type ClientKeys,
-  readClientKeys,
-  readSecretCertificate,
-  type SecretCertificate,
-} from "./security.ts";
 import { type AuthEvent, ZapHandler } from "./zap.ts";
 import {
   Context,
   type CurveKeyPair,
   curveKeypair,
-  hasCapability,
   type Socket,
-  ZMQ_BACKLOG,
-  ZMQ_HANDSHAKE_IVL,
-  ZMQ_HEARTBEAT_IVL,
-  ZMQ_HEARTBEAT_TIMEOUT,
-  ZMQ_HEARTBEAT_TTL,
   ZMQ_LAST_ENDPOINT,
-  ZMQ_LINGER,
-  ZMQ_MAXMSGSIZE,
   ZMQ_PUSH,
-  ZMQ_RCVHWM,
-  ZMQ_RECONNECT_IVL,
-  ZMQ_RECONNECT_IVL_MAX,
-  ZMQ_SNDHWM,
   ZMQ_SUB,
   ZMQ_SUBSCRIBE,
-  ZMQ_TCP_KEEPALIVE,
-  ZMQ_TCP_KEEPALIVE_IDLE,
-  ZMQ_TCP_MAXRT,
   ZMQ_XPUB,
   ZMQ_XSUB,
   ZMQ_ZAP_DOMAIN,
   ZmqError,
   zmqVersion,
 } from "./zmq.ts";
-
-const ZMQ_IPV6 = 42;
 
 /** The two channels an adaptor runs. */
 export type ChannelName = "main" | "inbound";
@@ -123,35 +101,6 @@ export interface AdaptorHandle {
   reloadClients(): boolean;
   /** Stops forwarding, closes everything within the linger, removes our ipc files. Idempotent. */
   stop(): Promise<void>;
-}
-
-/** The sockets that face the network and become CURVE servers with `--curve-cert`. */
-export const CURVE_ROLES: readonly Role[] = ["publish", "listen"];
-
-/** What `--curve-cert`, `--curve-clients` and `--ipc-group` resolve to, checked before start. */
-export interface SecuritySetup {
-  readonly cert?: SecretCertificate;
-  readonly clients?: ClientKeys;
-  readonly gid?: number;
-}
-
-/**
- * Reads the certificate, the clients directory and the ipc group. Throws `UsageError` (exit 2)
- * for a bad certificate, directory or group; `StartupError` when libzmq has no CURVE.
- */
-export function loadSecurity(config: Config): SecuritySetup {
-  if (config.curveCert !== undefined && !hasCapability("curve")) {
-    throw new StartupError(`--curve-cert '${config.curveCert}': this libzmq was built without CURVE support`);
-  }
-  const cert = config.curveCert !== undefined ? readSecretCertificate(config.curveCert) : undefined;
-  let clients: ClientKeys | undefined;
-  if (config.curveClients !== undefined) {
-    clients = readClientKeys(config.curveClients);
-    const [bad] = clients.invalid;
-    if (bad) throw new UsageError(`--curve-clients '${config.curveClients}': ${bad.file}: ${bad.reason}`);
-  }
-  const gid = config.ipcGroup !== undefined ? resolveGroup(config.ipcGroup) : undefined;
-  return { cert, clients, gid };
 }
 
 interface Channel {
@@ -425,99 +374,12 @@ export function describeTotals(name: ChannelName, stats: ProxyStatistics): strin
       : "");
 }
 
-function reportClients(clients: ClientKeys): void {
-  for (const { file, reason } of clients.ignored) log("auth").warn(literal(`Ignoring ${file}: ${reason}`));
-  const n = clients.keys.size;
-  log("auth").info(
-    literal(`Admitting ${n} client key${n === 1 ? "" : "s"} from ${clients.dir} (SIGHUP rereads it)`),
-  );
-}
-
-const LOOPBACK = /^tcp:\/\/(127\.[\d.]+|localhost|\[::1\]):/;
-
-/** Warns, once at start, about every way the configuration leaves data or input open. */
-function warnAboutExposure(config: Config, cert?: SecretCertificate, clients?: ClientKeys): void {
-  if (cert) {
-    const curveSockets = CURVE_ROLES.filter((r) => config[r].length > 0).map((r) => ROLES[r].socket);
-    log().info(literal(`CURVE on ${curveSockets.join(" and ")}; server public key ${cert.publicKey}`));
-    if (!clients) {
-      log().warn(
-        "CURVE without --curve-clients: any client that knows the server's public key may connect " +
-          "(traffic is encrypted, but clients are not authenticated)",
-      );
-    }
-  }
-  for (const role of Object.keys(ROLES) as Role[]) {
-    for (const endpoint of config[role]) {
-      if (endpoint.mode !== "bind") continue;
-      const socket = ROLES[role].socket;
-      const open = endpoint.transport === "tcp" && !LOOPBACK.test(endpoint.address);
-      if (open && !(cert && CURVE_ROLES.includes(role))) {
-        const can = role === "bind" ? "inject events" : "read what it sends";
-        const hint = role === "publish" ? " (see --curve-cert)" : "";
-        log().warn(literal(
-          `${socket} ${endpoint.address} is plaintext and unauthenticated: anyone who can reach it can ${can}${hint}`,
-        ));
-      }
-      if (endpoint.transport === "ipc" && !endpoint.ipcPath) {
-        log().warn(literal(
-          `${socket} ${endpoint.address} is an abstract socket: no file permissions protect it, any local ` +
-            "process may connect (--ipc-mode/--ipc-group apply to ipc:///path endpoints only)",
-        ));
-      }
-    }
-  }
-}
-
 /** `promise`, or undefined once `ms` have passed (never, when `ms` is undefined). */
 function withTimeout<T>(promise: Promise<T>, ms: number | undefined): Promise<T | undefined> {
   if (ms === undefined) return promise;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), ms));
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** How messages name an endpoint: "-b/--bind 'ipc:///tmp/q'". */
-function describe(role: Role, endpoint: Endpoint): string {
-  return `${ROLES[role].flag} '${endpoint.address}'`;
-}
-
-const ENODEV = 19;
-
-/** libzmq's text, plus what it means where the text alone misleads. */
-function explain(error: ZmqError): string {
-  if (error.code === ENODEV) return `${error.message} (no such interface or local address)`;
-  return error.message;
-}
-
-/**
- * Pending connections the kernel queues for a bound endpoint. libzmq's 100 overflows when a
- * hundred peers reconnect at once (every subscriber after a network blip, every worker after a
- * reload): the overflow costs each one a 1 s SYN retransmit. The kernel caps it at somaxconn.
- */
-const LISTEN_BACKLOG = 1024;
-
-function applyOptions(socket: Socket, config: Config, endpoints: readonly Endpoint[]): void {
-  socket.setInt(ZMQ_SNDHWM, config.sndhwm);
-  socket.setInt(ZMQ_RCVHWM, config.rcvhwm);
-  socket.setInt(ZMQ_LINGER, config.linger);
-  socket.setInt(ZMQ_RECONNECT_IVL, config.reconnectIvl);
-  socket.setInt(ZMQ_RECONNECT_IVL_MAX, config.reconnectIvlMax);
-  // libzmq's defaults suit a trusted LAN; these suit a daemon that must outlive its peers.
-  socket.setInt64(ZMQ_MAXMSGSIZE, config.maxMessageSize === 0 ? -1 : config.maxMessageSize);
-  socket.setInt(ZMQ_HANDSHAKE_IVL, config.handshakeTimeout);
-  socket.setInt(ZMQ_BACKLOG, LISTEN_BACKLOG);
-  socket.setInt(ZMQ_TCP_MAXRT, config.tcpUserTimeout);
-  if (config.heartbeatInterval > 0) {
-    socket.setInt(ZMQ_HEARTBEAT_IVL, config.heartbeatInterval);
-    socket.setInt(ZMQ_HEARTBEAT_TIMEOUT, config.heartbeatTimeout);
-    socket.setInt(ZMQ_HEARTBEAT_TTL, config.heartbeatTimeout);
-  }
-  if (config.tcpKeepalive > 0) {
-    socket.setInt(ZMQ_TCP_KEEPALIVE, 1);
-    socket.setInt(ZMQ_TCP_KEEPALIVE_IDLE, config.tcpKeepalive);
-  }
-  if (endpoints.some((e) => e.address.includes("["))) socket.setInt(ZMQ_IPV6, 1);
 }
 
 export type { Health, ProxyStatistics };

@@ -1,0 +1,71 @@
+/**
+ * How the adaptor sets up each of its sockets: the options from the `Config` (high-water marks,
+ * linger, reconnect back-off, and the protective limits libzmq leaves off by default), and how
+ * an endpoint and a libzmq error are named in the one-line errors operators see.
+ */
+
+import { type Config, type Endpoint, type Role, ROLES } from "./config.ts";
+import {
+  type Socket,
+  ZMQ_BACKLOG,
+  ZMQ_HANDSHAKE_IVL,
+  ZMQ_HEARTBEAT_IVL,
+  ZMQ_HEARTBEAT_TIMEOUT,
+  ZMQ_HEARTBEAT_TTL,
+  ZMQ_LINGER,
+  ZMQ_MAXMSGSIZE,
+  ZMQ_RCVHWM,
+  ZMQ_RECONNECT_IVL,
+  ZMQ_RECONNECT_IVL_MAX,
+  ZMQ_SNDHWM,
+  ZMQ_TCP_KEEPALIVE,
+  ZMQ_TCP_KEEPALIVE_IDLE,
+  ZMQ_TCP_MAXRT,
+  type ZmqError,
+} from "./zmq.ts";
+
+const ZMQ_IPV6 = 42;
+
+/** How messages name an endpoint: "-b/--bind 'ipc:///tmp/q'". */
+export function describe(role: Role, endpoint: Endpoint): string {
+  return `${ROLES[role].flag} '${endpoint.address}'`;
+}
+
+const ENODEV = 19;
+
+/** libzmq's text, plus what it means where the text alone misleads. */
+export function explain(error: ZmqError): string {
+  if (error.code === ENODEV) return `${error.message} (no such interface or local address)`;
+  return error.message;
+}
+
+/**
+ * Pending connections the kernel queues for a bound endpoint. libzmq's 100 overflows when a
+ * hundred peers reconnect at once (every subscriber after a network blip, every worker after a
+ * reload): the overflow costs each one a 1 s SYN retransmit. The kernel caps it at somaxconn.
+ */
+const LISTEN_BACKLOG = 1024;
+
+/** Sets every option the adaptor gives its sockets; call before bind or connect. */
+export function applyOptions(socket: Socket, config: Config, endpoints: readonly Endpoint[]): void {
+  socket.setInt(ZMQ_SNDHWM, config.sndhwm);
+  socket.setInt(ZMQ_RCVHWM, config.rcvhwm);
+  socket.setInt(ZMQ_LINGER, config.linger);
+  socket.setInt(ZMQ_RECONNECT_IVL, config.reconnectIvl);
+  socket.setInt(ZMQ_RECONNECT_IVL_MAX, config.reconnectIvlMax);
+  // libzmq's defaults suit a trusted LAN; these suit a daemon that must outlive its peers.
+  socket.setInt64(ZMQ_MAXMSGSIZE, config.maxMessageSize === 0 ? -1 : config.maxMessageSize);
+  socket.setInt(ZMQ_HANDSHAKE_IVL, config.handshakeTimeout);
+  socket.setInt(ZMQ_BACKLOG, LISTEN_BACKLOG);
+  socket.setInt(ZMQ_TCP_MAXRT, config.tcpUserTimeout);
+  if (config.heartbeatInterval > 0) {
+    socket.setInt(ZMQ_HEARTBEAT_IVL, config.heartbeatInterval);
+    socket.setInt(ZMQ_HEARTBEAT_TIMEOUT, config.heartbeatTimeout);
+    socket.setInt(ZMQ_HEARTBEAT_TTL, config.heartbeatTimeout);
+  }
+  if (config.tcpKeepalive > 0) {
+    socket.setInt(ZMQ_TCP_KEEPALIVE, 1);
+    socket.setInt(ZMQ_TCP_KEEPALIVE_IDLE, config.tcpKeepalive);
+  }
+  if (endpoints.some((e) => e.address.includes("["))) socket.setInt(ZMQ_IPV6, 1);
+}
