@@ -21,22 +21,36 @@ import {
 } from "../src/zmq.ts";
 import { sleep, until } from "./support/net.ts";
 
-Deno.test("Forwarder moves every message and counts them exactly; stop ends it", async () => {
+/** XSUB → XPUB forwarder over inproc with a PUB and a SUB (subscribed to everything) around it. */
+function xsubXpubRig(name: string, options: { unlimitedHwm?: boolean } = {}) {
   const ctx = new Context();
   const open = (type: number) => {
     const s = ctx.socket(type);
     s.setInt(ZMQ_LINGER, 0);
-    s.setInt(ZMQ_SNDHWM, 0);
-    s.setInt(ZMQ_RCVHWM, 0);
+    if (options.unlimitedHwm) {
+      s.setInt(ZMQ_SNDHWM, 0);
+      s.setInt(ZMQ_RCVHWM, 0);
+    }
     return s;
   };
   const xsub = open(ZMQ_XSUB), xpub = open(ZMQ_XPUB), pub = open(ZMQ_PUB), sub = open(ZMQ_SUB);
-  xsub.bind("inproc://engine-in");
-  xpub.bind("inproc://engine-out");
+  xsub.bind(`inproc://${name}-in`);
+  xpub.bind(`inproc://${name}-out`);
   const forwarder = Forwarder.start(ctx, xsub, xpub);
   sub.setBytes(ZMQ_SUBSCRIBE, "");
-  sub.connect("inproc://engine-out");
-  pub.connect("inproc://engine-in");
+  sub.connect(`inproc://${name}-out`);
+  pub.connect(`inproc://${name}-in`);
+  const close = async () => {
+    await forwarder.stop();
+    await forwarder.close();
+    for (const s of [xsub, xpub, pub, sub]) s.close();
+    await ctx.terminate();
+  };
+  return { forwarder, pub, sub, close };
+}
+
+Deno.test("Forwarder moves every message and counts them exactly; stop ends it", async () => {
+  const { forwarder, pub, sub, close } = xsubXpubRig("engine", { unlimitedHwm: true });
   try {
     // Wait until the subscription has travelled XPUB → XSUB → PUB.
     let got = 0;
@@ -69,27 +83,12 @@ Deno.test("Forwarder moves every message and counts them exactly; stop ends it",
     assert.equal(forwarder.running, false);
     await assert.rejects(forwarder.statistics(), /not running/);
   } finally {
-    await forwarder.stop();
-    await forwarder.close();
-    for (const s of [xsub, xpub, pub, sub]) s.close();
-    await ctx.terminate();
+    await close();
   }
 });
 
 Deno.test("STATISTICS counts frames, not messages: a 3-part message counts 3 (libzmq 4.3.5)", async () => {
-  const ctx = new Context();
-  const open = (type: number) => {
-    const s = ctx.socket(type);
-    s.setInt(ZMQ_LINGER, 0);
-    return s;
-  };
-  const xsub = open(ZMQ_XSUB), xpub = open(ZMQ_XPUB), pub = open(ZMQ_PUB), sub = open(ZMQ_SUB);
-  xsub.bind("inproc://frames-in");
-  xpub.bind("inproc://frames-out");
-  const forwarder = Forwarder.start(ctx, xsub, xpub);
-  sub.setBytes(ZMQ_SUBSCRIBE, "");
-  sub.connect("inproc://frames-out");
-  pub.connect("inproc://frames-in");
+  const { forwarder, pub, sub, close } = xsubXpubRig("frames");
   try {
     // Counted from the proxy's start: every warm-up that got through, then the data.
     let warmUps = 0, data = 0;
@@ -112,10 +111,7 @@ Deno.test("STATISTICS counts frames, not messages: a 3-part message counts 3 (li
     assert.equal(stats.backend.messagesOut, BigInt(warmUps + 30));
     assert.equal(stats.frontend.bytesIn, BigInt(warmUps * 7 + 150), "payload bytes of all frames");
   } finally {
-    await forwarder.stop();
-    await forwarder.close();
-    for (const s of [xsub, xpub, pub, sub]) s.close();
-    await ctx.terminate();
+    await close();
   }
 });
 
