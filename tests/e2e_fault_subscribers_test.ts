@@ -110,10 +110,15 @@ Deno.test("a subscriber that stops reading costs only itself; the drops show as 
     drain(slow);
 
     const payload = "x".repeat(190);
-    await pub.sendAll(N, (i) => `load.${i}.${payload}`);
-    // Every message reaches both fast subscribers while the slow one reads nothing at all:
-    // had the XPUB waited for it, they would be stuck at its high-water mark.
-    for (const f of fast) await f.expect(N);
+    // Paced so that no more than 500 messages are ever ahead of the fast subscribers, half
+    // the XPUB's high-water mark: then a busy machine that starves our receive loops cannot
+    // make the XPUB drop for them too. The slow one reads nothing at all, so its queue fills.
+    for (let sent = 0; sent < N; sent += 500) {
+      await pub.sendAll(500, (i) => `load.${sent + i}.${payload}`);
+      for (const f of fast) await f.expect(sent + 500);
+    }
+    // Every message reached both fast subscribers: had the XPUB waited for the slow one, they
+    // would be stuck at its high-water mark.
     for (const f of fast) assert.equal(f.messages.length, N);
 
     const gotSlow = drainUntilQuiet(slow);

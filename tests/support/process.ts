@@ -71,11 +71,17 @@ export class AdaptorProcess {
           resolve(line);
         },
       });
-      this.status.then(() => {
+      this.status.then(async (status) => {
         clearTimeout(timer);
+        await Promise.all(this.#pumps);
         const line = this.lines.find((l) => re.test(l));
         if (line !== undefined) resolve(line);
-        else reject(new Error(`exited without a line matching ${re}; stderr:\n${this.lines.join("\n")}`));
+        else {
+          const how = status.signal ? `killed by ${status.signal}` : `exit code ${status.code}`;
+          reject(
+            new Error(`exited (${how}) without a line matching ${re}; stderr:\n${this.lines.join("\n")}`),
+          );
+        }
       });
     });
   }
