@@ -240,12 +240,16 @@ Deno.test("a scrape while the inbound proxy is blocked on a full PUSH answers wi
     await scrapeUntil(a.url, (s) => value(s, "adaptor_subscribers", { channel: "inbound" }) === 1, "worker");
     await scrapeUntil(a.url, (s) => value(s, "adaptor_publishers", { channel: "inbound" }) === 1, "remote");
     // Keep sending 1 kB messages (more than the socket buffers hold) until a scrape finds the
-    // inbound proxy unable to answer.
+    // inbound proxy unable to answer. Once the PUSH is full the proxy only polls (it checks
+    // that the backend can take a message before a burst) and still answers; so the worker
+    // takes one message every 100 ms: the room that opens starts a burst out of the queued
+    // messages, which blocks in a send after a few.
     let filling = true;
     const payload = new Uint8Array(1024);
     const fill = (async () => {
-      while (filling) {
+      for (let round = 0; filling; round++) {
         for (let i = 0; i < 100; i++) remotePublisher.socket.trySend(payload);
+        if (round % 20 === 19) stuck.tryReceive();
         await sleep(5);
       }
     })();

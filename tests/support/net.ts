@@ -20,9 +20,17 @@ export function freePort(): number {
 
 let seq = 0;
 
-/** A fresh path for an ipc socket file in a temp dir; the file does not exist. */
+/**
+ * A fresh path for an ipc socket file in /tmp; the file does not exist. `deno test` loads this
+ * module afresh for every test file in one process, so the counter alone would repeat paths
+ * (and meet files that an earlier file's SIGKILLed adaptor left): a random part keeps them apart.
+ */
 export function ipcPath(name = "q"): string {
-  return `/tmp/adaptor-test-${Deno.pid}-${++seq}-${name}`;
+  for (;;) {
+    const random = Math.floor(Math.random() * 0x1000000).toString(16).padStart(6, "0");
+    const path = `/tmp/adaptor-test-${Deno.pid}-${random}-${++seq}-${name}`;
+    if (!exists(path)) return path;
+  }
 }
 
 /** Whether a file exists at `path`. */
