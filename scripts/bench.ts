@@ -40,6 +40,7 @@ import {
   waitQuiet,
 } from "./bench/proc.ts";
 import { DEFAULTS } from "../src/config.ts";
+import { RUN_FLAGS } from "../tests/support/process.ts";
 import {
   type Aggregate,
   aggregate,
@@ -240,9 +241,6 @@ function adaptorEnv(): Record<string, string> {
 /** A proxy's line on stderr once it is bound and forwarding (the adaptor's and proxy.c's). */
 const READY = /\bready\b/;
 
-/** The permissions of `deno task start` (deno.json): the bench runs the adaptor exactly so. */
-const ADAPTOR_PERMISSIONS = ["--allow-ffi", "--allow-read", "--allow-write", "--allow-env", "--allow-net"];
-
 /** One proxy process: XSUB on `bindEp` (a leading '>' connects), XPUB bound on `publishEp`. */
 function startProxy(
   program: VariantSpec["program"],
@@ -268,7 +266,7 @@ function startProxy(
   if (program === "adaptor") {
     return spawn("proxy", name, Deno.execPath(), [
       "run",
-      ...ADAPTOR_PERMISSIONS,
+      ...RUN_FLAGS,
       `${ROOT}src/main.ts`,
       "-b",
       bindEp,
@@ -714,7 +712,7 @@ async function main(): Promise<void> {
   // Also warms Deno's module cache, so that start-up figures are for a warm start.
   const version = await run(Deno.execPath(), [
     "run",
-    ...ADAPTOR_PERMISSIONS,
+    ...RUN_FLAGS,
     `${ROOT}src/main.ts`,
     "--version",
   ], {
@@ -809,6 +807,7 @@ async function main(): Promise<void> {
     machine: await machine(),
     deno: Deno.version.deno,
     adaptorVersion: version.stdout.trim(),
+    adaptorFlags: RUN_FLAGS.join(" "),
     systemLibzmq: systemZmq.ok ? systemZmq.stdout.trim() : "unknown",
     npmLibzmq: addonInfo?.version ?? "unknown",
     gcc: (await run("gcc", ["-dumpfullversion"])).stdout.trim(),

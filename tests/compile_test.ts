@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { freePort, ipcPath } from "./support/net.ts";
-import { AdaptorProcess, ROOT } from "./support/process.ts";
+import { AdaptorProcess, ROOT, RUN_FLAGS, taskFlags } from "./support/process.ts";
 
 const output = `${Deno.makeTempDirSync({ prefix: "adaptor-compile-" })}/adaptor`;
 const task = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks.compile as string;
@@ -46,4 +46,11 @@ Deno.test({
       assert.equal(status.code, 0);
     }
   },
+});
+
+Deno.test("deno task compile builds with the permissions and V8 flags of deno task start", () => {
+  const compileFlags = taskFlags("compile").filter((word) =>
+    !word.startsWith("--output") && word !== "adaptor"
+  );
+  assert.deepEqual(compileFlags, [...RUN_FLAGS]);
 });

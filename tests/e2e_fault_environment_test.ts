@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { assertForwards } from "./support/forwarding.ts";
 import { freePort } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";
-import { AdaptorProcess, ROOT, RUN_PERMISSIONS, runAdaptor } from "./support/process.ts";
+import { AdaptorProcess, ROOT, RUN_FLAGS, runAdaptor } from "./support/process.ts";
 
 /** A fresh directory for an ipc socket file. */
 const ipcDir = () => Deno.makeTempDirSync({ prefix: "adaptor-ipc-" });
@@ -126,7 +126,7 @@ const onFullDisk = [
   "sh",
   Deno.execPath(),
   "run",
-  ...RUN_PERMISSIONS,
+  ...RUN_FLAGS,
   `${ROOT}src/main.ts`,
 ];
 

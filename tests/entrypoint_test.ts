@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { freePort, ipcPath } from "./support/net.ts";
-import { AdaptorProcess, ROOT, RUN_PERMISSIONS } from "./support/process.ts";
+import { AdaptorProcess, ROOT, RUN_FLAGS } from "./support/process.ts";
 
 const ENTRYPOINT = `${ROOT}scripts/docker-entrypoint.sh`;
 
@@ -76,7 +76,7 @@ Deno.test("entrypoint: the real adaptor starts with the original's variables and
   const queue = ipcPath("queue");
   const port = freePort();
   const bin = executable(
-    `exec "${Deno.execPath()}" run ${RUN_PERMISSIONS.join(" ")} "${ROOT}src/main.ts" "$@"`,
+    `exec "${Deno.execPath()}" run ${RUN_FLAGS.join(" ")} "${ROOT}src/main.ts" "$@"`,
   );
   const adaptor = new AdaptorProcess([], {
     command: ["sh", ENTRYPOINT],

@@ -118,6 +118,8 @@ export interface Meta {
   machine: { nproc: number; cpuModel: string; memGiB: number; kernel: string; os: string };
   deno: string;
   adaptorVersion: string;
+  /** The flags of `deno task start` the adaptor ran with. */
+  adaptorFlags: string;
   systemLibzmq: string;
   npmLibzmq: string;
   gcc: string;
@@ -798,8 +800,8 @@ function method(
     "",
     "- *C reference* — `scripts/bench/proxy.c`: `zmq_proxy(xsub, xpub, NULL)` in a C program linked " +
     `with the system libzmq ${meta.systemLibzmq}; XSUB binds the ipc endpoint, XPUB binds tcp://127.0.0.1:PORT.`,
-    "- *adaptor* — `deno run --allow-ffi --allow-read --allow-write --allow-env --allow-net src/main.ts -b ipc://… " +
-    "-p tcp://127.0.0.1:PORT`, the permissions of `deno task start` " +
+    `- *adaptor* — \`deno run ${meta.adaptorFlags} src/main.ts -b ipc://… ` +
+    "-p tcp://127.0.0.1:PORT`, the flags of `deno task start` " +
     "(its forwarding loop is libzmq's `zmq_proxy_steerable`, running on a Deno blocking-pool thread).",
     `- *adaptor, ${s.adaptorIoThreads === 1 ? 2 : 1} I/O thread${s.adaptorIoThreads === 1 ? "s" : ""}* ` +
     "(tuning) — the same with the other `--io-threads`, in the scenarios listed under *Tuning*.",

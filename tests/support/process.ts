@@ -8,8 +8,22 @@ import { fileURLToPath } from "node:url";
 /** The repository root, for running `src/main.ts`. */
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
-/** The permissions `deno task start` grants; tests run the adaptor with exactly these. */
-export const RUN_PERMISSIONS = ["--allow-ffi", "--allow-read", "--allow-write", "--allow-env", "--allow-net"];
+/**
+ * The flags `deno task start` runs `src/main.ts` with (permissions, V8 flags), read from
+ * deno.json: tests, the soak and the bench run the adaptor exactly as operators do.
+ */
+export const RUN_FLAGS: readonly string[] = taskFlags("start");
+
+/** The words of deno.json's task `name` between the subcommand and `src/main.ts`. */
+export function taskFlags(name: string): string[] {
+  const task = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks[name] as string;
+  const words = task.split(/\s+/);
+  const end = words.indexOf("src/main.ts");
+  if (words[0] !== "deno" || end < 2) {
+    throw new Error(`deno.json: task ${name} should be 'deno SUBCOMMAND … src/main.ts'`);
+  }
+  return words.slice(2, end);
+}
 
 /** A running adaptor process. */
 export class AdaptorProcess {
@@ -21,7 +35,7 @@ export class AdaptorProcess {
   #pumps: Promise<void>[];
 
   constructor(args: readonly string[], options: { env?: Record<string, string>; command?: string[] } = {}) {
-    const command = options.command ?? [Deno.execPath(), "run", ...RUN_PERMISSIONS, `${ROOT}src/main.ts`];
+    const command = options.command ?? [Deno.execPath(), "run", ...RUN_FLAGS, `${ROOT}src/main.ts`];
     this.#child = new Deno.Command(command[0], {
       args: [...command.slice(1), ...args],
       cwd: ROOT,
