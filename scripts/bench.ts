@@ -29,6 +29,7 @@
 
 import {
   CLK_TCK,
+  cpuNs,
   cpuTicks,
   freePort,
   machineBusyTicks,
@@ -487,10 +488,12 @@ async function idleRun(
   try {
     await sleep(500);
     const cpu0 = treeCpu(proxies);
+    const ns0 = sum(proxies.map((p) => cpuNs(p.pid)));
     const machine0 = machineBusyTicks();
     const t0 = performance.now();
     await sleep(idleMs);
     const cpu1 = treeCpu(proxies);
+    const ns1 = sum(proxies.map((p) => cpuNs(p.pid)));
     const machine1 = machineBusyTicks();
     const wall = (performance.now() - t0) / 1000;
     const rss = sum(proxies.map((p) => rssKb(p.pid)));
@@ -507,6 +510,8 @@ async function idleRun(
       cpuS,
       otherCpuPct: Math.max(0, (100 * ((machine1 - machine0) / CLK_TCK - cpuS)) / wall),
       cpuPct: (100 * cpuS) / wall,
+      // Exact (schedstat), where ticks round an idle process to 0.
+      idleCpuUsPerS: (ns1 - ns0) / 1000 / wall,
       rssMiB: rss / 1024,
       hwmMiB: hwm / 1024,
     };

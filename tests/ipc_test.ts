@@ -1,8 +1,15 @@
 import assert from "node:assert/strict";
 import { StartupError } from "../src/errors.ts";
-import { checkIpcPath, describeSocketFile, ownSocketFile, removeOwnedFile } from "../src/ipc.ts";
+import {
+  checkIpcPath,
+  describeSocketFile,
+  ownSocketFile,
+  removeOwnedFile,
+  type SocketFileState,
+  watchSocketFiles,
+} from "../src/ipc.ts";
 import { Context, ZMQ_LINGER, ZMQ_XSUB } from "../src/zmq.ts";
-import { exists, ipcPath } from "./support/net.ts";
+import { exists, ipcPath, sleep, until } from "./support/net.ts";
 
 Deno.test("checkIpcPath: absent, live, stale, not a socket, missing directory", async () => {
   const path = ipcPath("guard");
@@ -32,16 +39,22 @@ Deno.test("checkIpcPath: absent, live, stale, not a socket, missing directory", 
   await assert.rejects(checkIpcPath("/no/such/dir/q", "-b"), /directory \/no\/such\/dir does not exist/);
 });
 
-Deno.test("removeOwnedFile leaves a file that another process bound since", () => {
+Deno.test("removeOwnedFile leaves a file that another process bound since, even on our inode number", () => {
   const path = ipcPath("owned");
   Deno.writeTextFileSync(path, "ours");
   const owned = ownSocketFile(path)!;
   Deno.removeSync(path);
-  Deno.writeTextFileSync(path, "theirs, a new inode");
+  // ext4 and tmpfs hand a freed inode number to the next file: often this one gets ours back.
+  Deno.writeTextFileSync(path, "theirs");
   try {
-    const stillOurs = Deno.lstatSync(path).ino === owned.ino;
-    assert.equal(removeOwnedFile(owned), stillOurs);
-    if (!stillOurs) assert.ok(exists(path));
+    const info = Deno.lstatSync(path);
+    // Only without a birth time (statx) can a reused inode pass for ours.
+    const indistinguishable = info.ino === owned.ino && info.birthtime === null;
+    assert.equal(removeOwnedFile(owned), indistinguishable);
+    if (!indistinguishable) {
+      assert.ok(exists(path));
+      assert.equal(describeSocketFile(owned).state, "replaced");
+    }
   } finally {
     if (exists(path)) Deno.removeSync(path);
   }
@@ -56,7 +69,7 @@ Deno.test("describeSocketFile: ok, removed with its directory, replaced by anoth
     assert.equal(describeSocketFile(owned).state, "ok");
     Deno.removeSync(path);
     Deno.writeTextFileSync(path, "another inode");
-    if (Deno.lstatSync(path).ino !== owned.ino) assert.equal(describeSocketFile(owned).state, "replaced");
+    assert.equal(describeSocketFile(owned).state, "replaced");
     Deno.removeSync(dir, { recursive: true });
     const gone = describeSocketFile(owned);
     assert.equal(gone.state, "removed");
@@ -67,5 +80,32 @@ Deno.test("describeSocketFile: ok, removed with its directory, replaced by anoth
     } catch {
       // removed by the test
     }
+  }
+});
+
+Deno.test("watchSocketFiles: file events report a removal and a replacement at once, not at the sweep", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "adaptor-watch-" });
+  const path = `${dir}/q`;
+  const listener = Deno.listen({ transport: "unix", path });
+  const changes: SocketFileState[] = [];
+  // A sweep far away: whatever is reported within the test came from a file event.
+  const watch = watchSocketFiles([ownSocketFile(path)!], (_file, state) => changes.push(state), 600_000);
+  try {
+    await sleep(100);
+    Deno.writeTextFileSync(`${dir}/unrelated`, "x");
+    await sleep(200);
+    assert.equal(changes.length, 0, "another file in the directory changes nothing");
+
+    listener.close(); // removes the file
+    if (exists(path)) Deno.removeSync(path);
+    await until(() => changes.includes("removed"), `removal reported (got ${changes})`, 2000);
+
+    // Another file takes the path (made aside first, so it cannot reuse our inode number).
+    Deno.writeTextFileSync(`${dir}/other`, "");
+    Deno.renameSync(`${dir}/other`, path);
+    await until(() => changes.includes("replaced"), `replacement reported (got ${changes})`, 2000);
+  } finally {
+    watch.stop();
+    Deno.removeSync(dir, { recursive: true });
   }
 });

@@ -85,6 +85,8 @@ export interface RunResult {
   hwmMiB?: number;
   rssMiB?: number;
   idleSeconds?: number;
+  /** Idle runs: CPU µs per second of the proxy's threads, from schedstat (exact). */
+  idleCpuUsPerS?: number;
   p50?: number;
   p90?: number;
   p99?: number;
@@ -216,7 +218,8 @@ const TRAFFIC_ROWS: Row[] = [
 ];
 
 const IDLE_ROWS: Row[] = [
-  { label: "CPU, % of one core", metric: "cpuPct", format: (x) => x.toFixed(2) },
+  { label: "CPU, % of one core (ticks)", metric: "cpuPct", format: (x) => x.toFixed(2) },
+  { label: "CPU, µs per second (schedstat)", metric: "idleCpuUsPerS", format: sig },
   { label: "CPU seconds in the window", metric: "cpuS", format: (x) => x.toFixed(2) },
   { label: "Other CPU on the machine meanwhile, % of one core", metric: "otherCpuPct", format: sig },
   { label: "RSS at the end (VmRSS), MiB", metric: "rssMiB", format: sig },
@@ -323,10 +326,11 @@ export function renderMarkdown(
   const upA = find(aggs, "startup", "adaptor")?.stats;
   p(
     "",
-    `- Idle CPU (% of one core): C ${idleC?.cpuPct?.median.toFixed(2) ?? "–"}, ` +
-      `adaptor ${idleA?.cpuPct?.median.toFixed(2) ?? "–"}; idle RSS: C ${
-        idleC?.rssMiB ? sig(idleC.rssMiB.median) : "–"
-      } MiB, ` +
+    `- Idle CPU: C ${idleC?.idleCpuUsPerS ? sig(idleC.idleCpuUsPerS.median) : "–"} µs per second, ` +
+      `adaptor ${idleA?.idleCpuUsPerS ? sig(idleA.idleCpuUsPerS.median) : "–"} µs per second ` +
+      `(${
+        idleA?.idleCpuUsPerS ? (idleA.idleCpuUsPerS.median / 1e4).toFixed(4) : "–"
+      } % of one core); idle RSS: C ${idleC?.rssMiB ? sig(idleC.rssMiB.median) : "–"} MiB, ` +
       `adaptor ${idleA?.rssMiB ? sig(idleA.rssMiB.median) : "–"} MiB.`,
     `- Exec → ready: C ${upC?.readyMs ? sig(upC.readyMs.median) : "–"} ms, adaptor ` +
       `${upA?.readyMs ? sig(upA.readyMs.median) : "–"} ms; exec → first message forwarded: C ` +
@@ -762,7 +766,8 @@ function observations(
   const ia = find(aggs, "idle", "adaptor")?.stats;
   if (ic?.cpuPct && ia?.cpuPct && ic.rssMiB && ia.rssMiB) {
     out.push(
-      `Idle: ${ia.cpuPct.median.toFixed(2)}% (adaptor) vs ${ic.cpuPct.median.toFixed(2)}% (C) of one core; ` +
+      `Idle: ${ia.idleCpuUsPerS ? sig(ia.idleCpuUsPerS.median) : "–"} µs of CPU per second (adaptor) vs ` +
+        `${ic.idleCpuUsPerS ? sig(ic.idleCpuUsPerS.median) : "–"} (C); ` +
         `RSS ${sig(ia.rssMiB.median)} MiB vs ${
           sig(ic.rssMiB.median)
         } MiB (a Deno runtime with V8 vs a small C program).`,
