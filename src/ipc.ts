@@ -9,7 +9,7 @@
  * file, never one that another process has bound since.
  */
 
-import { dirname, resolve } from "node:path";
+import { dirname } from "node:path";
 import { StartupError, UsageError } from "./errors.ts";
 import { cannotWriteDirectory } from "./libc.ts";
 import { setUmask } from "./zmq.ts";
@@ -183,71 +183,31 @@ export interface SocketFileWatch {
   stop(): void;
 }
 
-/** How often `watchSocketFiles` looks without being told: for what sends no file event. */
-export const SOCKET_FILE_SWEEP_MS = 10_000;
-
 /**
- * Calls `onChange` when one of `files` changes state (to a problem, or back to "ok"). libzmq
- * never notices what happens to the file of a bound ipc socket, so without this a removed
- * socket file would cut off new publishers in silence.
+ * Checks `files` every `intervalMs` and calls `onChange` when one's state changes (to a
+ * problem, or back to "ok"). libzmq never notices what happens to the file of a bound ipc
+ * socket, so without this a removed socket file would cut off new publishers in silence.
  *
- * File events (inotify, through Deno.watchFs on each file's directory) report at once a file
- * removed or replaced, its directory removed or its mode changed; they cost nothing while
- * nothing happens. Some changes send no event at all (`chattr +i`, a read-only remount), so a
- * sweep every `sweepMs` looks too: waking once a second instead cost the idle adaptor 0.35 ms
- * of CPU a second, ten times what it uses otherwise. Where a directory cannot be watched
- * (not readable), the sweep alone remains.
+ * A timer, not file events: Deno.watchFs (inotify through the notify crate) missed the
+ * removal of a directory holding a socket file in our probes, and `chattr +i` or a read-only
+ * remount send no event at all. The check costs the idle adaptor about 0.35 ms of CPU a second.
  */
 export function watchSocketFiles(
   files: readonly OwnedSocketFile[],
   onChange: (file: OwnedSocketFile, state: SocketFileState, text: string) => void,
-  sweepMs = SOCKET_FILE_SWEEP_MS,
+  intervalMs = 1000,
 ): SocketFileWatch {
   if (files.length === 0) return { stop() {} };
   const last = new Map<OwnedSocketFile, SocketFileState>(files.map((f) => [f, "ok"]));
-  const check = () => {
+  const timer = setInterval(() => {
     for (const file of files) {
       const { state, text } = describeSocketFile(file);
       if (state === last.get(file)) continue;
       last.set(file, state);
       onChange(file, state, text);
     }
-  };
-  const timer = setInterval(check, sweepMs);
-  // Only events naming a socket file or a watched directory matter: the default directory is
-  // /tmp, where other programs' files come and go. Events name absolute paths.
-  const relevant = new Set(files.flatMap((f) => [resolve(f.path), resolve(dirname(f.path))]));
-  const watchers: Deno.FsWatcher[] = [];
-  for (const dir of new Set(files.map((f) => dirname(f.path)))) {
-    let watcher: Deno.FsWatcher;
-    try {
-      watcher = Deno.watchFs(dir, { recursive: false });
-    } catch {
-      continue;
-    }
-    watchers.push(watcher);
-    (async () => {
-      try {
-        for await (const event of watcher) {
-          if (event.paths.some((path) => relevant.has(path))) check();
-        }
-      } catch {
-        // closed, or the directory went away: the sweep goes on
-      }
-    })();
-  }
-  return {
-    stop() {
-      clearInterval(timer);
-      for (const watcher of watchers) {
-        try {
-          watcher.close();
-        } catch {
-          // already closed
-        }
-      }
-    },
-  };
+  }, intervalMs);
+  return { stop: () => clearInterval(timer) };
 }
 
 /**
