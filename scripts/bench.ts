@@ -11,8 +11,9 @@
  * quiet machine (bounded), and repeats once a run that other work disturbed (see below).
  *
  * Two more kinds of variant share the rounds of some scenarios (see lineUp):
- * - tuning (issue 3): the adaptor with the other I/O thread count (1 ↔ 2) in flood-64, fanin-8
- *   and fanout-8, beside the C reference at libzmq's default (1, as in the C original);
+ * - tuning (issue 3): the adaptor with libzmq's default write batch (--out-batch-size 8192)
+ *   instead of its own, in flood-64, fanin-8 and fanout-8, so each run shows what the
+ *   adaptor's larger batches buy (earlier tuning: docs/tuning.md);
  * - the two-hop chain (issue 7), in flood-64 and rate-50k: publishers → edge (XSUB ipc, XPUB
  *   tcp) → aggregator (XSUB connecting to the edge's XPUB, XPUB tcp) → subscribers, for the
  *   adaptor and for the C proxy, alternating with the single-hop runs, so the difference is
@@ -84,15 +85,20 @@ const PROXY_SETTINGS = {
 };
 /** The C reference runs with libzmq's default of 1 I/O thread, as the C original did. */
 const C_IO_THREADS = 1;
-/** The tuning variant: the adaptor with the other I/O thread count than its default. */
-const TUNED_IO_THREADS = DEFAULTS.ioThreads === 1 ? 2 : 1;
+/** The tuning variant: the adaptor with libzmq's default write batch instead of its own. */
+const LIBZMQ_OUT_BATCH_SIZE = 8192;
 
 /** How each variant runs: which program, one proxy or an edge → aggregator chain, I/O threads. */
 const SPECS: Record<VariantId, VariantSpec> = {
   c: { program: "c", hops: 1, ioThreads: C_IO_THREADS },
   adaptor: { program: "adaptor", hops: 1, ioThreads: DEFAULTS.ioThreads },
   "c-npm": { program: "c-npm", hops: 1, ioThreads: C_IO_THREADS },
-  "adaptor-tuned": { program: "adaptor", hops: 1, ioThreads: TUNED_IO_THREADS },
+  "adaptor-tuned": {
+    program: "adaptor",
+    hops: 1,
+    ioThreads: DEFAULTS.ioThreads,
+    outBatchSize: LIBZMQ_OUT_BATCH_SIZE,
+  },
   "c-chain": { program: "c", hops: 2, ioThreads: C_IO_THREADS },
   "adaptor-chain": { program: "adaptor", hops: 2, ioThreads: DEFAULTS.ioThreads },
 };
@@ -244,13 +250,13 @@ const READY = /\bready\b/;
 
 /** One proxy process: XSUB on `bindEp` (a leading '>' connects), XPUB bound on `publishEp`. */
 function startProxy(
-  program: VariantSpec["program"],
+  spec: VariantSpec,
   name: string,
   bindEp: string,
   publishEp: string,
-  ioThreads: number,
   addonPath: string | null,
 ): Proc {
+  const { program, ioThreads } = spec;
   const s = PROXY_SETTINGS;
   const options = [
     "--sndhwm",
@@ -274,6 +280,7 @@ function startProxy(
       "-p",
       publishEp,
       ...options,
+      ...(spec.outBatchSize ? ["--out-batch-size", `${spec.outBatchSize}`] : []),
     ], { cwd: ROOT, env: adaptorEnv() });
   }
   const args = ["--bind", bindEp, "--publish", publishEp, ...options];
@@ -305,13 +312,13 @@ async function startTopology(
   const procs: Proc[] = [];
   try {
     if (spec.hops === 1) {
-      procs.push(startProxy(spec.program, variant, ipc, tcp, spec.ioThreads, addonPath));
+      procs.push(startProxy(spec, variant, ipc, tcp, addonPath));
     } else {
       const edgeEp = `tcp://127.0.0.1:${freePort()}`;
-      procs.push(startProxy(spec.program, `${variant} edge`, ipc, edgeEp, spec.ioThreads, addonPath));
+      procs.push(startProxy(spec, `${variant} edge`, ipc, edgeEp, addonPath));
       await procs[0].waitLine("stderr", READY, 30_000);
       procs.push(
-        startProxy(spec.program, `${variant} aggregator`, `>${edgeEp}`, tcp, spec.ioThreads, addonPath),
+        startProxy(spec, `${variant} aggregator`, `>${edgeEp}`, tcp, addonPath),
       );
     }
     let readyAt = 0;
@@ -477,6 +484,9 @@ async function trafficRun(
   }
 }
 
+/** How long an idle run waits after "ready" before it measures. */
+const IDLE_SETTLE_MS = 5000;
+
 async function idleRun(
   variant: VariantId,
   idleMs: number,
@@ -486,7 +496,8 @@ async function idleRun(
   const topology = await startTopology(variant, ipc, tcp, addonPath);
   const proxies = topology.procs;
   try {
-    await sleep(500);
+    // At rest, not just started: Deno's runtime settles (GC, code flushing) in its first seconds.
+    await sleep(IDLE_SETTLE_MS);
     const cpu0 = treeCpu(proxies);
     const ns0 = sum(proxies.map((p) => cpuNs(p.pid)));
     const machine0 = machineBusyTicks();
@@ -580,8 +591,8 @@ const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 /**
  * Which variants run in a traffic scenario, in their order within a round, and its ratio
- * columns. `tune`: the I/O-thread variant, where more threads could help (small messages,
- * fan-in, fan-out). `chain`: the two-hop chains, beside the single proxies in the same rounds.
+ * columns. `tune`: the batch-size variant, where batching matters (small messages, fan-in,
+ * fan-out). `chain`: the two-hop chains, beside the single proxies in the same rounds.
  */
 function lineUp(control: boolean, extra: { tune?: boolean; chain?: boolean } = {}) {
   const variants: VariantId[] = ["c", "adaptor"];
@@ -641,7 +652,7 @@ function scenarios(o: Options, control: boolean): Scenario[] {
     {
       id: "idle",
       kind: "idle",
-      title: `Idle, no peers, ${o.idleMs / 1000} s`,
+      title: `Idle, no peers, ${o.idleMs / 1000} s (measured from ${IDLE_SETTLE_MS / 1000} s after ready)`,
       size: 0,
       pubs: 0,
       subs: 0,
@@ -789,14 +800,13 @@ async function main(): Promise<void> {
   const totalS = (performance.now() - started) / 1000;
   const sys = `system libzmq ${systemZmq.ok ? systemZmq.stdout.trim() : "?"}`;
   const npm = `npm libzmq ${addonInfo?.version ?? "?"}`;
-  const threads = (n: number) => `${n} I/O thread${n > 1 ? "s" : ""}`;
   const names: Record<VariantId, { label: string; short: string }> = {
     c: { label: `C zmq_proxy (${sys})`, short: "C zmq_proxy" },
     adaptor: { label: `adaptor (Deno FFI, ${npm})`, short: "adaptor" },
     "c-npm": { label: `C zmq_proxy on the adaptor's ${npm}`, short: "C on npm libzmq" },
     "adaptor-tuned": {
-      label: `adaptor with --io-threads ${TUNED_IO_THREADS}`,
-      short: `adaptor, ${threads(TUNED_IO_THREADS)}`,
+      label: `adaptor with --out-batch-size ${LIBZMQ_OUT_BATCH_SIZE} (libzmq's default)`,
+      short: `adaptor, ${LIBZMQ_OUT_BATCH_SIZE / 1024} KiB batches`,
     },
     "c-chain": { label: `C zmq_proxy, two hops (edge → aggregator, ${sys})`, short: "C, two hops" },
     "adaptor-chain": { label: "adaptor, two hops (edge → aggregator)", short: "adaptor, two hops" },
@@ -822,7 +832,12 @@ async function main(): Promise<void> {
     options: {
       ...options,
       out: undefined,
-      settings: { ...PROXY_SETTINGS, cIoThreads: C_IO_THREADS, adaptorIoThreads: DEFAULTS.ioThreads },
+      settings: {
+        ...PROXY_SETTINGS,
+        cIoThreads: C_IO_THREADS,
+        adaptorIoThreads: DEFAULTS.ioThreads,
+        adaptorOutBatchSize: DEFAULTS.outBatchSize,
+      },
       quiet: {
         pct: QUIET_PCT,
         maxMs: QUIET_MAX_MS,

@@ -41,6 +41,7 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   heartbeatInterval: { env: "ADAPTOR_HEARTBEAT_INTERVAL", kind: "number" },
   heartbeatTimeout: { env: "ADAPTOR_HEARTBEAT_TIMEOUT", kind: "number" },
   tcpUserTimeout: { env: "ADAPTOR_TCP_USER_TIMEOUT", kind: "number" },
+  outBatchSize: { env: "ADAPTOR_OUT_BATCH_SIZE", kind: "number" },
   ioThreads: { env: "ADAPTOR_IO_THREADS", kind: "number" },
   logLevel: { env: "ADAPTOR_LOG_LEVEL", kind: "text" },
   logFormat: { env: "ADAPTOR_LOG_FORMAT", kind: "text" },
@@ -136,6 +137,12 @@ function program(): Command {
     "drop a tcp connection whose sent data stays unacknowledged this long (0 = kernel's ~15 min)",
     "tcpUserTimeout",
     DEFAULTS.tcpUserTimeout,
+  );
+  opt(
+    "--out-batch-size <bytes>",
+    "bytes encoded into one write to a connection (libzmq's default: 8192)",
+    "outBatchSize",
+    DEFAULTS.outBatchSize,
   );
   opt("--io-threads <n>", "libzmq I/O threads", "ioThreads", DEFAULTS.ioThreads);
   opt("--log-level <level>", "debug, info, warning or error", "logLevel", DEFAULTS.logLevel);

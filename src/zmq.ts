@@ -62,6 +62,9 @@ export const ZMQ_CURVE = 2;
 /** int: TCP_USER_TIMEOUT on Linux: how long sent data may stay unacknowledged (or unsent behind
  * a zero window) before the kernel drops the connection, in ms (0: the kernel's ~15 min). */
 export const ZMQ_TCP_MAXRT = 80;
+/** int: bytes encoded into one write to a connection (default 8192). A draft option: the
+ * zeromq package builds libzmq with the draft API. */
+export const ZMQ_OUT_BATCH_SIZE = 102;
 /** int: listen backlog of bound tcp/ipc endpoints (pending connections the kernel queues). */
 export const ZMQ_BACKLOG = 19;
 /** int64: largest inbound frame in bytes; a peer that sends a larger one is disconnected. -1: no limit. */

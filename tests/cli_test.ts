@@ -92,6 +92,7 @@ Deno.test("protective limits from flags and ADAPTOR_* variables", () => {
     ADAPTOR_HEARTBEAT_INTERVAL: "2000",
     ADAPTOR_HEARTBEAT_TIMEOUT: "6000",
     ADAPTOR_TCP_USER_TIMEOUT: "7000",
+    ADAPTOR_OUT_BATCH_SIZE: "8192",
   };
   const fromEnv = run([], env);
   assert.deepEqual(
@@ -101,8 +102,9 @@ Deno.test("protective limits from flags and ADAPTOR_* variables", () => {
       fromEnv.heartbeatInterval,
       fromEnv.heartbeatTimeout,
       fromEnv.tcpUserTimeout,
+      fromEnv.outBatchSize,
     ],
-    [4096, 1000, 2000, 6000, 7000],
+    [4096, 1000, 2000, 6000, 7000, 8192],
   );
   const flags = run(["--max-message-size", "0", "--heartbeat-interval", "0"], env);
   assert.equal(flags.maxMessageSize, 0);
@@ -115,6 +117,7 @@ Deno.test("protective limits from flags and ADAPTOR_* variables", () => {
     "--heartbeat-interval",
     "--heartbeat-timeout",
     "--tcp-user-timeout",
+    "--out-batch-size",
   ];
   for (const flag of limits) {
     assert.ok(help.includes(flag), `help lacks ${flag}`);

@@ -89,6 +89,9 @@ Deno.test("protective limits: defaults, 0 turns each off, heartbeat timeout must
   assert.equal(config.heartbeatInterval, 10_000);
   assert.equal(config.heartbeatTimeout, 30_000);
   assert.equal(config.tcpUserTimeout, 30_000);
+  assert.equal(config.outBatchSize, 65_536);
+  assert.equal(makeConfig({ outBatchSize: 8192 }).outBatchSize, 8192);
+  assert.throws(() => makeConfig({ outBatchSize: 512 }), /--out-batch-size/);
   assert.equal(makeConfig({ tcpUserTimeout: 0 }).tcpUserTimeout, 0);
   assert.throws(() => makeConfig({ tcpUserTimeout: 3_600_001 }), /--tcp-user-timeout/);
   const off = makeConfig({
