@@ -95,8 +95,8 @@ export function ownSocketFile(path: string): OwnedSocketFile | undefined {
 /**
  * Whether `info` is the file we bound. Device and inode alone are not enough: a file system
  * hands a freed inode number to the next file made, so a path removed and bound again by
- * another process can come back with our inode. The birth time (statx) tells them apart
- * where the file system records it.
+ * another process can come back with our inode. The birth time (statx; Deno reports it to the
+ * millisecond) tells them apart where the file system records it.
  */
 function isSameFile(info: Deno.FileInfo, file: OwnedSocketFile): boolean {
   return info.dev === file.dev && (info.ino ?? 0) === file.ino &&

@@ -44,6 +44,7 @@ Deno.test("removeOwnedFile leaves a file that another process bound since, even 
   Deno.writeTextFileSync(path, "ours");
   const owned = ownSocketFile(path)!;
   Deno.removeSync(path);
+  nextMillisecond();
   // ext4 and tmpfs hand a freed inode number to the next file: often this one gets ours back.
   Deno.writeTextFileSync(path, "theirs");
   try {
@@ -68,6 +69,7 @@ Deno.test("describeSocketFile: ok, removed with its directory, replaced by anoth
     const owned = ownSocketFile(path)!;
     assert.equal(describeSocketFile(owned).state, "ok");
     Deno.removeSync(path);
+    nextMillisecond();
     Deno.writeTextFileSync(path, "another inode");
     assert.equal(describeSocketFile(owned).state, "replaced");
     Deno.removeSync(dir, { recursive: true });
@@ -106,3 +108,11 @@ Deno.test("watchSocketFiles reports a removal, then a replacement, once each", a
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+/** Waits until the clock has moved on by 2 ms: Deno reports birth times to the millisecond. */
+function nextMillisecond(): void {
+  const until = performance.now() + 2;
+  while (performance.now() < until) {
+    // spin: the tests around it are synchronous
+  }
+}
