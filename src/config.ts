@@ -127,8 +127,8 @@ export const DEFAULTS = {
   tcpUserTimeout: 30_000,
   /**
    * libzmq's default is 8192 bytes per write: 124 events of 64 bytes, so a subscriber fed at a
-   * million events a second costs 8000 send() calls a second. 64 KiB measured 1.3-1.6x the
-   * C proxy's fan-out to 8 subscribers at less CPU per message (docs/benchmarks.md).
+   * million events a second costs 8000 send() calls a second. 64 KiB delivered 1.32x as much
+   * in the fan-out to 8 subscribers, at three quarters of the CPU per message (docs/tuning.md).
    */
   outBatchSize: 65_536,
   ioThreads: 1,
