@@ -241,15 +241,17 @@ Deno.test("a scrape while the inbound proxy is blocked on a full PUSH answers wi
     await scrapeUntil(a.url, (s) => value(s, "adaptor_publishers", { channel: "inbound" }) === 1, "remote");
     // Keep sending 1 kB messages (more than the socket buffers hold) until a scrape finds the
     // inbound proxy unable to answer. Once the PUSH is full the proxy only polls (it checks
-    // that the backend can take a message before a burst) and still answers; so the worker
-    // takes one message every 100 ms: the room that opens starts a burst out of the queued
-    // messages, which blocks in a send after a few.
+    // that the backend can take a message before a burst) and still answers; so every 200 ms
+    // the worker takes up to 50 messages: the room that opens starts a burst of up to 1000 out
+    // of the queued messages, which blocks in a send after a few and stays blocked until the
+    // next window. (Single messages were not enough on a starved machine: the worker's decoder
+    // had them buffered already, so no room opened upstream.)
     let filling = true;
     const payload = new Uint8Array(1024);
     const fill = (async () => {
       for (let round = 0; filling; round++) {
         for (let i = 0; i < 100; i++) remotePublisher.socket.trySend(payload);
-        if (round % 20 === 19) stuck.tryReceive();
+        if (round % 40 === 39) { for (let i = 0; i < 50 && stuck.tryReceive(); i++); }
         await sleep(5);
       }
     })();
@@ -257,6 +259,7 @@ Deno.test("a scrape while the inbound proxy is blocked on a full PUSH answers wi
       a.url,
       (s) => (value(s, "adaptor_statistics_unanswered_total", { channel: "inbound" }) ?? 0) > 0,
       "a scrape that the blocked inbound proxy could not answer",
+      20_000,
     ).finally(() => filling = false);
     await fill;
     assert.ok(value(series, "adaptor_messages_forwarded_total", { channel: "main" }) !== undefined);
