@@ -14,7 +14,7 @@ import { AdaptorMetrics } from "./metrics.ts";
 import { serveMetrics } from "./metrics_server.ts";
 import { keygen } from "./security.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
-import { zmqVersion } from "./zmq.ts";
+import { addonBuild, zmqVersion } from "./zmq.ts";
 
 const SIGNALS = ["SIGINT", "SIGTERM"] as const;
 
@@ -26,7 +26,9 @@ export async function main(argv: readonly string[], env: Record<string, string>)
     return 0;
   }
   if (invocation.kind === "version") {
-    console.log(`${PROGRAM} ${ADAPTOR_VERSION} (ZeroMQ ${zmqVersion()}, Deno ${Deno.version.deno})`);
+    console.log(
+      `${PROGRAM} ${ADAPTOR_VERSION} (ZeroMQ ${zmqVersion()}, addon build ${addonBuild()}, Deno ${Deno.version.deno})`,
+    );
     return 0;
   }
   if (invocation.kind === "keygen") {

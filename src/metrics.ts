@@ -17,7 +17,7 @@ import { type Role, ROLES } from "./config.ts";
 import type { Health } from "./health.ts";
 import type { SocketEvent } from "./monitor.ts";
 import { ADAPTOR_VERSION } from "./version.ts";
-import { zmqVersion } from "./zmq.ts";
+import { addonBuild, zmqVersion } from "./zmq.ts";
 
 /** The Content-Type of the text exposition format. */
 export const EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -161,10 +161,16 @@ export class AdaptorMetrics {
     return [
       {
         name: "adaptor_build_info",
-        help: "Versions of the adaptor, of the libzmq it runs on and of Deno; the value is 1.",
+        help: "Versions of the adaptor, of the libzmq it runs on (and which prebuilt addon) and of Deno; " +
+          "the value is 1.",
         type: "gauge",
         samples: [{
-          labels: { version: ADAPTOR_VERSION, zeromq_version: zmqVersion(), deno_version: Deno.version.deno },
+          labels: {
+            version: ADAPTOR_VERSION,
+            zeromq_version: zmqVersion(),
+            zeromq_build: addonBuild(),
+            deno_version: Deno.version.deno,
+          },
           value: 1,
         }],
       },

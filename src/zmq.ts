@@ -214,6 +214,15 @@ export function addonPath(): string {
   return libPath!;
 }
 
+/**
+ * Which of the zeromq package's prebuilt addons runs here, e.g. "glibc-127-Release": its loader
+ * takes the newest one this system's C library can load, so hosts with different glibc versions
+ * run different builds of libzmq (different compilers, different CPU cost per message).
+ */
+export function addonBuild(): string {
+  return addonPath().split("/").at(-2) ?? "unknown";
+}
+
 /** The addon files Node's loader opened, recorded by `watchAddonLoads`. */
 const addonLoads: string[] = [];
 

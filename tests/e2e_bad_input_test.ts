@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { exists, freePort, ipcPath, portIsFree } from "./support/net.ts";
 import { runAdaptor } from "./support/process.ts";
+import { addonBuild } from "../src/zmq.ts";
 
 function assertOneCleanLine(stderr: string[], mentions: string[]): void {
   assert.equal(stderr.length, 1, `expected one line, got:\n${stderr.join("\n")}`);
@@ -158,4 +159,10 @@ Deno.test("--help and --version print to stdout and exit 0", async () => {
   const version = await runAdaptor(["--version"]);
   assert.equal(version.code, 0);
   assert.match(version.stdout.join("\n"), /^adaptor \d+\.\d+\.\d+ \(ZeroMQ 4\.\d+\.\d+/);
+  // It names the prebuilt addon that runs (which one depends on this host's glibc): the one
+  // zeromq's loader also picks in this test process.
+  assert.ok(
+    version.stdout.join("\n").includes(`, addon build ${addonBuild()},`),
+    `--version does not name ${addonBuild()}: ${version.stdout.join("\n")}`,
+  );
 });

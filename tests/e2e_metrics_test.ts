@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ZMQ_LINGER, ZMQ_PULL, ZMQ_RCVHWM } from "../src/zmq.ts";
+import { addonBuild, ZMQ_LINGER, ZMQ_PULL, ZMQ_RCVHWM } from "../src/zmq.ts";
 import { freePort, ipcPath, sleep } from "./support/net.ts";
 import { Peers, type Receiver, syncUp } from "./support/peers.ts";
 import { AdaptorProcess } from "./support/process.ts";
@@ -106,6 +106,10 @@ Deno.test("metrics: forwarding counters are exact after known traffic (frames an
     assert.match(
       [...series.keys()].find((k) => k.startsWith("adaptor_build_info"))!,
       /zeromq_version="4\.\d+\.\d+"/,
+    );
+    assert.match(
+      [...series.keys()].find((k) => k.startsWith("adaptor_build_info"))!,
+      new RegExp(`zeromq_build="${addonBuild()}"`),
     );
     assert.ok(value(series, "process_cpu_seconds_total")! > 0);
     assert.ok(value(series, "process_resident_memory_bytes")! > 10_000_000);
