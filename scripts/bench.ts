@@ -22,7 +22,8 @@
  * Needs gcc and libzmq's headers (Debian: apt-get install -y libzmq3-dev gcc); installs nothing.
  *
  *   deno task bench [--rounds N] [--flood-ms MS] [--no-control] [--pin] [--quick] [--out DIR]
- *                   [--only flood-64,flood-512,flood-4k,fanin-8,fanout-8,rate-50k,idle,startup]
+ *                   [--only flood-64,flood-512,flood-4k,fanin-8,fanout-8,rate-50k,rate-1m,fanout-rate,
+ *                           idle,startup]
  *
  * --pin puts the proxy on the last CPU and publishers/subscribers on the others (taskset);
  * by default nothing is pinned and all processes share all CPUs.
@@ -85,6 +86,21 @@ const PROXY_SETTINGS = {
 };
 /** The C reference runs with libzmq's default of 1 I/O thread, as the C original did. */
 const C_IO_THREADS = 1;
+/**
+ * Fixed-rate runs at high load: 64 B at a million messages a second to one subscriber (more than
+ * either proxy delivers in a flood, where the flooding publisher takes CPU from it), and a quarter
+ * of that to 8 subscribers (2 M deliveries a second). Both proxies keep up with both on this
+ * machine, so CPU per message is compared at equal work (docs/tuning.md: where each one starts
+ * to lose).
+ */
+const HIGH_RATE = 1_000_000;
+const FANOUT_RATE = 250_000;
+/**
+ * SNDHWM/RCVHWM of the load generator in fixed-rate runs (libzmq's default is 1000): a paced
+ * publisher that falls a few milliseconds behind catches up in a burst, and its own or the
+ * subscriber's queue must hold that burst, so that only the proxy under test can lose messages.
+ */
+const LOAD_HWM = 1_000_000;
 /** The tuning variant: the adaptor with libzmq's default write batch instead of its own. */
 const LIBZMQ_OUT_BATCH_SIZE = 8192;
 
@@ -393,6 +409,7 @@ async function trafficRun(
       ? ["--count", `${Math.round(sc.rate * sc.seconds!)}`]
       : ["--duration-ms", `${sc.floodMs}`];
     const pace = sc.rate ? ["--rate", `${Math.round(sc.rate / sc.pubs)}`] : [];
+    const hwm = (flag: string) => sc.loadHwm ? [flag, `${sc.loadHwm}`] : [];
     for (let j = 0; j < sc.subs; j++) {
       subs.push(
         spawn("load", `sub ${j}`, `${BIN}/sub`, [
@@ -404,6 +421,7 @@ async function trafficRun(
           `${sc.pubs}`,
           "--ready-dir",
           readyDir,
+          ...hwm("--rcvhwm"),
         ]),
       );
     }
@@ -422,6 +440,7 @@ async function trafficRun(
           readyDir,
           "--subs",
           `${sc.subs}`,
+          ...hwm("--sndhwm"),
         ]),
       );
     }
@@ -631,24 +650,37 @@ function scenarios(o: Options, control: boolean): Scenario[] {
     rounds: o.rounds,
     ...lineUp(control, extra),
   });
+  /** Fixed rate: every proxy gets the same offered load, so CPU and latency compare like for like. */
+  const paced = (
+    id: string,
+    size: number,
+    subs: number,
+    rate: number,
+    extra: { chain?: boolean } = {},
+  ): Scenario => ({
+    id,
+    kind: "traffic",
+    title: `1 publisher → ${subs} subscriber${subs > 1 ? "s (tcp)" : ""}, ${size} B, fixed rate ${
+      rate >= 1e6 ? `${rate / 1e6}M` : `${rate / 1000}k`
+    } msg/s`,
+    size,
+    pubs: 1,
+    subs,
+    rate,
+    seconds: o.rateMs / 1000,
+    loadHwm: LOAD_HWM,
+    rounds: o.rounds,
+    ...lineUp(control, extra),
+  });
   return [
     flood("flood-64", "1 publisher → 1 subscriber, 64 B, flood", 64, 1, 1, { tune: true, chain: true }),
     flood("flood-512", "1 publisher → 1 subscriber, 512 B, flood", 512, 1, 1),
     flood("flood-4k", "1 publisher → 1 subscriber, 4 KiB, flood", 4096, 1, 1),
     flood("fanin-8", "8 publishers (ipc) → 1 subscriber, 64 B, flood", 64, 8, 1, { tune: true }),
     flood("fanout-8", "1 publisher → 8 subscribers (tcp), 64 B, flood", 64, 1, 8, { tune: true }),
-    {
-      id: "rate-50k",
-      kind: "traffic",
-      title: `1 publisher → 1 subscriber, 512 B, fixed rate ${o.rate / 1000}k msg/s`,
-      size: 512,
-      pubs: 1,
-      subs: 1,
-      rate: o.rate,
-      seconds: o.rateMs / 1000,
-      rounds: o.rounds,
-      ...lineUp(control, { chain: true }),
-    },
+    paced("rate-50k", 512, 1, o.rate, { chain: true }),
+    paced("rate-1m", 64, 1, HIGH_RATE),
+    paced("fanout-rate", 64, 8, FANOUT_RATE),
     {
       id: "idle",
       kind: "idle",

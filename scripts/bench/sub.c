@@ -3,7 +3,7 @@
  * XPUB endpoint.
  *
  *   sub --connect EP --id J --pubs P [--ready-dir D] [--idle-ms MS] [--first]
- *       [--reconnect-ivl MS]
+ *       [--reconnect-ivl MS] [--rcvhwm H]
  *
  * Writes D/sub-J.ready once a warm-up message from each of the P publishers has arrived (see
  * pub.c). Then counts data messages until it has seen an END message from every publisher, or
@@ -52,6 +52,7 @@ int main (int argc, char **argv)
     long long idle_ms = arg_int (argc, argv, "--idle-ms", 3000);
     long long max_ms = arg_int (argc, argv, "--max-ms", 120000);
     long long reconnect_ivl = arg_int (argc, argv, "--reconnect-ivl", -1);
+    long long rcvhwm = arg_int (argc, argv, "--rcvhwm", -1);
     int first_only = 0;
     for (int i = 1; i < argc; i++)
         if (strcmp (argv[i], "--first") == 0)
@@ -64,6 +65,10 @@ int main (int argc, char **argv)
     zmq_setsockopt (sub, ZMQ_SUBSCRIBE, "", 0);
     int timeout = 100;
     zmq_setsockopt (sub, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    if (rcvhwm >= 0) {
+        int v = (int) rcvhwm;
+        zmq_setsockopt (sub, ZMQ_RCVHWM, &v, sizeof v);
+    }
     if (reconnect_ivl >= 0) {
         int v = (int) reconnect_ivl;
         zmq_setsockopt (sub, ZMQ_RECONNECT_IVL, &v, sizeof v);
