@@ -16,6 +16,8 @@
  * last data receive), throughput, and end-to-end latency percentiles (receive time minus send
  * stamp, nearest-rank) and the CPU seconds this process used (before sorting the latencies).
  * --first: print "first" on stdout as soon as any message arrives, then exit (start-up test).
+ * --rcvhwm: the SUB's receive high-water mark (libzmq's default: 1000); the bench's fixed-rate
+ * runs give a large one, so that a burst after a late wake-up is never dropped here.
  */
 #include "common.h"
 
