@@ -7,9 +7,9 @@
 
 import assert from "node:assert/strict";
 import { assertForwards } from "./support/forwarding.ts";
-import { freePort, ipcPath, sleep, until } from "./support/net.ts";
-import { Peers, syncUp } from "./support/peers.ts";
-import { AdaptorProcess } from "./support/process.ts";
+import { sleep, until } from "./support/net.ts";
+import { syncUp } from "./support/peers.ts";
+import { withAdaptor } from "./support/session.ts";
 import { connectRaw, handshake, readUntilClosed, subscription } from "./support/zmtp.ts";
 import { ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq.ts";
 
@@ -17,12 +17,7 @@ const disconnectWarning = (socket: string) =>
   new RegExp(`WRN.*${socket} .*: a peer( \\S+)? disconnected .*--max-message-size 1024`);
 
 Deno.test("--max-message-size: an oversized frame drops that publisher, not the adaptor, and is logged", async () => {
-  const bind = `ipc://${ipcPath("xsub")}`;
-  const publish = `tcp://127.0.0.1:${freePort()}`;
-  const adaptor = new AdaptorProcess(["-b", bind, "-p", publish, "--max-message-size", "1024"]);
-  const peers = new Peers();
-  try {
-    await adaptor.ready();
+  await withAdaptor(["--max-message-size", "1024"], async ({ bind, publish, adaptor, peers }) => {
     const sub = peers.subscriber(publish);
     const good = peers.publisher(bind);
     const offender = peers.publisher(bind);
@@ -39,20 +34,11 @@ Deno.test("--max-message-size: an oversized frame drops that publisher, not the 
     assert.equal(texts.filter((t) => t.startsWith("at-limit.")).length, 1);
     assert.equal(texts.filter((t) => t.startsWith("oversized")).length, 0, "an oversized frame got through");
     await assertForwards({ publishTo: bind, subscribeTo: publish });
-  } finally {
-    await peers.close();
-    const { status } = await adaptor.stop();
-    assert.equal(status.code, 0, adaptor.lines.join("\n"));
-  }
+  });
 });
 
 Deno.test("--max-message-size: an oversized subscription drops that subscriber; the others are served", async () => {
-  const bind = `ipc://${ipcPath("xsub")}`;
-  const publish = `tcp://127.0.0.1:${freePort()}`;
-  const adaptor = new AdaptorProcess(["-b", bind, "-p", publish, "--max-message-size", "1024"]);
-  const peers = new Peers();
-  try {
-    await adaptor.ready();
+  await withAdaptor(["--max-message-size", "1024"], async ({ bind, publish, adaptor, peers }) => {
     const upstream = peers.upstream(bind);
     const hugeTopic = "t".repeat(2000);
     const offender = peers.socket(ZMQ_SUB);
@@ -68,105 +54,79 @@ Deno.test("--max-message-size: an oversized subscription drops that subscriber; 
     await pub.sendAll(300, (i) => `usage.${i}`);
     await sub.expect(300);
     assert.equal(sub.messages.length, 300);
-  } finally {
-    await peers.close();
-    const { status } = await adaptor.stop();
-    assert.equal(status.code, 0, adaptor.lines.join("\n"));
-  }
+  });
 });
 
 Deno.test("heartbeats drop a TCP peer that went silent; its subscription leaves the publishers", async () => {
-  const bind = `ipc://${ipcPath("xsub")}`;
-  const publish = `tcp://127.0.0.1:${freePort()}`;
-  const adaptor = new AdaptorProcess([
-    "-b",
-    bind,
-    "-p",
-    publish,
-    "--heartbeat-interval",
-    "300",
-    "--heartbeat-timeout",
-    "1500",
-  ]);
-  const peers = new Peers();
-  let silent: Deno.Conn | undefined;
-  try {
-    await adaptor.ready();
-    const upstream = peers.upstream(bind);
-    // A healthy subscriber: its libzmq answers every PING.
-    const live = peers.subscriber(publish, ["live."]);
-    const pub = peers.publisher(bind);
-    await syncUp([pub], [live]);
+  await withAdaptor(
+    ["--heartbeat-interval", "300", "--heartbeat-timeout", "1500"],
+    async ({ bind, publish, adaptor, peers }) => {
+      const upstream = peers.upstream(bind);
+      // A healthy subscriber: its libzmq answers every PING.
+      const live = peers.subscriber(publish, ["live."]);
+      const pub = peers.publisher(bind);
+      await syncUp([pub], [live]);
 
-    // A peer that completes the handshake, subscribes, then never answers again: what a
-    // subscriber on a host that lost power looks like from here (no FIN, no RST).
-    silent = await connectRaw(publish);
-    await handshake(silent, "SUB");
-    await silent.write(subscription("dead."));
-    await upstream.expect("dead.");
-    // Not read: the PINGs pile up unanswered in its receive buffer.
-    await upstream.expect("dead.", false);
-    assert.notEqual(await readUntilClosed(silent, 5_000), undefined, "the silent peer was not disconnected");
+      // A peer that completes the handshake, subscribes, then never answers again: what a
+      // subscriber on a host that lost power looks like from here (no FIN, no RST).
+      const silent = await connectRaw(publish);
+      try {
+        await handshake(silent, "SUB");
+        await silent.write(subscription("dead."));
+        await upstream.expect("dead.");
+        // Not read: the PINGs pile up unanswered in its receive buffer.
+        await upstream.expect("dead.", false);
+        assert.notEqual(
+          await readUntilClosed(silent, 5_000),
+          undefined,
+          "the silent peer was not disconnected",
+        );
+      } finally {
+        silent.close();
+      }
 
-    // Several heartbeat timeouts later, the healthy subscriber is still connected and served.
-    await sleep(3_000);
-    await pub.sendAll(200, (i) => `live.${i}`);
-    await live.expect(200);
-    assert.equal(live.messages.length, 200);
-    await until(() => upstream.topics.has("live."), "live subscription upstream");
-    const xpubDisconnects = adaptor.lines.filter((l) => /WRN.*XPUB .*a peer( \S+)? disconnected/.test(l));
-    assert.equal(
-      xpubDisconnects.length,
-      1,
-      `only the silent peer should be dropped:\n${adaptor.lines.join("\n")}`,
-    );
-    assert.match(xpubDisconnects[0], /stopped responding/);
-  } finally {
-    silent?.close();
-    await peers.close();
-    const { status } = await adaptor.stop();
-    assert.equal(status.code, 0, adaptor.lines.join("\n"));
-  }
+      // Several heartbeat timeouts later, the healthy subscriber is still connected and served.
+      await sleep(3_000);
+      await pub.sendAll(200, (i) => `live.${i}`);
+      await live.expect(200);
+      assert.equal(live.messages.length, 200);
+      await until(() => upstream.topics.has("live."), "live subscription upstream");
+      const xpubDisconnects = adaptor.lines.filter((l) => /WRN.*XPUB .*a peer( \S+)? disconnected/.test(l));
+      assert.equal(
+        xpubDisconnects.length,
+        1,
+        `only the silent peer should be dropped:\n${adaptor.lines.join("\n")}`,
+      );
+      assert.match(xpubDisconnects[0], /stopped responding/);
+    },
+  );
 });
 
 Deno.test("--tcp-user-timeout drops a subscriber that stopped reading under traffic (heartbeats off)", async () => {
-  const bind = `ipc://${ipcPath("xsub")}`;
-  const publish = `tcp://127.0.0.1:${freePort()}`;
-  const adaptor = new AdaptorProcess([
-    "-b",
-    bind,
-    "-p",
-    publish,
-    "--heartbeat-interval",
-    "0",
-    "--tcp-user-timeout",
-    "1000",
-  ]);
-  const peers = new Peers();
-  let stuck: Deno.Conn | undefined;
-  try {
-    await adaptor.ready();
-    const upstream = peers.upstream(bind);
-    stuck = await connectRaw(publish);
-    await handshake(stuck, "SUB");
-    await stuck.write(subscription("stuck."));
-    await upstream.expect("stuck.");
-    // Never read again: its receive window closes and the adaptor's data waits in the kernel,
-    // where no heartbeat can help (a PING waits behind the unsent data).
-    const pub = peers.publisher(bind);
-    const message = "stuck." + "x".repeat(1000);
-    const deadline = performance.now() + 15_000;
-    while (upstream.topics.has("stuck.")) {
-      assert.ok(performance.now() < deadline, "the stuck subscriber was never dropped");
-      for (let i = 0; i < 100; i++) pub.socket.trySend(message);
-      await sleep(5);
-    }
-    await adaptor.waitFor(/WRN.*XPUB .*a peer( \S+)? disconnected/);
-    await assertForwards({ publishTo: bind, subscribeTo: publish });
-  } finally {
-    stuck?.close();
-    await peers.close();
-    const { status } = await adaptor.stop();
-    assert.equal(status.code, 0, adaptor.lines.join("\n"));
-  }
+  await withAdaptor(
+    ["--heartbeat-interval", "0", "--tcp-user-timeout", "1000"],
+    async ({ bind, publish, adaptor, peers }) => {
+      const upstream = peers.upstream(bind);
+      const stuck = await connectRaw(publish);
+      try {
+        await handshake(stuck, "SUB");
+        await stuck.write(subscription("stuck."));
+        await upstream.expect("stuck.");
+        // Never read again: its receive window closes and the adaptor's data waits in the kernel,
+        // where no heartbeat can help (a PING waits behind the unsent data).
+        const pub = peers.publisher(bind);
+        const message = "stuck." + "x".repeat(1000);
+        const deadline = performance.now() + 15_000;
+        while (upstream.topics.has("stuck.")) {
+          assert.ok(performance.now() < deadline, "the stuck subscriber was never dropped");
+          for (let i = 0; i < 100; i++) pub.socket.trySend(message);
+          await sleep(5);
+        }
+      } finally {
+        stuck.close();
+      }
+      await adaptor.waitFor(/WRN.*XPUB .*a peer( \S+)? disconnected/);
+      await assertForwards({ publishTo: bind, subscribeTo: publish });
+    },
+  );
 });

@@ -6,21 +6,16 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort, ipcPath, sleep, until } from "./support/net.ts";
-import { Peers, SYNC, syncUp } from "./support/peers.ts";
-import { AdaptorProcess } from "./support/process.ts";
+import { sleep, until } from "./support/net.ts";
+import { SYNC, syncUp } from "./support/peers.ts";
+import { withAdaptor } from "./support/session.ts";
 import { type Socket, ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq.ts";
 
 const ZMQ_RCVBUF = 12;
 const decoder = new TextDecoder();
 
 Deno.test("500 subscribers churn while traffic flows: the others lose nothing, subscriptions do not pile up", async () => {
-  const bind = `ipc://${ipcPath("xsub")}`;
-  const publish = `tcp://127.0.0.1:${freePort()}`;
-  const adaptor = new AdaptorProcess(["-b", bind, "-p", publish]);
-  const peers = new Peers();
-  try {
-    await adaptor.ready();
+  await withAdaptor([], async ({ bind, publish, peers }) => {
     // An XPUB in a gateway worker's place sees the net set of subscriptions upstream.
     const upstream = peers.upstream(bind);
     const liveA = peers.subscriber(publish, ["live.a."]);
@@ -76,21 +71,12 @@ Deno.test("500 subscribers churn while traffic flows: the others lose nothing, s
       `upstream should hold only the live topics; extra: ${JSON.stringify(leftovers().slice(0, 10))}, ` +
         `live present: ${[...live].filter((t) => upstream.topics.has(t))}`,
     );
-  } finally {
-    await peers.close();
-    const { status } = await adaptor.stop();
-    assert.equal(status.code, 0, adaptor.lines.join("\n"));
-  }
+  });
 });
 
 Deno.test("a subscriber that stops reading costs only itself; the drops show as in/out totals", async () => {
-  const bind = `ipc://${ipcPath("xsub")}`;
-  const publish = `tcp://127.0.0.1:${freePort()}`;
-  const adaptor = new AdaptorProcess(["-b", bind, "-p", publish, "--sndhwm", "1000"]);
-  const peers = new Peers();
   const N = 30_000;
-  try {
-    await adaptor.ready();
+  const adaptor = await withAdaptor(["--sndhwm", "1000"], async ({ bind, publish, peers }) => {
     const fast = [peers.subscriber(publish, ["load."]), peers.subscriber(publish, ["load."])];
     // The slow one: no receive loop, small queues, a small kernel buffer.
     const slow = peers.socket(ZMQ_SUB);
@@ -126,11 +112,7 @@ Deno.test("a subscriber that stops reading costs only itself; the drops show as 
       await gotSlow < N,
       `the slow subscriber got all ${N}: nothing was dropped, the test proves nothing`,
     );
-  } finally {
-    await peers.close();
-    const { status } = await adaptor.stop();
-    assert.equal(status.code, 0, adaptor.lines.join("\n"));
-  }
+  });
   // What the adaptor can tell: every frame that came in was handed to the XPUB. libzmq does
   // not count what the XPUB then dropped for one subscriber (see docs/reliability.md).
   const totals = adaptor.lines.find((l) => l.includes("main channel totals"));
