@@ -6,7 +6,8 @@
 
 import assert from "node:assert/strict";
 import { AdaptorProcess } from "./support/process.ts";
-import { freePort, ipcPath } from "./support/net.ts";
+import { withAdaptor } from "./support/session.ts";
+import { freePort } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";
 import { ZMQ_SUB, ZMQ_SUBSCRIBE, ZMQ_UNSUBSCRIBE, ZMQ_XPUB } from "../src/zmq.ts";
 
@@ -24,16 +25,11 @@ function message(p: number, i: number): string | Uint8Array[] {
 }
 
 Deno.test("forwards every message from 4 publishers to 3 subscribers, filtered, in order, multipart intact", async () => {
-  const bind = ipcPath("xsub");
-  const port = freePort();
-  const adaptor = new AdaptorProcess(["-b", `ipc://${bind}`, "-p", `tcp://127.0.0.1:${port}`]);
-  const peers = new Peers();
-  try {
-    await adaptor.ready();
-    const all = peers.subscriber(`tcp://127.0.0.1:${port}`, [""]);
-    const usage = peers.subscriber(`tcp://127.0.0.1:${port}`, ["usage."]);
-    const other = peers.subscriber(`tcp://127.0.0.1:${port}`, ["other."]);
-    const publishers = Array.from({ length: PUBLISHERS }, () => peers.publisher(`ipc://${bind}`));
+  await withAdaptor([], async ({ bind, publish, peers }) => {
+    const all = peers.subscriber(publish, [""]);
+    const usage = peers.subscriber(publish, ["usage."]);
+    const other = peers.subscriber(publish, ["other."]);
+    const publishers = Array.from({ length: PUBLISHERS }, () => peers.publisher(bind));
     await syncUp(publishers, [all, usage, other]);
 
     await Promise.all(publishers.map((pub, p) => pub.sendAll(PER_PUBLISHER, (i) => message(p, i))));
@@ -62,23 +58,14 @@ Deno.test("forwards every message from 4 publishers to 3 subscribers, filtered, 
         assert.equal(frames.length, 1);
       }
     }
-  } finally {
-    await peers.close();
-    const { status } = await adaptor.stop();
-    assert.equal(status.code, 0);
-  }
+  });
 });
 
 Deno.test("subscriptions flow upstream to the publishers, and unsubscriptions too", async () => {
-  const bind = ipcPath("xsub");
-  const port = freePort();
-  const adaptor = new AdaptorProcess(["-b", `ipc://${bind}`, "-p", `tcp://127.0.0.1:${port}`]);
-  const peers = new Peers();
-  try {
-    await adaptor.ready();
+  await withAdaptor([], async ({ bind, publish, peers }) => {
     // An XPUB in the gateway worker's place sees the subscriptions that reach publishers.
     const upstream = peers.socket(ZMQ_XPUB);
-    upstream.connect(`ipc://${bind}`);
+    upstream.connect(bind);
     const seen: string[] = [];
     const waitUpstream = async (expected: string) => {
       const deadline = performance.now() + 10_000;
@@ -92,14 +79,11 @@ Deno.test("subscriptions flow upstream to the publishers, and unsubscriptions to
     // A subscriber with no receive loop, so that the test may change its subscriptions.
     const sub = peers.socket(ZMQ_SUB);
     sub.setBytes(ZMQ_SUBSCRIBE, "usage.api-42");
-    sub.connect(`tcp://127.0.0.1:${port}`);
+    sub.connect(publish);
     await waitUpstream("\x01usage.api-42");
     sub.setBytes(ZMQ_UNSUBSCRIBE, "usage.api-42");
     await waitUpstream("\x00usage.api-42");
-  } finally {
-    await peers.close();
-    await adaptor.stop();
-  }
+  });
 });
 
 Deno.test("abstract ipc endpoint (ipc://@name) forwards", async () => {
