@@ -224,8 +224,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
   const trims: MallocTrim[] = [];
 
   const release = async () => {
-    for (const watch of fileWatches) watch.stop();
-    await Promise.all(trims.map((trim) => trim.stop()));
+    await Promise.all([...fileWatches, ...trims].map((x) => x.stop()));
     peerEvents.close(); // closing our own sockets is no news
     for (const tap of taps) tap.stop();
     await Promise.all(channels.map((c) => c.forwarder.stop()));

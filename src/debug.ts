@@ -9,7 +9,7 @@
  * - The inbound test sends `SEND-<5 digits>` to the inbound SUB and PULLs them from the PUSH.
  *
  * They run only in debug or test mode, each with a one-second timer (besides them the adaptor
- * keeps two slow ones: the socket-file check, 1 s, and malloc_trim, 60 s). Receive loops end
+ * keeps two slow ones: the socket-file sweep, 5 s, and malloc_trim, 60 s). Receive loops end
  * when the context is shut down.
  */
 

@@ -11,6 +11,7 @@
 
 import { dirname } from "node:path";
 import { StartupError, UsageError } from "./errors.ts";
+import { watchFiles } from "./file_events.ts";
 import { cannotWriteDirectory } from "./libc.ts";
 import { setUmask } from "./zmq.ts";
 
@@ -180,34 +181,67 @@ export function describeSocketFile(file: OwnedSocketFile): { state: SocketFileSt
 
 /** A running `watchSocketFiles`. */
 export interface SocketFileWatch {
-  stop(): void;
+  /** How changes are noticed: kernel events plus a slow sweep, or a timer alone. */
+  readonly mode: "events" | "timer";
+  stop(): Promise<void>;
+}
+
+/** How `watchSocketFiles` looks, and how often (ms). */
+export interface SocketFileWatchOptions {
+  /** With kernel events: the sweep for what sends none to the file (its directory). Default 5000. */
+  sweepMs?: number;
+  /** Without them (no inotify here): the timer that does all the checking. Default 1000. */
+  fallbackMs?: number;
+  /** After an event, wait this long before looking, so that `rm -r` is seen whole. Default 50. */
+  settleMs?: number;
+  /** Use kernel events when possible (default true); false: the timer alone. */
+  events?: boolean;
 }
 
 /**
- * Checks `files` every `intervalMs` and calls `onChange` when one's state changes (to a
- * problem, or back to "ok"). libzmq never notices what happens to the file of a bound ipc
- * socket, so without this a removed socket file would cut off new publishers in silence.
+ * Calls `onChange` when one of `files` changes state (to a problem, or back to "ok"). libzmq
+ * never notices what happens to the file of a bound ipc socket, so without this a removed or
+ * stolen socket file would cut off new publishers in silence.
  *
- * A timer, not file events: Deno.watchFs (inotify through the notify crate) missed the
- * removal of a directory holding a socket file in our probes, and `chattr +i` or a read-only
- * remount send no event at all. The check costs the idle adaptor about 0.35 ms of CPU a second.
+ * Kernel events (inotify on the files, `file_events.ts`) report a removal, a replacement or a
+ * chmod at once and cost nothing at rest; a sweep every `sweepMs` catches what sends no event
+ * to the file (its directory made unwritable: chmod, `chattr +i`, a read-only remount). Where
+ * inotify cannot be used, a timer checks every `fallbackMs`.
  */
 export function watchSocketFiles(
   files: readonly OwnedSocketFile[],
   onChange: (file: OwnedSocketFile, state: SocketFileState, text: string) => void,
-  intervalMs = 1000,
+  options: SocketFileWatchOptions = {},
 ): SocketFileWatch {
-  if (files.length === 0) return { stop() {} };
+  const { sweepMs = 5000, fallbackMs = 1000, settleMs = 50, events: useEvents = true } = options;
+  if (files.length === 0) return { mode: "timer", stop: () => Promise.resolve() };
   const last = new Map<OwnedSocketFile, SocketFileState>(files.map((f) => [f, "ok"]));
-  const timer = setInterval(() => {
+  const check = () => {
     for (const file of files) {
       const { state, text } = describeSocketFile(file);
       if (state === last.get(file)) continue;
       last.set(file, state);
       onChange(file, state, text);
     }
-  }, intervalMs);
-  return { stop: () => clearInterval(timer) };
+  };
+  let settling: ReturnType<typeof setTimeout> | undefined;
+  const events = useEvents
+    ? watchFiles(files.map((f) => f.path), () => {
+      settling ??= setTimeout(() => {
+        settling = undefined;
+        check();
+      }, settleMs);
+    })
+    : undefined;
+  const timer = setInterval(check, events ? sweepMs : fallbackMs);
+  return {
+    mode: events ? "events" : "timer",
+    async stop() {
+      clearInterval(timer);
+      await events?.stop();
+      clearTimeout(settling);
+    },
+  };
 }
 
 /**

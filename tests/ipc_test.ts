@@ -85,13 +85,17 @@ Deno.test("describeSocketFile: ok, removed with its directory, replaced by anoth
   }
 });
 
-Deno.test("watchSocketFiles reports a removal, then a replacement, once each", async () => {
+Deno.test("watchSocketFiles (timer) reports a removal, then a replacement, once each", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "adaptor-watch-" });
   const path = `${dir}/q`;
   const listener = Deno.listen({ transport: "unix", path });
   const changes: SocketFileState[] = [];
-  const watch = watchSocketFiles([ownSocketFile(path)!], (_file, state) => changes.push(state), 20);
+  const watch = watchSocketFiles([ownSocketFile(path)!], (_file, state) => changes.push(state), {
+    events: false,
+    fallbackMs: 20,
+  });
   try {
+    assert.equal(watch.mode, "timer");
     await sleep(100);
     assert.equal(changes.length, 0, "nothing happened yet");
     listener.close(); // removes the file
@@ -104,7 +108,105 @@ Deno.test("watchSocketFiles reports a removal, then a replacement, once each", a
     await sleep(100);
     assert.deepEqual(changes, ["removed", "replaced"]);
   } finally {
-    watch.stop();
+    await watch.stop();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("watchSocketFiles (events) reports a removal and a replacement at once, once each", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "adaptor-watch-" });
+  const [removed, replaced] = [`${dir}/removed`, `${dir}/replaced`];
+  const listeners = [removed, replaced].map((path) => Deno.listen({ transport: "unix", path }));
+  const changes: string[] = [];
+  // A sweep of an hour: whatever is reported within the test came from the kernel.
+  const watch = watchSocketFiles(
+    [ownSocketFile(removed)!, ownSocketFile(replaced)!],
+    (file, state) => changes.push(`${file.path}: ${state}`),
+    { sweepMs: 3_600_000 },
+  );
+  try {
+    assert.equal(watch.mode, "events", "inotify should be usable on this Linux host");
+    await sleep(100);
+    assert.equal(changes.length, 0, "nothing happened yet");
+    Deno.removeSync(removed);
+    await until(() => changes.length === 1, `removal reported (got ${changes})`, 2000);
+    // Another file renamed over it, as a second process would take the path.
+    Deno.writeTextFileSync(`${dir}/other`, "");
+    Deno.renameSync(`${dir}/other`, replaced);
+    await until(() => changes.length === 2, `replacement reported (got ${changes})`, 2000);
+    await sleep(100);
+    assert.deepEqual(changes, [`${removed}: removed`, `${replaced}: replaced`]);
+  } finally {
+    await watch.stop();
+    listeners.forEach((l) => l.close());
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("watchSocketFiles (events): activity beside the socket file does not wake it", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "adaptor-watch-" });
+  const path = `${dir}/q`;
+  const listener = Deno.listen({ transport: "unix", path });
+  let checks = 0;
+  const file = ownSocketFile(path)!;
+  const watch = watchSocketFiles([file], () => {}, { sweepMs: 3_600_000, settleMs: 0 });
+  // Count the checks through the file's stat: describeSocketFile is what a wake-up runs.
+  const lstat = Deno.lstatSync;
+  Deno.lstatSync = (p: string | URL) => (p === path && checks++, lstat(p));
+  try {
+    for (let i = 0; i < 50; i++) Deno.writeTextFileSync(`${dir}/other-${i}`, "x"); // a busy /tmp
+    const peer = await Deno.connect({ transport: "unix", path }); // publishers connecting
+    peer.close();
+    await sleep(200);
+    assert.equal(checks, 0, "the watch looked at the file although nothing happened to it");
+  } finally {
+    Deno.lstatSync = lstat;
+    await watch.stop();
+    listener.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("watchSocketFiles (events): the removal of the whole directory is reported at once, as such", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "adaptor-watch-" });
+  const path = `${dir}/q`;
+  const listener = Deno.listen({ transport: "unix", path });
+  const texts: string[] = [];
+  const watch = watchSocketFiles([ownSocketFile(path)!], (_file, _state, text) => texts.push(text), {
+    sweepMs: 3_600_000,
+  });
+  try {
+    assert.equal(watch.mode, "events");
+    // As `rm -r` does it: the entry first, then the directory, microseconds apart.
+    Deno.removeSync(dir, { recursive: true });
+    await until(() => texts.length > 0, "removal reported", 2000);
+    await sleep(200);
+    assert.deepEqual(texts.length, 1, texts.join("\n"));
+    assert.match(texts[0], new RegExp(`is gone \\(its directory ${dir} was removed\\)`));
+  } finally {
+    listener.close();
+    await watch.stop();
+  }
+});
+
+Deno.test("watchSocketFiles: stop() ends the kernel wait and closes its descriptors", async () => {
+  const fds = () => [...Deno.readDirSync("/proc/self/fd")].length;
+  const dir = Deno.makeTempDirSync({ prefix: "adaptor-watch-" });
+  const listener = Deno.listen({ transport: "unix", path: `${dir}/q` });
+  try {
+    const before = fds();
+    const watch = watchSocketFiles([ownSocketFile(`${dir}/q`)!], () => {}, { sweepMs: 3_600_000 });
+    assert.equal(watch.mode, "events");
+    assert.equal(fds(), before + 3, "an inotify descriptor and a pipe");
+    // The blocking poll(2) must return: a stop() that hung would hang the adaptor's shutdown.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<string>((resolve) => timer = setTimeout(() => resolve("hung"), 2000));
+    assert.equal(await Promise.race([watch.stop().then(() => "stopped"), late]), "stopped");
+    clearTimeout(timer);
+    await watch.stop(); // twice is fine
+    assert.equal(fds(), before);
+  } finally {
+    listener.close();
     Deno.removeSync(dir, { recursive: true });
   }
 });
