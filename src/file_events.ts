@@ -26,7 +26,6 @@ const IN_MOVE_SELF = 0x800;
 /** Link count or mode changed (unlinked, replaced, chmod), the file freed or renamed. */
 const MASK = IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF;
 const POLLIN = 0x1;
-const EINTR = 4;
 
 const SYMBOLS = {
   inotify_init1: { parameters: ["i32"], result: "i32" },
@@ -37,7 +36,6 @@ const SYMBOLS = {
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -94,18 +92,24 @@ export function watchFiles(paths: readonly string[], onEvent: () => void): FileE
   const events = new Uint8Array(4096);
   let stopping = false;
 
+  // Ends on stop(), or gives up on events (the caller's sweep goes on) if poll(2) keeps failing
+  // or reports the descriptor in error: never a busy loop. (errno is not readable here: poll ran
+  // on another thread, and errno is per thread; EINTR, the one expected failure, is retried.)
   const waiting = (async () => {
+    let failures = 0;
     while (!stopping) {
       view.setInt16(6, 0, true);
       view.setInt16(14, 0, true);
       const ready = await c.poll(fds, 2n, -1);
-      if (stopping) break;
+      if (stopping || view.getInt16(14, true) !== 0) break;
       if (ready < 0) {
-        if (new Deno.UnsafePointerView(c.__errno_location()!).getInt32() === EINTR) continue;
-        break;
+        if (++failures > 3) break;
+        continue;
       }
-      if (view.getInt16(14, true) !== 0) break;
-      if (view.getInt16(6, true) === 0) continue;
+      failures = 0;
+      const revents = view.getInt16(6, true);
+      if (revents & ~POLLIN) break;
+      if (revents === 0) continue;
       // Drain what is queued; its content does not matter, the caller checks the files.
       while (c.read(inotify, events, BigInt(events.length)) > 0) { /* more */ }
       onEvent();
