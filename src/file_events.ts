@@ -16,6 +16,8 @@
  * of inotify instances reached), `watchFiles` returns undefined and the caller polls.
  */
 
+import { libcLoader } from "./libc.ts";
+
 const IN_NONBLOCK = 0o4000;
 const IN_CLOEXEC = 0o2000000;
 const O_NONBLOCK = 0o4000;
@@ -38,19 +40,7 @@ const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
-
-let libc: Libc | null | undefined;
-
-function load(): Libc | null {
-  if (libc !== undefined) return libc;
-  try {
-    libc = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-  } catch {
-    libc = null;
-  }
-  return libc;
-}
+const load = libcLoader(SYMBOLS);
 
 /** A running `watchFiles`. */
 export interface FileEvents {

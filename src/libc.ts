@@ -29,19 +29,26 @@ const SYMBOLS = {
   malloc_trim: { parameters: ["usize"], result: "i32", nonblocking: true },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
-
-let libc: Libc | null | undefined;
-
-function load(): Libc | null {
-  if (libc !== undefined) return libc;
-  try {
-    libc = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-  } catch {
-    libc = null;
-  }
-  return libc;
+/**
+ * Loads `symbols` from glibc's libc.so.6 once per symbol table (later calls return the same
+ * answer); null where that library cannot be opened (musl), so that callers can do without.
+ */
+export function libcLoader<S extends Deno.ForeignLibraryInterface>(
+  symbols: S,
+): () => Deno.DynamicLibrary<S>["symbols"] | null {
+  let loaded: Deno.DynamicLibrary<S>["symbols"] | null | undefined;
+  return () => {
+    if (loaded !== undefined) return loaded;
+    try {
+      loaded = Deno.dlopen("libc.so.6", symbols).symbols;
+    } catch {
+      loaded = null;
+    }
+    return loaded;
+  };
 }
+
+const load = libcLoader(SYMBOLS);
 
 /**
  * Whether this process may create and remove entries in `dir`: undefined if it may (or if
