@@ -7,10 +7,11 @@
  * `nonblocking: true`, so it runs on a thread of Deno's blocking pool and resolves a promise:
  * no polling timers, no CPU at rest, and the forwarding loop (`zmq_proxy_steerable`) is C.
  *
- * The addon exports libzmq's `zmq_*` symbols. We let zeromq load it the way it knows
- * (the right prebuild for this libc and Node-API version), then find that file in
- * `/proc/self/maps` and `dlopen` it again, which returns the same, already loaded library.
- * That also works inside a `deno compile` binary, where the addon is extracted at run time.
+ * The addon exports libzmq's `zmq_*` symbols. We pick the prebuilt addon the way zeromq's
+ * loader would (its manifest, this libc, the highest Node-API level that loads) and `dlopen` it
+ * ourselves: zeromq's JavaScript never runs. Inside a `deno compile` binary, where the addon is
+ * extracted only when Node's loader asks for it, zeromq loads it and we `dlopen` that file again,
+ * which returns the same, already loaded library.
  *
  * Threading rule: a socket is used by one call at a time. A socket given to an async call
  * (`recvAsync`, `proxySteerable`) is not touched from JS until that call resolves.
@@ -215,12 +216,57 @@ export function addonPath(): string {
 }
 
 /**
- * Which of the zeromq package's prebuilt addons runs here, e.g. "glibc-127-Release": its loader
- * takes the newest one this system's C library can load, so hosts with different glibc versions
- * run different builds of libzmq (different compilers, different CPU cost per message).
+ * Which of the zeromq package's prebuilt addons runs here, e.g. "glibc-127-Release": the first of
+ * its manifest's builds for this platform and C library that loads (see `prebuiltAddons`).
  */
 export function addonBuild(): string {
   return addonPath().split("/").at(-2) ?? "unknown";
+}
+
+/**
+ * The zeromq package's prebuilt addons that suit this platform, best first, as its loader
+ * (cmake-ts) ranks them: the package's `build/manifest.json` lists each build's os, arch, libc
+ * and Node-API level; the highest level goes first. Empty when the package's files cannot be read.
+ */
+export function prebuiltAddons(): string[] {
+  let buildDir: string;
+  let manifest: Record<string, string>;
+  try {
+    // resolve() finds the package's main file (lib/index.js) without running it.
+    const main = createRequire(import.meta.url).resolve("zeromq");
+    buildDir = `${main.slice(0, main.lastIndexOf("/lib/"))}/build`;
+    manifest = JSON.parse(Deno.readTextFileSync(`${buildDir}/manifest.json`));
+  } catch {
+    return [];
+  }
+  const here = { os: NODE_OS[Deno.build.os], arch: NODE_ARCH[Deno.build.arch], libc: libcFamily() };
+  const builds: { abi: number; path: string }[] = [];
+  for (const [key, path] of Object.entries(manifest)) {
+    let build: { os?: string; arch?: string; libc?: string; abi?: number };
+    try {
+      build = JSON.parse(key);
+    } catch {
+      continue;
+    }
+    if (build.os !== here.os || build.arch !== here.arch || build.libc !== here.libc) continue;
+    builds.push({ abi: build.abi ?? 0, path: `${buildDir}/${path}` });
+  }
+  return builds.sort((a, b) => b.abi - a.abi).map((b) => b.path);
+}
+
+// Deno's names for the platform, in Node's words (the manifest's).
+const NODE_OS: Partial<Record<string, string>> = { linux: "linux", darwin: "darwin", windows: "win32" };
+const NODE_ARCH: Partial<Record<string, string>> = { x86_64: "x64", aarch64: "arm64" };
+
+// cmake-ts's rule: Linux is musl where /etc/alpine-release exists, glibc elsewhere.
+function libcFamily(): string {
+  if (Deno.build.os !== "linux") return Deno.build.os === "darwin" ? "libc" : "msvc";
+  try {
+    Deno.statSync("/etc/alpine-release");
+    return "musl";
+  } catch {
+    return "glibc";
+  }
 }
 
 /** The addon files Node's loader opened, recorded by `watchAddonLoads`. */
@@ -245,29 +291,54 @@ function mappedAddon(): string | undefined {
   return line?.slice(line.indexOf("/"));
 }
 
-function load(): Lib {
-  if (lib) return lib;
+/** libzmq opened from an addon file, or why none could be. */
+export type Opened = { lib: Lib; path: string } | { problem: unknown };
+
+// The first of `paths` that dlopen accepts (a build that needs a newer glibc fails), or the last
+// problem met.
+function openFirst(paths: string[]): Opened {
+  let problem: unknown = new Error("the zeromq native addon did not load");
+  for (const path of paths) {
+    try {
+      return { lib: Deno.dlopen(path, symbols).symbols, path };
+    } catch (error) {
+      problem = error;
+    }
+  }
+  return { problem };
+}
+
+/**
+ * The second route to libzmq: zeromq's own loader loads the addon (inside a compiled binary,
+ * that is what extracts it), then we open the file it loaded, which returns the same library.
+ * Runs zeromq's JavaScript and Node-API module.
+ */
+export function openThroughZeromq(): Opened {
   const unwatch = watchAddonLoads();
   try {
     createRequire(import.meta.url)("zeromq");
+  } catch (problem) {
+    return { problem };
   } finally {
     unwatch();
   }
-  const candidates = [...addonLoads.filter((f) => f.includes("zeromq")).reverse()];
-  let lastProblem: unknown = new Error("the zeromq native addon did not load");
-  for (const path of candidates) {
-    try {
-      lib = Deno.dlopen(path, symbols).symbols;
-      libPath = path;
-      return lib;
-    } catch (error) {
-      lastProblem = error;
-    }
-  }
-  const mapped = mappedAddon();
-  if (!mapped) throw lastProblem;
-  lib = Deno.dlopen(mapped, symbols).symbols;
-  libPath = mapped;
+  const opened = openFirst([...addonLoads.filter((f) => f.includes("zeromq")).reverse()]);
+  const mapped = "problem" in opened ? mappedAddon() : undefined;
+  return mapped ? openFirst([mapped]) : opened;
+}
+
+/**
+ * Opens libzmq: straight from the prebuilt addon files where it can, so that only libzmq runs
+ * (zeromq's JavaScript and Node-API module stay unloaded: ~1 MiB less RSS); else, e.g. inside a
+ * compiled binary, whose embedded files dlopen cannot reach, through zeromq's loader.
+ */
+function load(): Lib {
+  if (lib) return lib;
+  let opened = openFirst(prebuiltAddons());
+  if ("problem" in opened) opened = openThroughZeromq();
+  if ("problem" in opened) throw opened.problem;
+  lib = opened.lib;
+  libPath = opened.path;
   return lib;
 }
 
