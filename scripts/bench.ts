@@ -689,6 +689,7 @@ function scenarios(o: Options, control: boolean): Scenario[] {
       pubs: 0,
       subs: 0,
       seconds: o.idleMs / 1000,
+      settleSeconds: IDLE_SETTLE_MS / 1000,
       rounds: Math.min(o.rounds, 3),
       variants: ["c", "adaptor"],
       compare: [["adaptor", "c"]],

@@ -39,6 +39,8 @@ export interface Scenario {
   /** Fixed-rate runs: total messages per second over all publishers, and for how long. */
   readonly rate?: number;
   readonly seconds?: number;
+  /** Idle runs: how long after "ready" the measurement starts (the runtime settles first). */
+  readonly settleSeconds?: number;
   /**
    * High-water mark of the load generator's own sockets (publishers' SNDHWM, subscribers'
    * RCVHWM) in fixed-rate runs: large, so that a message can only be lost in the proxy.
@@ -705,7 +707,7 @@ function describe(sc: Scenario, meta: Meta): string {
     sc.variants.join(", ")
   } within each round.`;
   if (sc.kind === "idle") {
-    return `Proxy started with no peers; after 0.5 s, CPU is read from /proc over ${sc.seconds} s. ${rounds}`;
+    return `Proxy started with no peers; from ${sc.settleSeconds} s after "ready", CPU is read from /proc over ${sc.seconds} s. ${rounds}`;
   }
   if (sc.kind === "startup") {
     return "A subscriber and a publisher (one 64 B message per ms) are started first with a 1 ms reconnect " +
