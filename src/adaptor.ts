@@ -4,18 +4,25 @@
  *   main     XSUB (-b) ──► XPUB (-p)    messages down, subscriptions up
  *   inbound  SUB  (-l) ──► PUSH (-u)    only when -l or -r is given
  *
- * Each channel is a native `Forwarder` (zmq_proxy_steerable). Around them: the ipc guard
- * (never take a live socket file; socket files born mode 0000, then given --ipc-mode/-group)
- * and its watch (say so when a socket file disappears), CURVE on the sockets that face the
- * network (XPUB, inbound SUB) with the ZAP handler that admits listed clients, socket monitors
- * (always on: failed handshakes and disconnects are logged as warnings), the protective socket
- * options (frame size limit, handshake timeout, heartbeats, TCP user timeout, backlog), and the
- * debug taps of `-d/-t/-r`. `startAdaptor` either returns a running handle or throws with
- * nothing left open.
+ * `startAdaptor` is the recipe: the ipc guard (one adaptor per socket path, locked; never take a
+ * live socket file; socket files born mode 0000, then given --ipc-mode/-group; watched), the
+ * context, the ZAP handler for `--curve-clients`, the channels (`channel.ts`: sockets, options,
+ * monitors, proxy), the debug taps of `-d/-t/-r`, and a malloc_trim timer. Every part is put on
+ * one `AsyncDisposableStack` the moment it exists; `stop()` and a failed start both unwind it in
+ * reverse: taps, proxies, ZAP handler, the context (which ends every wait and closes every
+ * socket it opened), then the guard (our socket files removed, locks released). So a start that
+ * fails half-way leaves nothing open or bound, and `startAdaptor` either returns a running
+ * handle or throws.
+ *
+ * Every loop that must run as long as the adaptor (proxies, monitors, ZAP handler, taps) has a
+ * `done` promise; one that settles while the adaptor is not stopping is a `failure`, and
+ * `/healthz` says so.
  */
 
-import { type AuthCounts, AuthTracker, handshakeFailure } from "./auth.ts";
-import { type Config, type Endpoint, peerOf, type Role, ROLES } from "./config.ts";
+import { type AuthCounts, AuthTracker } from "./auth.ts";
+import { type Channel, type ChannelName, INBOUND, MAIN, openChannel } from "./channel.ts";
+import { type Config, peerOf, type Role, ROLES } from "./config.ts";
+import { CURVE_ROLES, loadSecurity, reportClients, warnAboutExposure } from "./curve_setup.ts";
 import {
   type PeerEndpoint,
   SentTimes,
@@ -24,43 +31,18 @@ import {
   startTestPublisher,
   type Tap,
 } from "./debug.ts";
-import { CURVE_ROLES, loadSecurity, reportClients, warnAboutExposure } from "./curve_setup.ts";
-import { Forwarder, type ProxyStatistics } from "./engine.ts";
-import { StartupError } from "./errors.ts";
-import {
-  bindProtected,
-  checkIpcPath,
-  type OwnedSocketFile,
-  ownSocketFile,
-  removeOwnedFile,
-  type SocketFileWatch,
-  watchSocketFiles,
-} from "./ipc.ts";
+import type { ProxyStatistics } from "./engine.ts";
 import { assessHealth, type Health } from "./health.ts";
-import { type MallocTrim, startMallocTrim } from "./libc.ts";
+import { type GuardedPath, IpcGuard } from "./ipc.ts";
+import { startMallocTrim } from "./libc.ts";
 import { literal, log } from "./log.ts";
-import { applyOptions, describe, explain } from "./socket_options.ts";
-import { type Monitor, monitorSocket, type SocketEvent } from "./monitor.ts";
-import { PeerEventLog } from "./peer_events.ts";
+import type { SocketEvent } from "./monitor.ts";
+import { PeerEventLog, routeSocketEvents } from "./peer_events.ts";
+import { describe } from "./socket_options.ts";
 import { type AuthEvent, ZapHandler } from "./zap.ts";
-import {
-  Context,
-  type CurveKeyPair,
-  curveKeypair,
-  type Socket,
-  ZMQ_LAST_ENDPOINT,
-  ZMQ_PUSH,
-  ZMQ_SUB,
-  ZMQ_SUBSCRIBE,
-  ZMQ_XPUB,
-  ZMQ_XSUB,
-  ZMQ_ZAP_DOMAIN,
-  ZmqError,
-  zmqVersion,
-} from "./zmq.ts";
+import { Context, type CurveKeyPair, curveKeypair, zmqVersion } from "./zmq.ts";
 
-/** The two channels an adaptor runs. */
-export type ChannelName = "main" | "inbound";
+export type { ChannelName };
 
 /** Observers of what happens inside a running adaptor (metrics, tests). */
 export interface AdaptorHooks {
@@ -71,6 +53,8 @@ export interface AdaptorHooks {
    * verdicts and the handshakes that failed before it (plaintext clients, wrong server key).
    */
   onAuth?: (event: AuthEvent & { role: Role }) => void;
+  /** A channel's proxy was interrupted (a signal reached its thread) and started again. */
+  onProxyRestart?: (channel: ChannelName) => void;
 }
 
 /** A running adaptor. */
@@ -86,11 +70,14 @@ export interface AdaptorHandle {
    * PUSH) is left out rather than awaited.
    */
   statistics(options?: { timeoutMs?: number }): Promise<Partial<Record<ChannelName, ProxyStatistics>>>;
-  /** Ok while every proxy runs and every ipc socket file bound is still ours; else why not. */
+  /**
+   * Ok while every proxy, monitor, the ZAP handler and every tap runs and every ipc socket file
+   * bound is still ours; else why not.
+   */
   health(): Health;
   /** `health().ok`. */
   readonly healthy: boolean;
-  /** Resolves (never rejects) if a channel's proxy ends while the adaptor was not stopping. */
+  /** Resolves (never rejects) if a part of the adaptor ends while it was not stopping. */
   readonly failure: Promise<string>;
   /** Exact counts of CURVE connections allowed and denied since start (0/0 without CURVE). */
   readonly auth: AuthCounts;
@@ -103,154 +90,42 @@ export interface AdaptorHandle {
   stop(): Promise<void>;
 }
 
-interface Channel {
-  readonly name: ChannelName;
-  readonly forwarder: Forwarder;
+/** A part that must run as long as the adaptor does. */
+interface Loop {
+  readonly done: Promise<string>;
 }
 
 /** Opens, binds and starts everything `config` asks for. Throws StartupError/UsageError. */
 export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Promise<AdaptorHandle> {
   // Bad certificates and groups are usage errors: refuse before touching anything.
   const { cert, clients, gid } = loadSecurity(config);
-  // Refuse before touching anything: a live ipc path belongs to another process.
-  for (const role of Object.keys(ROLES) as Role[]) {
-    for (const endpoint of config[role]) {
-      if (endpoint.mode === "bind" && endpoint.ipcPath) {
-        const state = await checkIpcPath(endpoint.ipcPath, describe(role, endpoint));
-        if (state === "stale") log().info("Replacing stale socket file {path}", { path: endpoint.ipcPath });
-      }
-    }
-  }
-  const ctx = new Context({ ioThreads: config.ioThreads });
-  const sockets: Socket[] = [];
-  const monitors: Monitor[] = [];
-  const owned: OwnedSocketFile[] = [];
-  const endpoints: Record<Role, string[]> = { bind: [], publish: [], listen: [], push: [] };
-  const socketLog = log("socket");
-  const peerEvents = new PeerEventLog({ limits: config, logger: socketLog });
-  const auth = new AuthTracker(hooks.onAuth);
-  // The debug taps are CURVE clients of our own sockets, with a key made for this run.
-  const tapKeys: CurveKeyPair | undefined = cert ? curveKeypair() : undefined;
-  let zap: ZapHandler | undefined;
-  let warnedUmask = false;
-
-  const bindEndpoint = (socket: Socket, role: Role, endpoint: Endpoint): void => {
-    const path = endpoint.ipcPath;
-    if (!path) return socket.bind(endpoint.address);
-    const how = bindProtected(
-      () => {
-        socket.bind(endpoint.address);
-        const file = ownSocketFile(path);
-        if (file) owned.push(file);
-      },
-      path,
-      { mode: config.ipcMode, gid },
-      describe(role, endpoint),
-    );
-    if (how === "chmod-after-bind" && !warnedUmask) {
-      warnedUmask = true;
-      log().warn("libc's umask is out of reach: socket files have the umask's mode until chmod");
-    }
-  };
-
-  const open = (channel: ChannelName, role: Role, type: number): Socket => {
-    const socket = ctx.socket(type);
-    sockets.push(socket);
-    applyOptions(socket, config, config[role]);
-    if (type === ZMQ_SUB) socket.setBytes(ZMQ_SUBSCRIBE, "");
-    const name = `${ROLES[role].socket}`;
-    const curveServer = cert !== undefined && CURVE_ROLES.includes(role);
-    if (curveServer) {
-      // Enforce: should the ZAP handler ever be gone, clients are refused, not waved through.
-      socket.curveServer(cert.secretKey, zap !== undefined);
-      // libzmq asks the ZAP handler only for sockets with a domain; it tells us which socket.
-      if (zap) socket.setBytes(ZMQ_ZAP_DOMAIN, role);
-    }
-    const dials = new Set(config[role].filter((e) => e.mode === "connect").map((e) => e.address));
-    // Always: without -d the peer event log still warns about failed handshakes and disconnects.
-    monitors.push(monitorSocket(ctx, socket, (event) => {
-      if (curveServer) {
-        const denial = handshakeFailure(event, role);
-        if (denial) auth.record(denial, role, name);
-      }
-      if (config.debug) {
-        // Events of an endpoint this socket dials are told by the address it dials (their
-        // local address is an ephemeral port, or nothing before the connection exists).
-        const dialled = dials.has(event.remote);
-        const where = dialled ? event.remote : event.endpoint || event.remote;
-        const peer = dialled
-          ? (event.endpoint ? ` via ${event.endpoint}` : "")
-          : (/:\/\/./.test(event.remote) ? ` from ${event.remote}` : "");
-        socketLog.info("{socket} {endpoint}: {event} ({value}){peer}", {
-          channel,
-          socket: name,
-          endpoint: where,
-          event: event.name,
-          value: event.value,
-          remote: event.remote,
-          peer,
-        });
-      } else {
-        // On CURVE sockets the auth log already tells failed handshakes, as denials.
-        peerEvents.report(name, event, { handshakeLogged: curveServer });
-      }
-      hooks.onSocketEvent?.(channel, role, event);
-    }));
-    for (const endpoint of config[role]) {
-      try {
-        if (endpoint.mode === "bind") bindEndpoint(socket, role, endpoint);
-        else socket.connect(endpoint.address);
-      } catch (error) {
-        if (error instanceof StartupError) throw error;
-        const why = error instanceof ZmqError ? explain(error) : String(error);
-        throw new StartupError(`${describe(role, endpoint)}: cannot ${endpoint.mode}: ${why}`);
-      }
-      const resolved = endpoint.mode === "bind" ? socket.getString(ZMQ_LAST_ENDPOINT) : endpoint.address;
-      endpoints[role].push(resolved);
-      log().info("{socket} {action} {endpoint}", {
-        channel,
-        socket: ROLES[role].socket,
-        action: endpoint.mode === "bind" ? "bound" : "connecting",
-        endpoint: resolved,
-      });
-    }
-    return socket;
-  };
-
+  const stack = new AsyncDisposableStack();
+  const loops: Loop[] = [];
   const channels: Channel[] = [];
   let stopping = false;
-  const taps: Tap[] = [];
-  const fileWatches: SocketFileWatch[] = [];
-  const trims: MallocTrim[] = [];
-
-  const release = async () => {
-    await Promise.all([...fileWatches, ...trims].map((x) => x.stop()));
-    peerEvents.close(); // closing our own sockets is no news
-    for (const tap of taps) tap.stop();
-    await Promise.all(channels.map((c) => c.forwarder.stop()));
-    await zap?.stop();
-    ctx.shutdown(); // ends every wait: stuck proxies, monitors, debug receivers
-    await Promise.all([
-      ...channels.map((c) => c.forwarder.done),
-      ...monitors.map((m) => m.done),
-      ...taps.map((t) => t.done),
-    ]);
-    await Promise.all(channels.map((c) => c.forwarder.close()));
-    for (const socket of sockets) socket.close();
-    await ctx.terminate();
-    for (const file of owned) {
-      removeOwnedFile(file, (why) => {
-        log().warn(
-          literal(`cannot remove socket file ${file.path} (${why}); the next start will bind over it`),
-        );
-      });
-    }
-  };
-
+  let zap: ZapHandler | undefined;
+  let guard: IpcGuard;
+  const auth = new AuthTracker(hooks.onAuth);
   try {
+    // Refuse before opening anything: a live ipc path belongs to another process.
+    guard = stack.use(
+      await IpcGuard.acquire(ipcPaths(config), {
+        onStale: (path) => log().info("Replacing stale socket file {path}", { path }),
+        onRemoveFailure: (file, why) =>
+          log().warn(
+            literal(`cannot remove socket file ${file.path} (${why}); the next start will bind over it`),
+          ),
+      }),
+    );
+    const ctx = new Context({ ioThreads: config.ioThreads });
+    stack.defer(() => ctx.terminate()); // ends every wait, closes every socket it opened
+    const peerEvents = new PeerEventLog({ limits: config, logger: log("socket") });
+    stack.defer(() => peerEvents.close()); // closing our own sockets is no news
+    // The debug taps are CURVE clients of our own sockets, with a key made for this run.
+    const tapKeys: CurveKeyPair | undefined = cert ? curveKeypair() : undefined;
     if (clients) {
       // Before any socket binds: no client may reach a CURVE socket before its judge is up.
-      zap = ZapHandler.start(ctx, {
+      const handler = ZapHandler.start(ctx, {
         clients,
         trusted: new Map([[tapKeys!.publicKey, "the adaptor's own debug tap"]]),
         onDecision: (event) => {
@@ -258,60 +133,119 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
           auth.record(event, role, ROLES[role].socket);
         },
       });
+      zap = handler;
+      stack.defer(async () => void await handler.stop());
+      loops.push({ done: handler.done.then((why) => `the ZAP handler ended (${why})`) });
       reportClients(clients);
     }
-    const xsub = open("main", "bind", ZMQ_XSUB);
-    const xpub = open("main", "publish", ZMQ_XPUB);
-    channels.push({ name: "main", forwarder: Forwarder.start(ctx, xsub, xpub) });
+    let warnedUmask = false;
+    const deps = {
+      ctx,
+      config,
+      guard,
+      gid,
+      curveServer: (role: Role) =>
+        cert && CURVE_ROLES.includes(role)
+          ? { secretKey: cert.secretKey, zap: zap !== undefined }
+          : undefined,
+      route: (channel: ChannelName, role: Role, curveServer: boolean) =>
+        routeSocketEvents({
+          channel,
+          socket: ROLES[role].socket,
+          role,
+          curveServer,
+          auth,
+          debug: config.debug,
+          dials: new Set(config[role].filter((e) => e.mode === "connect").map((e) => e.address)),
+          peerEvents,
+          logger: log("socket"),
+          hook: hooks.onSocketEvent && ((event) => hooks.onSocketEvent!(channel, role, event)),
+        }),
+      onRouteError: (channel: ChannelName, role: Role, error: unknown) =>
+        peerEvents.warn(
+          `${ROLES[role].socket} (${channel} channel)`,
+          "monitor-callback",
+          `a socket event's handler failed (${(error as Error)?.message ?? error}); the monitor goes on`,
+        ),
+      onRestart: (channel: ChannelName) => {
+        peerEvents.warn(
+          `${channel} channel`,
+          "proxy-restart",
+          "the proxy's wait was interrupted by a signal; restarted on the same sockets",
+        );
+        hooks.onProxyRestart?.(channel);
+      },
+      onChmodAfterBind: () => {
+        if (warnedUmask) return;
+        warnedUmask = true;
+        log().warn("libc's umask is out of reach: socket files have the umask's mode until chmod");
+      },
+    };
+    channels.push(openChannel(stack, deps, MAIN));
     log().info("Forwarding XSUB -> XPUB (ZeroMQ {zmqVersion})", { zmqVersion: zmqVersion() });
     if (config.listen.length > 0) {
-      const sub = open("inbound", "listen", ZMQ_SUB);
-      const push = open("inbound", "push", ZMQ_PUSH);
-      channels.push({ name: "inbound", forwarder: Forwarder.start(ctx, sub, push) });
+      channels.push(openChannel(stack, deps, INBOUND));
       log().info("Forwarding inbound SUB -> PUSH");
     }
+    loops.push(...channels);
     warnAboutExposure(config, cert, clients);
+    const endpoint = (role: Role) => channels.flatMap((c) => c.endpoints.get(role) ?? [])[0];
     if (config.debug) {
       const sent = new SentTimes();
       const curve = cert && tapKeys ? { serverKey: cert.publicKey, ...tapKeys } : undefined;
       const asClient = (peer: PeerEndpoint): PeerEndpoint => (curve ? { ...peer, curve } : peer);
-      taps.push(startDebugSubscriber(ctx, asClient(peerOf(config.publish[0], endpoints.publish[0])), sent));
-      if (config.test) {
-        taps.push(startTestPublisher(ctx, peerOf(config.bind[0], endpoints.bind[0]), sent));
-      }
+      const taps: Tap[] = [];
+      const tap = (...started: Tap[]) => {
+        for (const t of started) {
+          stack.defer(() => t.stop());
+          taps.push(t);
+        }
+      };
+      tap(startDebugSubscriber(ctx, asClient(peerOf(config.publish[0], endpoint("publish"))), sent));
+      if (config.test) tap(startTestPublisher(ctx, peerOf(config.bind[0], endpoint("bind")), sent));
       if (config.receiverTest) {
-        taps.push(...startInboundTest(
+        tap(...startInboundTest(
           ctx,
-          asClient(peerOf(config.listen[0], endpoints.listen[0])),
-          peerOf(config.push[0], endpoints.push[0]),
+          asClient(peerOf(config.listen[0], endpoint("listen"))),
+          peerOf(config.push[0], endpoint("push")),
         ));
       }
+      loops.push(...taps.map((t) => ({ done: t.done.then((why) => `${t.name} ended (${why})`) })));
     }
+    // Queues freed after a burst (a slow subscriber at --sndhwm) go back to the system.
+    const trim = startMallocTrim();
+    stack.defer(() => trim.stop());
+    guard.watch((_file, state, text) => {
+      if (state === "ok") log().info(literal(text));
+      else log().warn(literal(text));
+    });
   } catch (error) {
-    await release();
+    await stack.disposeAsync().catch(() => {});
     throw error;
   }
-  // Queues freed after a burst (a slow subscriber at --sndhwm) go back to the system.
-  trims.push(startMallocTrim());
-  fileWatches.push(watchSocketFiles(owned, (_file, state, text) => {
-    if (state === "ok") log().info(literal(text));
-    else log().warn(literal(text));
-  }));
 
+  let failed: string | undefined;
   const failure = new Promise<string>((resolve) => {
-    for (const { name, forwarder } of channels) {
-      forwarder.done.then((rc) => {
-        if (!stopping) resolve(`the ${name} channel's proxy ended unexpectedly (rc ${rc})`);
+    for (const loop of loops) {
+      loop.done.then((why) => {
+        if (stopping) return;
+        failed ??= why;
+        resolve(why);
       });
     }
   });
-
   const health = () =>
     assessHealth({
       stopping,
+      failed,
       channels: channels.map((c) => ({ name: c.name, running: c.forwarder.running })),
-      socketFiles: owned,
+      socketFiles: guard.files,
     });
+  const endpoints = Object.fromEntries(
+    (Object.keys(ROLES) as Role[]).map((
+      role,
+    ) => [role, channels.flatMap((c) => c.endpoints.get(role) ?? [])]),
+  ) as Record<Role, string[]>;
   let stopped: Promise<void> | undefined;
   return {
     config,
@@ -341,10 +275,21 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     },
     stop() {
       stopping = true;
-      stopped ??= logTotals(channels).then(release);
+      stopped ??= logTotals(channels).then(() => stack.disposeAsync());
       return stopped;
     },
   };
+}
+
+/** The ipc paths `config` binds, for the guard. */
+function ipcPaths(config: Config): GuardedPath[] {
+  return (Object.keys(ROLES) as Role[]).flatMap((role) =>
+    config[role].flatMap((endpoint) =>
+      endpoint.mode === "bind" && endpoint.ipcPath
+        ? [{ path: endpoint.ipcPath, what: describe(role, endpoint) }]
+        : []
+    )
+  );
 }
 
 /**

@@ -7,7 +7,7 @@
  */
 
 import { Command, CommanderError, Option } from "commander";
-import { type Config, type ConfigInput, DEFAULTS, makeConfig } from "./config.ts";
+import { type Config, type ConfigInput, DEFAULTS, makeConfig, MAX_LINGER_MS } from "./config.ts";
 import { UsageError } from "./errors.ts";
 import { PROGRAM } from "./version.ts";
 
@@ -107,7 +107,12 @@ function program(): Command {
     "reconnectIvlMax",
     DEFAULTS.reconnectIvlMax,
   );
-  opt("--linger <ms>", "how long shutdown may spend delivering queued messages", "linger", DEFAULTS.linger);
+  opt(
+    "--linger <ms>",
+    `how long shutdown may spend delivering queued messages (at most ${MAX_LINGER_MS}: a stop takes < 2 s)`,
+    "linger",
+    DEFAULTS.linger,
+  );
   opt(
     "--max-message-size <bytes>",
     "largest inbound frame; a peer sending more is disconnected (0 = no limit)",

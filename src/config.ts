@@ -98,6 +98,12 @@ export interface Config {
 }
 
 /** Defaults of every setting; the endpoint defaults are the C original's. */
+/**
+ * The longest `--linger`: a stop (SIGINT/SIGTERM) ends within 2 s, and lingering is the part of
+ * it spent delivering what is still queued; the rest is for the proxies and the files.
+ */
+export const MAX_LINGER_MS = 1500;
+
 export const DEFAULTS = {
   bind: "ipc:///tmp/nginx_queue_listen",
   publish: "tcp://0.0.0.0:6001",
@@ -277,7 +283,8 @@ export function makeConfig(input: ConfigInput = {}): Config {
       0,
       3_600_000,
     ),
-    linger: integer("--linger", input.linger ?? DEFAULTS.linger, 0, 60_000),
+    // SIGINT/SIGTERM must end the adaptor within 2 s: the linger is part of that budget.
+    linger: integer("--linger", input.linger ?? DEFAULTS.linger, 0, MAX_LINGER_MS),
     maxMessageSize: integer(
       "--max-message-size",
       input.maxMessageSize ?? DEFAULTS.maxMessageSize,

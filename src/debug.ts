@@ -13,7 +13,9 @@
  * when the context is shut down.
  */
 
+import { StartupError } from "./errors.ts";
 import { log } from "./log.ts";
+import { explain } from "./socket_options.ts";
 import {
   type Context,
   type Frames,
@@ -23,6 +25,7 @@ import {
   ZMQ_PULL,
   ZMQ_SUB,
   ZMQ_SUBSCRIBE,
+  ZmqError,
 } from "./zmq.ts";
 
 /** Where a test peer goes: connect to `address`, or bind it when the adaptor connects there. */
@@ -33,10 +36,16 @@ export interface PeerEndpoint {
   readonly curve?: { readonly serverKey: string; readonly publicKey: string; readonly secretKey: string };
 }
 
-/** A running tap: `stop()` clears its timer; its loop ends when the context shuts down. */
+/**
+ * A running tap: `stop()` clears its timer (and closes a sender's socket); a receiver's loop
+ * ends when the context shuts down. `done` resolves when it has ended: "stopped", "shutdown",
+ * or "failed: …" (the adaptor treats an end while it runs as a failure).
+ */
 export interface Tap {
+  /** e.g. "the debug subscriber". */
+  readonly name: string;
   stop(): void;
-  readonly done: Promise<void>;
+  readonly done: Promise<string>;
 }
 
 /** Messages printed in full per second; the rest are only counted. */
@@ -72,13 +81,23 @@ export class SentTimes {
   }
 }
 
-function peerSocket(ctx: Context, type: number, peer: PeerEndpoint): Socket {
+/**
+ * A tap's socket, bound or connected to `peer`. Throws `StartupError` naming the tap and the
+ * endpoint when that fails (e.g. `-r` while 127.0.0.1:5000 is taken), with the socket closed.
+ */
+function peerSocket(ctx: Context, type: number, peer: PeerEndpoint, name: string): Socket {
   const socket = ctx.socket(type);
-  socket.setInt(ZMQ_LINGER, 0);
-  if (type === ZMQ_SUB) socket.setBytes(ZMQ_SUBSCRIBE, "");
-  if (peer.curve) socket.curveClient(peer.curve);
-  if (peer.mode === "bind") socket.bind(peer.address);
-  else socket.connect(peer.address);
+  try {
+    socket.setInt(ZMQ_LINGER, 0);
+    if (type === ZMQ_SUB) socket.setBytes(ZMQ_SUBSCRIBE, "");
+    if (peer.curve) socket.curveClient(peer.curve);
+    if (peer.mode === "bind") socket.bind(peer.address);
+    else socket.connect(peer.address);
+  } catch (error) {
+    socket.close();
+    const why = error instanceof ZmqError ? explain(error) : String(error);
+    throw new StartupError(`${name} cannot ${peer.mode} ${peer.address}: ${why}`);
+  }
   return socket;
 }
 
@@ -113,7 +132,7 @@ class RateWindow {
 }
 
 /** A receive loop that logs messages and a rate line each second; `label` is fixed text. */
-function receiveLoop(socket: Socket, label: string, sent?: SentTimes): Tap {
+function receiveLoop(name: string, socket: Socket, label: string, sent?: SentTimes): Tap {
   const window = new RateWindow();
   let printed = 0;
   const timer = setInterval(() => {
@@ -126,33 +145,46 @@ function receiveLoop(socket: Socket, label: string, sent?: SentTimes): Tap {
     printed = 0;
   }, 1000);
   const done = (async () => {
-    for (;;) {
-      const frames = await socket.receive();
-      if (!frames) break;
-      const text = preview(frames);
-      window.add(sent?.take(decoder.decode(frames[0])));
-      if (printed < PRINT_PER_SECOND) {
-        printed++;
-        debugLog().info(`${label} {payload}`, { payload: text });
+    try {
+      for (;;) {
+        const frames = await socket.receive(); // goes on through signals (EINTR)
+        if (!frames) return "shutdown";
+        const text = preview(frames);
+        window.add(sent?.take(decoder.decode(frames[0])));
+        if (printed < PRINT_PER_SECOND) {
+          printed++;
+          debugLog().info(`${label} {payload}`, { payload: text });
+        }
       }
+    } catch (error) {
+      return socket.context.isShutDown ? "shutdown" : `failed: ${(error as Error).message}`;
+    } finally {
+      clearInterval(timer);
+      socket.close();
     }
-    clearInterval(timer);
-    socket.close();
   })();
-  return { stop: () => clearInterval(timer), done };
+  return { name, stop: () => clearInterval(timer), done };
 }
 
 /** Subscribes to everything at the XPUB and logs it (`-d`). */
 export function startDebugSubscriber(ctx: Context, xpub: PeerEndpoint, sent?: SentTimes): Tap {
   debugLog().info("Starting debug subscriber [{endpoint}]", { endpoint: xpub.address });
-  return receiveLoop(peerSocket(ctx, ZMQ_SUB, xpub), "> got:", sent);
+  const name = "the debug subscriber (-d)";
+  return receiveLoop(name, peerSocket(ctx, ZMQ_SUB, xpub, name), "> got:", sent);
 }
 
 /** A sender of one generated message a second; closes its socket when stopped. */
-function sendLoop(ctx: Context, type: number, peer: PeerEndpoint, make: () => string, sent?: SentTimes): Tap {
-  const socket = peerSocket(ctx, type, peer);
-  let resolve!: () => void;
-  const done = new Promise<void>((r) => resolve = r);
+function sendLoop(
+  name: string,
+  ctx: Context,
+  type: number,
+  peer: PeerEndpoint,
+  make: () => string,
+  sent?: SentTimes,
+): Tap {
+  const socket = peerSocket(ctx, type, peer, name);
+  let resolve!: (why: string) => void;
+  const done = new Promise<string>((r) => resolve = r);
   const timer = setInterval(() => {
     const payload = make();
     sent?.record(payload);
@@ -160,16 +192,16 @@ function sendLoop(ctx: Context, type: number, peer: PeerEndpoint, make: () => st
       socket.trySend(payload);
       debugLog().info(" ... sending:{payload}", { payload });
     } catch (error) {
-      debugLog().warn("test sender stopped: {error}", { error: (error as Error).message });
-      stop();
+      const why = socket.context.isShutDown ? "shutdown" : `failed: ${(error as Error).message}`;
+      stop(why);
     }
   }, 1000);
-  const stop = () => {
+  const stop = (why = "stopped") => {
     clearInterval(timer);
     if (!socket.closed) socket.close();
-    resolve();
+    resolve(why);
   };
-  return { stop, done };
+  return { name, stop: () => stop(), done };
 }
 
 const digits = () => String(Math.floor(Math.random() * 100_000)).padStart(5, "0");
@@ -178,7 +210,7 @@ const digits = () => String(Math.floor(Math.random() * 100_000)).padStart(5, "0"
 export function startTestPublisher(ctx: Context, xsub: PeerEndpoint, sent?: SentTimes): Tap {
   debugLog().info("Starting test publisher [{endpoint}]", { endpoint: xsub.address });
   const letter = () => String.fromCharCode(65 + Math.floor(Math.random() * 10));
-  return sendLoop(ctx, ZMQ_PUB, xsub, () => `PUB-${letter()}-${digits()}`, sent);
+  return sendLoop("the test publisher (-t)", ctx, ZMQ_PUB, xsub, () => `PUB-${letter()}-${digits()}`, sent);
 }
 
 /** The `-r` test: `SEND-<5 digits>` into the inbound SUB, and a PULL receiver on the PUSH. */
@@ -187,7 +219,12 @@ export function startInboundTest(ctx: Context, sub: PeerEndpoint, push: PeerEndp
     sender: sub.address,
     receiver: push.address,
   });
-  const sender = sendLoop(ctx, ZMQ_PUB, sub, () => `SEND-${digits()}`);
-  const receiver = receiveLoop(peerSocket(ctx, ZMQ_PULL, push), "> receiver got:");
-  return [sender, receiver];
+  const sender = sendLoop("the inbound test sender (-r)", ctx, ZMQ_PUB, sub, () => `SEND-${digits()}`);
+  try {
+    const name = "the inbound test receiver (-r)";
+    return [sender, receiveLoop(name, peerSocket(ctx, ZMQ_PULL, push, name), "> receiver got:")];
+  } catch (error) {
+    sender.stop();
+    throw error;
+  }
 }

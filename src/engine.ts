@@ -8,6 +8,12 @@
  * Why this and not zeromq.js's `Proxy`: same speed (measured, see docs/design.md), but only
  * this route exposes STATISTICS, which the metrics need exact at any rate.
  *
+ * Signals: a signal delivered to the pool thread the proxy runs on makes libzmq's poll return
+ * EINTR, and `zmq_proxy_steerable` returns -1 as it does when the context is shut down. Nobody
+ * asked it to end, so it is started again at once on the same sockets (no message is in flight
+ * then: the proxy was waiting), and its counters go on from the last ones it reported. `main`
+ * keeps signals off the pool's threads (`blockSignals`), so this is the second line of defence.
+ *
  * Lifecycle: `Forwarder.start()` → `statistics()` → `stop()` → `close()`.
  * The frontend and backend sockets belong to the proxy thread until `done` resolves.
  */
@@ -35,6 +41,32 @@ export interface ProxyStatistics {
 
 let controlSeq = 0;
 
+const ZERO: SideStatistics = { messagesIn: 0n, bytesIn: 0n, messagesOut: 0n, bytesOut: 0n };
+
+function addSide(a: SideStatistics, b: SideStatistics): SideStatistics {
+  return {
+    messagesIn: a.messagesIn + b.messagesIn,
+    bytesIn: a.bytesIn + b.bytesIn,
+    messagesOut: a.messagesOut + b.messagesOut,
+    bytesOut: a.bytesOut + b.bytesOut,
+  };
+}
+
+function addStatistics(a: ProxyStatistics, b: ProxyStatistics): ProxyStatistics {
+  return { frontend: addSide(a.frontend, b.frontend), backend: addSide(a.backend, b.backend) };
+}
+
+/** Options of `Forwarder.start`. */
+export interface ForwarderOptions {
+  /** Called each time the proxy was interrupted (EINTR) and started again; `count` so far. */
+  readonly onRestart?: (count: number) => void;
+  /**
+   * More restarts than this within one second means something else is wrong: the proxy then
+   * ends (`done` resolves -1) instead of spinning. Default 1000.
+   */
+  readonly maxRestartsPerSecond?: number;
+}
+
 /**
  * A proxy answers commands between bursts, within microseconds; one that has not answered for
  * this long is blocked inside a send (a PUSH whose peers stopped reading).
@@ -43,8 +75,19 @@ const BLOCKED_AFTER_MS = 100;
 
 /** One running proxy between two sockets. */
 export class Forwarder {
-  /** Resolves with libzmq's result when the proxy ends: 0 after TERMINATE, -1 on ETERM. */
+  /**
+   * Resolves with libzmq's result when the proxy has ended for good: 0 after TERMINATE, -1 when
+   * the context was shut down (or it kept failing). An interrupted proxy is restarted instead.
+   */
   readonly done: Promise<number>;
+  /** How many times the proxy was interrupted and restarted. */
+  restarts = 0;
+  #ctx: Context;
+  #stopRequested = false;
+  /** What earlier runs of the proxy had counted (as they last reported it). */
+  #base: ProxyStatistics = { frontend: ZERO, backend: ZERO };
+  /** The last counters this run reported. */
+  #last: ProxyStatistics = { frontend: ZERO, backend: ZERO };
   #control: Socket;
   #proxyControl: Socket;
   #queue: Promise<unknown> = Promise.resolve();
@@ -54,7 +97,8 @@ export class Forwarder {
   #awaitingReplySince: number | undefined;
   #running = true;
 
-  private constructor(ctx: Context, frontend: Socket, backend: Socket) {
+  private constructor(ctx: Context, frontend: Socket, backend: Socket, options: ForwarderOptions) {
+    this.#ctx = ctx;
     const address = `inproc://adaptor-control-${++controlSeq}`;
     this.#control = ctx.socket(ZMQ_PAIR);
     this.#control.setInt(ZMQ_LINGER, 0);
@@ -62,14 +106,32 @@ export class Forwarder {
     this.#proxyControl = ctx.socket(ZMQ_PAIR);
     this.#proxyControl.setInt(ZMQ_LINGER, 0);
     this.#proxyControl.connect(address);
-    this.done = proxySteerable(frontend, backend, null, this.#proxyControl).finally(() => {
+    this.done = this.#run(frontend, backend, options).finally(() => {
       this.#running = false;
     });
   }
 
+  async #run(frontend: Socket, backend: Socket, options: ForwarderOptions): Promise<number> {
+    const limit = options.maxRestartsPerSecond ?? 1000;
+    let windowStart = performance.now();
+    let inWindow = 0;
+    for (;;) {
+      const rc = await proxySteerable(frontend, backend, null, this.#proxyControl);
+      if (rc === 0 || this.#stopRequested || this.#ctx.isShutDown) return rc;
+      // -1 and nobody asked it to end: a signal interrupted its wait (EINTR).
+      const now = performance.now();
+      if (now - windowStart > 1000) [windowStart, inWindow] = [now, 0];
+      if (++inWindow > limit) return rc;
+      this.#base = addStatistics(this.#base, this.#last);
+      this.#last = { frontend: ZERO, backend: ZERO };
+      this.restarts++;
+      options.onRestart?.(this.restarts);
+    }
+  }
+
   /** Starts forwarding `frontend` → `backend` (and subscriptions back, for XSUB/XPUB). */
-  static start(ctx: Context, frontend: Socket, backend: Socket): Forwarder {
-    return new Forwarder(ctx, frontend, backend);
+  static start(ctx: Context, frontend: Socket, backend: Socket, options: ForwarderOptions = {}): Forwarder {
+    return new Forwarder(ctx, frontend, backend, options);
   }
 
   /** Whether the proxy loop is still running. */
@@ -80,15 +142,20 @@ export class Forwarder {
   /**
    * Exact counters, answered by the proxy thread between two bursts of messages. Calls made
    * while a request is in flight share it: a proxy blocked in a send (a PUSH at its HWM) keeps
-   * one request waiting, not a pile of them.
+   * one request waiting, not a pile of them. After a restart the counters go on from what the
+   * earlier runs last reported (what they counted after their last report is not known).
    */
   statistics(): Promise<ProxyStatistics> {
+    const asked = this.restarts;
     this.#statistics ??= this.#command("STATISTICS", true).then((frames) => {
       const n = frames!.map((f) => new DataView(f.buffer, f.byteOffset, 8).getBigUint64(0, true));
-      return {
+      const run = {
         frontend: { messagesIn: n[0], bytesIn: n[1], messagesOut: n[2], bytesOut: n[3] },
         backend: { messagesIn: n[4], bytesIn: n[5], messagesOut: n[6], bytesOut: n[7] },
       };
+      // Across a restart it is unknown which run answered: keep the earlier figures then.
+      if (this.restarts === asked) this.#last = run;
+      return addStatistics(this.#base, this.#last);
     }).finally(() => this.#statistics = undefined);
     return this.#statistics;
   }
@@ -102,6 +169,7 @@ export class Forwarder {
    */
   async stop(timeoutMs = 500): Promise<boolean> {
     const ended = this.done.then(() => true);
+    this.#stopRequested = true;
     if (this.#running) {
       this.#command("TERMINATE", false).catch(() => {}); // fails only if the proxy already ended
     }

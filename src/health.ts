@@ -16,6 +16,8 @@ export type Health = { readonly ok: true } | { readonly ok: false; readonly reas
 /** What the health check looks at; `AdaptorHandle.health()` fills it from the live adaptor. */
 export interface HealthInputs {
   readonly stopping: boolean;
+  /** What ended by itself while the adaptor ran (a proxy, a monitor, the ZAP handler), if anything. */
+  readonly failed?: string;
   /** Each channel and whether its proxy loop still runs (`Forwarder.running`). */
   readonly channels: readonly { readonly name: string; readonly running: boolean }[];
   /** The ipc socket files the adaptor bound. */
@@ -25,6 +27,7 @@ export interface HealthInputs {
 /** Checks `inputs`; cheap enough for every `/healthz` request (one lstat per socket file). */
 export function assessHealth(inputs: HealthInputs): Health {
   if (inputs.stopping) return { ok: false, reason: "stopping" };
+  if (inputs.failed) return { ok: false, reason: inputs.failed };
   for (const channel of inputs.channels) {
     if (!channel.running) return { ok: false, reason: `the ${channel.name} channel's proxy is not running` };
   }

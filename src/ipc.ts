@@ -7,12 +7,16 @@
  * if the connection is refused, the file is stale (its process died) and binding over it is
  * right. After a bind we remember the file's identity so that shutdown removes only our own
  * file, never one that another process has bound since.
+ *
+ * The check and the bind are two steps, so two adaptors started at the same moment could both
+ * find the path free. `IpcGuard` closes that gap: it takes an exclusive lock on `PATH.lock`
+ * before the check and holds it until the adaptor has stopped and removed its socket file.
  */
 
 import { dirname } from "node:path";
 import { StartupError, UsageError } from "./errors.ts";
 import { watchFiles } from "./file_events.ts";
-import { cannotWriteDirectory } from "./libc.ts";
+import { cannotWriteDirectory, type FileLock, lockFile } from "./libc.ts";
 import { setUmask } from "./zmq.ts";
 
 /** The identity of a socket file we created. */
@@ -305,4 +309,122 @@ export function bindProtected(
     );
   }
   return previous === undefined ? "chmod-after-bind" : "umask";
+}
+
+/** The lock file that makes one adaptor per ipc path: `PATH.lock`, beside the socket file. */
+export function lockPathOf(path: string): string {
+  return `${path}.lock`;
+}
+
+/** An ipc path the adaptor is about to bind, and how to name it in messages. */
+export interface GuardedPath {
+  readonly path: string;
+  /** e.g. "-b/--bind 'ipc:///tmp/q'". */
+  readonly what: string;
+}
+
+/**
+ * The ipc guard of one adaptor: the locks on its ipc paths, the socket files it bound (with
+ * their mode and group), and the watch on them. Disposing it (after the sockets are closed)
+ * stops the watch, removes the files that are still ours, then releases the locks.
+ */
+export class IpcGuard implements AsyncDisposable {
+  readonly #locks: FileLock[] = [];
+  readonly #owned: OwnedSocketFile[] = [];
+  #watch: SocketFileWatch | undefined;
+  readonly #onRemoveFailure: (file: OwnedSocketFile, why: string) => void;
+
+  private constructor(onRemoveFailure: (file: OwnedSocketFile, why: string) => void) {
+    this.#onRemoveFailure = onRemoveFailure;
+  }
+
+  /**
+   * Locks each path, then checks that none is live (`checkIpcPath`). Throws `StartupError`
+   * (with every lock taken so far released) when another adaptor holds a lock or another
+   * process serves a path; `onStale` hears of stale files that will be bound over.
+   */
+  static async acquire(
+    paths: readonly GuardedPath[],
+    options: {
+      onStale?: (path: string) => void;
+      onRemoveFailure?: (file: OwnedSocketFile, why: string) => void;
+    } = {},
+  ): Promise<IpcGuard> {
+    const guard = new IpcGuard(options.onRemoveFailure ?? (() => {}));
+    try {
+      for (const { path, what } of paths) {
+        await guard.#lock(path, what);
+        if ((await checkIpcPath(path, what)) === "stale") options.onStale?.(path);
+      }
+    } catch (error) {
+      await guard[Symbol.asyncDispose]();
+      throw error;
+    }
+    return guard;
+  }
+
+  async #lock(path: string, what: string): Promise<void> {
+    const lockPath = lockPathOf(path);
+    const lock = lockFile(lockPath);
+    if (lock === undefined) return; // no libc here (musl): the live-path check alone
+    if ("release" in lock) {
+      this.#locks.push(lock);
+      try {
+        Deno.writeTextFileSync(lockPath, `${Deno.pid}\n`);
+      } catch {
+        // the pid is for the operator's benefit only
+      }
+      return;
+    }
+    if (lock.held) {
+      let holder = "";
+      try {
+        const pid = Deno.readTextFileSync(lockPath).trim();
+        if (/^\d+$/.test(pid)) holder = `pid ${pid}, `;
+      } catch {
+        // unreadable: say less
+      }
+      throw new StartupError(
+        `${what}: another process is serving ${path} (${holder}holding ${lockPath}); refusing to take its ` +
+          `traffic (stop it first)`,
+      );
+    }
+    await checkIpcPath(path, what); // a missing directory, say, is better said by the check
+    throw new StartupError(`${what}: cannot lock ${lockPath}: ${lock.why}`);
+  }
+
+  /** The socket files bound so far. */
+  get files(): readonly OwnedSocketFile[] {
+    return this.#owned;
+  }
+
+  /**
+   * Binds through `bind` under `bindProtected` and records the file as ours. Returns how the
+   * file got its permissions.
+   */
+  bind(bind: () => void, path: string, access: { mode: number; gid?: number }, what: string): BindProtection {
+    return bindProtected(
+      () => {
+        bind();
+        const file = ownSocketFile(path);
+        if (file) this.#owned.push(file);
+      },
+      path,
+      access,
+      what,
+    );
+  }
+
+  /** Starts watching the files bound (`watchSocketFiles`); call once, after every bind. */
+  watch(onChange: (file: OwnedSocketFile, state: SocketFileState, text: string) => void): void {
+    this.#watch ??= watchSocketFiles(this.#owned, onChange);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#watch?.stop();
+    for (const file of this.#owned.splice(0)) {
+      removeOwnedFile(file, (why) => this.#onRemoveFailure(file, why));
+    }
+    for (const lock of this.#locks.splice(0).reverse()) lock.release();
+  }
 }

@@ -5,6 +5,8 @@
  * - access(2): may this process write into a directory, as the kernel decides it (mode bits
  *   alone do not tell: root, read-only mounts, immutable directories). Used to notice that the
  *   ipc directory turned unwritable.
+ * - pthread_sigmask(3): keep signals off the threads that wait in libzmq (see `blockSignals`).
+ * - open(2)/flock(2)/fstat(2): the lock that makes one adaptor per ipc path (see `lockFile`).
  * - malloc_trim(3): give freed heap pages back to the system. A subscriber that falls behind
  *   makes the XPUB queue up to --sndhwm messages for it, in libzmq's (glibc) heap; once they are
  *   freed glibc keeps most of those pages. Measured: after a 100 000-message burst, 41 of
@@ -24,6 +26,20 @@ const REASONS: Readonly<Record<number, string>> = {
 
 const SYMBOLS = {
   access: { parameters: ["buffer", "i32"], result: "i32" },
+  pthread_sigmask: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // The same call run on a thread of Deno's blocking pool: it blocks the signals there.
+  pthread_sigmask_pool: {
+    name: "pthread_sigmask",
+    parameters: ["i32", "buffer", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  flock: { parameters: ["i32", "i32"], result: "i32" },
+  unlink: { parameters: ["buffer"], result: "i32" },
+  // glibc >= 2.33 exports fstat itself; older ones only __fxstat.
+  fstat: { parameters: ["i32", "buffer"], result: "i32", optional: true },
   __errno_location: { parameters: [], result: "pointer" },
   // Walks every arena under its lock: off the JS thread.
   malloc_trim: { parameters: ["usize"], result: "i32", nonblocking: true },
@@ -59,8 +75,121 @@ export function cannotWriteDirectory(dir: string): string | undefined {
   if (!c) return undefined;
   const path = new TextEncoder().encode(dir + "\0");
   if (c.access(path, W_OK | X_OK) === 0) return undefined;
-  const errno = new Deno.UnsafePointerView(c.__errno_location()!).getInt32();
-  return REASONS[errno] ?? `errno ${errno}`;
+  const code = errno(c);
+  return REASONS[code] ?? `errno ${code}`;
+}
+
+function errno(c: NonNullable<ReturnType<typeof load>>): number {
+  return new Deno.UnsafePointerView(c.__errno_location()!).getInt32();
+}
+
+/** Linux's numbers of the signals the adaptor handles (the same on x86_64 and arm64). */
+export const SIGNAL_NUMBERS: Readonly<Record<string, number>> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGUSR1: 10,
+  SIGUSR2: 12,
+  SIGTERM: 15,
+};
+
+const SIG_BLOCK = 0;
+
+/**
+ * Blocks `signals` on the calling (JavaScript) thread and on the threads Deno's blocking pool
+ * has now; threads the pool starts later are started by this thread and inherit its mask.
+ *
+ * Why: Deno's pool threads do not block signals, so a signal with a handler (SIGHUP on
+ * `systemctl reload`) may be delivered to the thread waiting in `zmq_proxy_steerable` or a
+ * blocking receive, whose poll then returns EINTR and ends the wait. With the signals blocked
+ * there, the kernel delivers them to a thread that does not block them (V8's workers), where
+ * Deno's handler runs as before. The pool's current threads are reached by `poolCalls` calls
+ * made at once (each idle thread takes one; the surplus starts new threads, which leave after
+ * 10 s idle). Returns false where libc cannot be opened (musl): nothing was blocked.
+ */
+export async function blockSignals(signals: readonly number[], poolCalls = 16): Promise<boolean> {
+  const c = load();
+  if (!c) return false;
+  const set = new BigUint64Array(16); // sigset_t: 1024 bits
+  for (const n of signals) set[Math.floor((n - 1) / 64)] |= 1n << BigInt((n - 1) % 64);
+  if (c.pthread_sigmask(SIG_BLOCK, set, null) !== 0) return false;
+  await Promise.all(Array.from({ length: poolCalls }, () => c.pthread_sigmask_pool(SIG_BLOCK, set, null)));
+  return true;
+}
+
+const O_RDWR = 0o2;
+const O_CREAT = 0o100;
+const O_NOFOLLOW = 0o400000;
+const O_CLOEXEC = 0o2000000;
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const EWOULDBLOCK = 11;
+
+/** An exclusive `flock` held on a file; `release()` removes the file, then unlocks it. */
+export interface FileLock {
+  readonly path: string;
+  release(): void;
+}
+
+/** Why `lockFile` did not get the lock. */
+export type LockRefusal = { readonly held: true } | { readonly held: false; readonly why: string };
+
+/**
+ * Takes an exclusive, non-blocking `flock` on `path` (created mode 0600 if missing), held until
+ * `release()` or the process ends (the kernel drops it then, whatever killed the process).
+ * Returns the refusal instead when another process holds it, or why it could not be taken.
+ * The lock is checked to be on the file that is at `path` now: a holder that released (removed)
+ * it between our open and our flock leaves us a nameless file, and we try again.
+ * Undefined result where libc cannot be opened (musl): no lock, nothing enforced.
+ */
+export function lockFile(path: string): FileLock | LockRefusal | undefined {
+  const c = load();
+  if (!c) return undefined;
+  const name = new TextEncoder().encode(path + "\0");
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const fd = c.open(name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600);
+    if (fd === -1) {
+      const code = errno(c);
+      return { held: false, why: REASONS[code] ?? `errno ${code}` };
+    }
+    if (c.flock(fd, LOCK_EX | LOCK_NB) === -1) {
+      const code = errno(c);
+      c.close(fd);
+      if (code === EWOULDBLOCK) return { held: true };
+      return { held: false, why: REASONS[code] ?? `errno ${code}` };
+    }
+    if (c.fstat && !sameInode(c.fstat, fd, path)) {
+      c.close(fd);
+      continue;
+    }
+    let released = false;
+    return {
+      path,
+      release() {
+        if (released) return;
+        released = true;
+        c.unlink(name); // while still locked: nobody can take a lock on this file meanwhile
+        c.close(fd);
+      },
+    };
+  }
+  return { held: false, why: "the lock file kept being replaced" };
+}
+
+function sameInode(
+  fstat: (fd: number, buf: Uint8Array<ArrayBuffer>) => number,
+  fd: number,
+  path: string,
+): boolean {
+  const buf = new Uint8Array(256); // struct stat: st_dev at 0, st_ino at 8 (x86_64 and arm64)
+  if (fstat(fd, buf) !== 0) return true;
+  const view = new DataView(buf.buffer);
+  try {
+    const info = Deno.lstatSync(path);
+    return BigInt(info.ino ?? -1) === view.getBigUint64(8, true) &&
+      BigInt(info.dev) === view.getBigUint64(0, true);
+  } catch {
+    return false; // removed meanwhile
+  }
 }
 
 /** Returns freed heap pages to the system; false where glibc's malloc_trim is not there. */

@@ -7,7 +7,10 @@
  * the reader falls behind by a full queue (1000 events at the default high-water mark), the
  * I/O thread stops, and so does forwarding. A burst of connections (a scan, a reconnect storm)
  * makes thousands of events; so the reader takes up to `MONITOR_QUEUE` of them, and drains
- * whatever is queued after each wake-up.
+ * whatever is queued after each wake-up. For the same reason the reader must never stop while
+ * the socket lives: a callback that throws is reported to `onError` and the loop goes on; a
+ * wait that a signal interrupts goes on (`Socket.receive`); the loop ends only when the context
+ * is shut down or the socket closed, and `done` says which.
  */
 
 import {
@@ -46,9 +49,13 @@ export interface SocketEvent {
 
 let monitorSeq = 0;
 
-/** A running monitor; `done` resolves after the context is shut down and the reader closed. */
+/** A running monitor. */
 export interface Monitor {
-  readonly done: Promise<void>;
+  /**
+   * Resolves once the reader has ended and is closed: "shutdown" (the context was shut down),
+   * "stopped" (the socket was closed), or "failed: …" (a receive failed otherwise).
+   */
+  readonly done: Promise<string>;
 }
 
 /**
@@ -59,6 +66,7 @@ export function monitorSocket(
   ctx: Context,
   socket: Socket,
   onEvent: (event: SocketEvent) => void,
+  onError: (error: unknown, event: SocketEvent) => void = () => {},
 ): Monitor {
   const address = `inproc://adaptor-monitor-${++monitorSeq}`;
   const version = socket.monitor(address, EVENTS);
@@ -71,22 +79,30 @@ export function monitorSocket(
     const event = decodeMonitorEvent(frames, version);
     if (event?.name === "monitor_stopped") return false;
     if (event) {
-      onEvent({ name: event.name, endpoint: event.endpoint, value: event.value, remote: event.remote });
+      const e = { name: event.name, endpoint: event.endpoint, value: event.value, remote: event.remote };
+      try {
+        onEvent(e);
+      } catch (error) {
+        onError(error, e);
+      }
     }
     return true;
   };
   const done = (async () => {
     try {
-      loop: for (;;) {
+      for (;;) {
         const frames = await reader.receive();
-        if (!frames || !deliver(frames)) break; // context shut down, or monitor stopped
+        if (!frames) return "shutdown";
+        if (!deliver(frames)) return "stopped";
         let more: Frames | undefined;
-        while ((more = reader.tryReceive())) if (!deliver(more)) break loop;
+        while ((more = reader.tryReceive())) if (!deliver(more)) return "stopped";
       }
-    } catch {
+    } catch (error) {
       // ETERM: the context was shut down between two receives
+      return ctx.isShutDown ? "shutdown" : `failed: ${(error as Error).message}`;
+    } finally {
+      reader.close();
     }
-    reader.close();
   })();
   return { done };
 }

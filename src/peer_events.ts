@@ -16,6 +16,8 @@
  */
 
 import type { Logger } from "@logtape/logtape";
+import { type AuthTracker, handshakeFailure } from "./auth.ts";
+import type { Role } from "./config.ts";
 import { literal } from "./log.ts";
 import type { SocketEvent } from "./monitor.ts";
 import { errorFor, PROTOCOL_ERRORS } from "./zmq.ts";
@@ -130,6 +132,15 @@ export class PeerEventLog {
     return `${causes.join(", ")}, or broke the protocol${example}`;
   }
 
+  /**
+   * Logs `where: text` as a warning, throttled like the peer events (at most `perWindow` of
+   * one `kind` per `where` per window, then a count): also for the adaptor's own troubles
+   * that could repeat fast (a proxy restarted after signals, a monitor callback that throws).
+   */
+  warn(where: string, kind: string, text: string): void {
+    if (!this.#closed) this.#warn(where, kind, text);
+  }
+
   #warn(where: string, kind: string, text: string): void {
     const key = `${where} ${kind}`;
     const now = performance.now();
@@ -165,4 +176,62 @@ export class PeerEventLog {
     ));
     window.suppressed = 0;
   }
+}
+
+/** Where the events of one monitored socket go; see `routeSocketEvents`. */
+export interface SocketEventRoute {
+  /** The channel the socket belongs to ("main", "inbound"): a field of `-d`'s log lines. */
+  readonly channel: string;
+  /** The socket's name in messages, e.g. "XPUB". */
+  readonly socket: string;
+  /** The socket is a CURVE server: its failed handshakes are auth denials (the auth log). */
+  readonly curveServer: boolean;
+  /** The CURVE auth log and counters. */
+  readonly auth: AuthTracker;
+  /** The socket's role: the auth log's ZAP domain. */
+  readonly role: Role;
+  /** `-d`: every event is logged at info level (else only trouble, by `peerEvents`). */
+  readonly debug: boolean;
+  /** The addresses this socket connects to (`>`): their events are named by that address. */
+  readonly dials: ReadonlySet<string>;
+  readonly peerEvents: PeerEventLog;
+  readonly logger: Logger;
+  /** Further observers (metrics, tests). */
+  readonly hook?: (event: SocketEvent) => void;
+}
+
+/**
+ * The one place a socket event is routed: to the auth log (a failed handshake on a CURVE server
+ * socket is a denial), to the `-d` log or the peer-event warnings, then to the hook.
+ */
+export function routeSocketEvents(route: SocketEventRoute): (event: SocketEvent) => void {
+  const { channel, socket, curveServer, auth, role, debug, dials, peerEvents, logger, hook } = route;
+  return (event) => {
+    if (curveServer) {
+      const denial = handshakeFailure(event, role);
+      if (denial) auth.record(denial, role, socket);
+    }
+    if (debug) {
+      // Events of an endpoint this socket dials are told by the address it dials (their
+      // local address is an ephemeral port, or nothing before the connection exists).
+      const dialled = dials.has(event.remote);
+      const where = dialled ? event.remote : event.endpoint || event.remote;
+      const peer = dialled
+        ? (event.endpoint ? ` via ${event.endpoint}` : "")
+        : (/:\/\/./.test(event.remote) ? ` from ${event.remote}` : "");
+      logger.info("{socket} {endpoint}: {event} ({value}){peer}", {
+        channel,
+        socket,
+        endpoint: where,
+        event: event.name,
+        value: event.value,
+        remote: event.remote,
+        peer,
+      });
+    } else {
+      // On CURVE sockets the auth log already tells failed handshakes, as denials.
+      peerEvents.report(socket, event, { handshakeLogged: curveServer });
+    }
+    hook?.(event);
+  };
 }

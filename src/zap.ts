@@ -81,8 +81,12 @@ export interface ZapOptions {
 
 /** A running ZAP handler. */
 export class ZapHandler {
-  /** Resolves when the loop has ended and its sockets are closed. */
-  readonly done: Promise<void>;
+  /**
+   * Resolves when the loop has ended and its sockets are closed: "stopped" (`stop()`),
+   * "shutdown" (the context was shut down) or "failed: …". While it runs, every CURVE client
+   * is judged; once it has ended, every new one is refused (the sockets enforce the domain).
+   */
+  readonly done: Promise<string>;
   #rep: Socket;
   #stopper: Socket;
   #token = crypto.getRandomValues(new Uint8Array(16));
@@ -146,7 +150,7 @@ export class ZapHandler {
   }
 
   /** Stops answering and closes the handler's sockets. Idempotent. */
-  async stop(): Promise<void> {
+  async stop(): Promise<string> {
     if (!this.#stopping) {
       this.#stopping = true;
       try {
@@ -155,15 +159,15 @@ export class ZapHandler {
         // the context is shutting down: that ends the loop too
       }
     }
-    await this.done;
+    return await this.done;
   }
 
-  async #loop(): Promise<void> {
+  async #loop(): Promise<string> {
     try {
       for (;;) {
-        const request = await this.#rep.receive();
-        if (!request) break; // context shut down
-        if (this.#stopping && request.length === 1 && equal(request[0], this.#token)) break;
+        const request = await this.#rep.receive(); // goes on through signals (EINTR)
+        if (!request) return "shutdown";
+        if (this.#stopping && request.length === 1 && equal(request[0], this.#token)) return "stopped";
         const { reply, event } = decideZap(request, this.#allowed);
         // A reply always goes back: libzmq holds the client's handshake until it comes.
         if (!this.#rep.trySend(reply)) await this.#rep.send(reply);
@@ -175,7 +179,8 @@ export class ZapHandler {
       }
     } catch (error) {
       // ETERM between receive and send: the context is going away.
-      if (!this.#stopping) log("auth").debug(literal(`ZAP handler ended: ${(error as Error).message}`));
+      if (this.#stopping || this.#rep.context.isShutDown) return "shutdown";
+      return `failed: ${(error as Error).message}`;
     } finally {
       this.#rep.close();
       this.#stopper.close();

@@ -437,10 +437,16 @@ export function z85Decode(text: string): Uint8Array | undefined {
   return ptr ? bytes : undefined;
 }
 
-/** A libzmq context. `shutdown()` makes every blocking call on its sockets return. */
+/**
+ * A libzmq context. It owns every socket it opens: `terminate()` closes those still open (once
+ * the calls that use them have returned), so that `zmq_ctx_term` can never wait for a socket
+ * nobody will close. `shutdown()` makes every blocking call on its sockets return.
+ */
 export class Context {
   readonly ptr: Deno.PointerValue;
+  #shutDown = false;
   #terminated = false;
+  readonly #sockets = new Set<Socket>();
 
   constructor(options: { ioThreads?: number } = {}) {
     this.ptr = zmq().zmq_ctx_new();
@@ -450,23 +456,46 @@ export class Context {
     }
   }
 
-  /** Opens a socket of `type` (ZMQ_XSUB, ZMQ_PUB, …). */
+  /**
+   * Whether `shutdown()` (or `terminate()`) was called. A blocking call that returns -1 on a
+   * context that is not shut down was interrupted (EINTR): errno cannot tell, since it belongs
+   * to the pool thread the call ran on, but this can.
+   */
+  get isShutDown(): boolean {
+    return this.#shutDown;
+  }
+
+  /** Opens a socket of `type` (ZMQ_XSUB, ZMQ_PUB, …), owned by this context. */
   socket(type: number): Socket {
     const ptr = zmq().zmq_socket(this.ptr, type);
     if (!ptr) throw lastError();
-    return new Socket(ptr, type);
+    const socket = new Socket(ptr, type, this, () => this.#sockets.delete(socket));
+    this.#sockets.add(socket);
+    return socket;
+  }
+
+  /** How many of this context's sockets are still open. */
+  get openSockets(): number {
+    return this.#sockets.size;
   }
 
   /** Wakes every blocked call with ETERM; sockets must still be closed. */
   shutdown(): void {
-    if (!this.#terminated) zmq().zmq_ctx_shutdown(this.ptr);
+    if (this.#shutDown) return;
+    this.#shutDown = true;
+    zmq().zmq_ctx_shutdown(this.ptr);
   }
 
-  /** Shuts down and waits (off the JS thread) for all sockets to close and linger to end. */
+  /**
+   * Shuts down, waits for the calls still running on its sockets to return (the shutdown ends
+   * them), closes every socket still open, and waits (off the JS thread) for linger to end.
+   */
   async terminate(): Promise<void> {
     if (this.#terminated) return;
-    this.shutdown();
     this.#terminated = true;
+    this.shutdown();
+    await Promise.all([...this.#sockets].map((s) => s.idle));
+    for (const socket of [...this.#sockets]) socket.close();
     while ((await zmq().zmq_ctx_term(this.ptr)) === -1) {
       // zmq_ctx_term only fails with EINTR, which means "call again"; errno is
       // thread-local and this ran on another thread, so it cannot be read here.
@@ -481,11 +510,33 @@ export type Frames = Uint8Array[];
 export class Socket {
   #msg = new Uint8Array(64); // zmq_msg_t
   #closed = false;
+  #busy: Promise<unknown> = Promise.resolve();
+  readonly #onClose: () => void;
 
-  constructor(readonly ptr: Deno.PointerValue, readonly type: number) {}
+  constructor(
+    readonly ptr: Deno.PointerValue,
+    readonly type: number,
+    /** The context that opened it. */
+    readonly context: Context,
+    onClose: () => void = () => {},
+  ) {
+    this.#onClose = onClose;
+  }
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Settles once no call made through this socket is running on a pool thread. */
+  get idle(): Promise<void> {
+    return this.#busy.then(() => {}, () => {});
+  }
+
+  /** Marks the socket busy until `call` settles (a blocking call on a pool thread). */
+  track<T>(call: Promise<T>): Promise<T> {
+    const previous = this.#busy;
+    this.#busy = Promise.allSettled([previous, call]);
+    return call;
   }
 
   bind(endpoint: string): void {
@@ -554,16 +605,25 @@ export class Socket {
     return true;
   }
 
-  /** Sends a message, waiting off the JS thread when the socket would block. */
+  /**
+   * Sends a message, waiting off the JS thread when the socket would block. A wait that a
+   * signal interrupts (EINTR) goes on; throws `ZmqError` (ETERM) once the context is shut down.
+   */
   async send(frames: Frames | Uint8Array | string): Promise<void> {
     const list = normalize(frames);
+    const z = zmq();
     for (let i = 0; i < list.length; i++) {
       const flags = i < list.length - 1 ? ZMQ_SNDMORE : 0;
       const f = list[i] as Uint8Array<ArrayBuffer>;
-      const rc = await zmq().zmq_send_async(this.ptr, f, BigInt(f.length), flags);
-      // errno lives on the pool thread; the only failures of a blocking send are
-      // ETERM (context shut down) and a send timeout.
-      if (rc === -1) throw new ZmqError(ETERM, "send interrupted (context shut down or timed out)");
+      for (;;) {
+        const rc = await this.track(z.zmq_send_async(this.ptr, f, BigInt(f.length), flags));
+        if (rc !== -1) break;
+        if (this.context.isShutDown) throw new ZmqError(ETERM, "send interrupted: the context was shut down");
+        // errno lives on the pool thread: ask again here without waiting, where errno is ours.
+        if (z.zmq_send(this.ptr, f, BigInt(f.length), flags | ZMQ_DONTWAIT) !== -1) break;
+        const err = lastError();
+        if (err.code !== EAGAIN && err.code !== EINTR) throw err;
+      }
     }
   }
 
@@ -605,16 +665,27 @@ export class Socket {
   }
 
   /**
-   * Receives one message, waiting off the JS thread. Resolves undefined when the wait ended
-   * without a message: ZMQ_RCVTIMEO elapsed, or the context was shut down.
+   * Receives one message, waiting off the JS thread. Resolves undefined only when the context
+   * was shut down. A wait that a signal interrupts (EINTR: Deno's pool threads do not block
+   * signals) simply goes on; any other failure throws `ZmqError`.
    */
   async receive(): Promise<Frames | undefined> {
     const z = zmq();
-    z.zmq_msg_init(this.#msg);
-    const rc = await z.zmq_msg_recv_async(this.#msg, this.ptr, 0);
-    if (rc === -1) {
+    for (;;) {
+      z.zmq_msg_init(this.#msg);
+      const rc = await this.track(z.zmq_msg_recv_async(this.#msg, this.ptr, 0));
+      if (rc !== -1) break;
       z.zmq_msg_close(this.#msg);
-      return undefined;
+      if (this.context.isShutDown) return undefined;
+      // -1 on a live context: interrupted, or something wrong with the socket. errno belongs to
+      // the pool thread; asking again here, without waiting, tells which (and may find a message).
+      try {
+        const frames = this.tryReceive();
+        if (frames) return frames;
+      } catch (error) {
+        if (error instanceof ZmqError && error.code === ETERM) return undefined;
+        if (!(error instanceof ZmqError && error.code === EINTR)) throw error;
+      }
     }
     const frames: Frames = [this.#takeFrame()];
     let more = z.zmq_msg_more(this.#msg);
@@ -674,6 +745,7 @@ export class Socket {
     if (this.#closed) return;
     this.#closed = true;
     zmq().zmq_close(this.ptr);
+    this.#onClose();
   }
 }
 
@@ -684,8 +756,9 @@ function normalize(frames: Frames | Uint8Array | string): Frames {
 }
 
 /**
- * Runs `zmq_proxy_steerable(frontend, backend, capture, control)` on a pool thread.
- * Resolves when the proxy ends: 0 after TERMINATE, -1 when the context was shut down.
+ * Runs `zmq_proxy_steerable(frontend, backend, capture, control)` on a pool thread; the sockets
+ * are busy until it returns. Resolves when the proxy ends: 0 after TERMINATE, -1 when the
+ * context was shut down or a signal interrupted its wait (EINTR; `Context.isShutDown` tells).
  */
 export function proxySteerable(
   frontend: Socket,
@@ -693,7 +766,9 @@ export function proxySteerable(
   capture: Socket | null,
   control: Socket,
 ): Promise<number> {
-  return zmq().zmq_proxy_steerable(frontend.ptr, backend.ptr, capture?.ptr ?? null, control.ptr);
+  const call = zmq().zmq_proxy_steerable(frontend.ptr, backend.ptr, capture?.ptr ?? null, control.ptr);
+  for (const socket of [frontend, backend, capture, control]) socket?.track(call);
+  return call;
 }
 
 /** One decoded monitor event; `remote` is the peer's address where libzmq names it (v2). */

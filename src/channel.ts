@@ -1,0 +1,159 @@
+/**
+ * A channel (CZMQ: a zproxy actor): two sockets, their options and monitors, and the native
+ * proxy between them, as one unit that owns its parts.
+ *
+ *   main     XSUB (-b) ──► XPUB (-p)    messages down, subscriptions up
+ *   inbound  SUB  (-l) ──► PUSH (-u)    only when -l or -r is given
+ *
+ * `openChannel` opens the frontend, then the backend (each: options, CURVE server where the
+ * role faces the network, a monitor started before the first bind/connect, then every endpoint),
+ * then starts the proxy, and registers the proxy's stop on the adaptor's disposal stack the
+ * moment it runs. The sockets and monitor readers belong to the context, which closes them at
+ * its termination, so nothing a channel opened can outlive the adaptor even if opening fails
+ * half-way. `done` settles if the proxy or a monitor ends by itself.
+ */
+
+import type { Config, Endpoint, Role } from "./config.ts";
+import { ROLES } from "./config.ts";
+import { Forwarder } from "./engine.ts";
+import { StartupError } from "./errors.ts";
+import type { BindProtection, IpcGuard } from "./ipc.ts";
+import { log } from "./log.ts";
+import { monitorSocket, type SocketEvent } from "./monitor.ts";
+import { applyOptions, describe, explain } from "./socket_options.ts";
+import {
+  type Context,
+  type Socket,
+  ZMQ_LAST_ENDPOINT,
+  ZMQ_PUSH,
+  ZMQ_SUB,
+  ZMQ_SUBSCRIBE,
+  ZMQ_XPUB,
+  ZMQ_XSUB,
+  ZMQ_ZAP_DOMAIN,
+  ZmqError,
+} from "./zmq.ts";
+
+/** The two channels an adaptor runs. */
+export type ChannelName = "main" | "inbound";
+
+/** Which roles a channel connects, and with which socket types. */
+export interface ChannelSpec {
+  readonly name: ChannelName;
+  readonly frontend: { readonly role: Role; readonly type: number };
+  readonly backend: { readonly role: Role; readonly type: number };
+}
+
+/** The main channel: gateway workers' events down, tracking services' subscriptions up. */
+export const MAIN: ChannelSpec = {
+  name: "main",
+  frontend: { role: "bind", type: ZMQ_XSUB },
+  backend: { role: "publish", type: ZMQ_XPUB },
+};
+
+/** The inbound channel: a remote publisher's messages to the gateway's PULL workers. */
+export const INBOUND: ChannelSpec = {
+  name: "inbound",
+  frontend: { role: "listen", type: ZMQ_SUB },
+  backend: { role: "push", type: ZMQ_PUSH },
+};
+
+/** What a channel needs from the adaptor that builds it. */
+export interface ChannelDeps {
+  readonly ctx: Context;
+  readonly config: Config;
+  readonly guard: IpcGuard;
+  /** The group of the ipc socket files (`--ipc-group`). */
+  readonly gid?: number;
+  /** CURVE server settings for the roles that face the network; undefined without CURVE. */
+  readonly curveServer?: (role: Role) => { secretKey: string; zap: boolean } | undefined;
+  /** Where the events of the `role` socket go (see `routeSocketEvents`). */
+  readonly route: (channel: ChannelName, role: Role, curveServer: boolean) => (event: SocketEvent) => void;
+  /** A monitor callback threw: reported, and the monitor goes on. */
+  readonly onRouteError: (channel: ChannelName, role: Role, error: unknown) => void;
+  /** The proxy was interrupted by a signal and restarted. */
+  readonly onRestart: (channel: ChannelName, count: number) => void;
+  /** Said once, when socket files get their mode by chmod after bind (no umask here). */
+  readonly onChmodAfterBind: () => void;
+}
+
+/** A running channel. */
+export interface Channel {
+  readonly name: ChannelName;
+  readonly forwarder: Forwarder;
+  /** The addresses each of its roles bound or connected (wildcard ports resolved). */
+  readonly endpoints: ReadonlyMap<Role, readonly string[]>;
+  /** Settles with what ended, if the proxy or a monitor ends by itself (never while running well). */
+  readonly done: Promise<string>;
+}
+
+/**
+ * Opens `spec`'s sockets, binds or connects them, starts the proxy, and defers its stop on
+ * `stack`. Throws `StartupError` naming the flag and endpoint that could not be bound.
+ */
+export function openChannel(stack: AsyncDisposableStack, deps: ChannelDeps, spec: ChannelSpec): Channel {
+  const endpoints = new Map<Role, string[]>();
+  const ended: Promise<string>[] = [];
+  const open = ({ role, type }: ChannelSpec["frontend"]): Socket => {
+    const { ctx, config } = deps;
+    const socket = ctx.socket(type);
+    applyOptions(socket, config, config[role]);
+    if (type === ZMQ_SUB) socket.setBytes(ZMQ_SUBSCRIBE, "");
+    const curve = deps.curveServer?.(role);
+    if (curve) {
+      // Enforce: should the ZAP handler ever be gone, clients are refused, not waved through.
+      socket.curveServer(curve.secretKey, curve.zap);
+      // libzmq asks the ZAP handler only for sockets with a domain; it tells us which socket.
+      if (curve.zap) socket.setBytes(ZMQ_ZAP_DOMAIN, role);
+    }
+    const name = ROLES[role].socket;
+    const monitor = monitorSocket(
+      ctx,
+      socket,
+      deps.route(spec.name, role, curve !== undefined),
+      (error) => deps.onRouteError(spec.name, role, error),
+    );
+    ended.push(monitor.done.then((why) => `the ${name}'s monitor ended (${why})`));
+    const resolved: string[] = [];
+    endpoints.set(role, resolved);
+    for (const endpoint of config[role]) {
+      attach(deps, socket, role, endpoint);
+      const address = endpoint.mode === "bind" ? socket.getString(ZMQ_LAST_ENDPOINT) : endpoint.address;
+      resolved.push(address);
+      log().info("{socket} {action} {endpoint}", {
+        channel: spec.name,
+        socket: name,
+        action: endpoint.mode === "bind" ? "bound" : "connecting",
+        endpoint: address,
+      });
+    }
+    return socket;
+  };
+  const frontend = open(spec.frontend);
+  const backend = open(spec.backend);
+  const forwarder = Forwarder.start(deps.ctx, frontend, backend, {
+    onRestart: (count) => deps.onRestart(spec.name, count),
+  });
+  stack.defer(async () => void await forwarder.stop());
+  ended.push(forwarder.done.then((rc) => `the ${spec.name} channel's proxy ended unexpectedly (rc ${rc})`));
+  return { name: spec.name, forwarder, endpoints, done: Promise.race(ended) };
+}
+
+function attach(deps: ChannelDeps, socket: Socket, role: Role, endpoint: Endpoint): void {
+  try {
+    if (endpoint.mode === "connect") return socket.connect(endpoint.address);
+    const path = endpoint.ipcPath;
+    if (!path) return socket.bind(endpoint.address);
+    const how: BindProtection = deps.guard.bind(
+      () => socket.bind(endpoint.address),
+      path,
+      { mode: deps.config.ipcMode, gid: deps.gid },
+      describe(role, endpoint),
+    );
+    if (how === "chmod-after-bind") deps.onChmodAfterBind();
+  } catch (error) {
+    if (error instanceof StartupError) throw error;
+    const why = error instanceof ZmqError ? explain(error) : String(error);
+    throw new StartupError(`${describe(role, endpoint)}: cannot ${endpoint.mode}: ${why}`);
+  }
+}
