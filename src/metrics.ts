@@ -93,11 +93,15 @@ export class AdaptorMetrics {
   readonly #events = new Map<string, { labels: Record<string, string>; count: number }>();
   readonly #lastStatistics: Partial<Record<ChannelName, ProxyStatistics>> = {};
   readonly #unanswered = new Map<ChannelName, number>();
+  readonly #restarts = new Map<ChannelName, number>();
   #handle: AdaptorHandle | undefined;
 
   constructor(options: { statisticsTimeoutMs?: number } = {}) {
     this.#statisticsTimeoutMs = options.statisticsTimeoutMs ?? STATISTICS_TIMEOUT_MS;
-    this.hooks = { onSocketEvent: (channel, role, event) => this.#onSocketEvent(channel, role, event) };
+    this.hooks = {
+      onSocketEvent: (channel, role, event) => this.#onSocketEvent(channel, role, event),
+      onProxyRestart: (channel) => void this.#restarts.set(channel, (this.#restarts.get(channel) ?? 0) + 1),
+    };
   }
 
   /** The running adaptor whose counters and health to report. */
@@ -209,6 +213,16 @@ export class AdaptorMetrics {
         samples: channels.map((channel) => ({
           labels: { channel },
           value: this.#unanswered.get(channel) ?? 0,
+        })),
+      },
+      {
+        name: "adaptor_proxy_restarts_total",
+        help: "Times the channel's proxy was interrupted by a signal (EINTR) and started again on " +
+          "the same sockets; frames it moved after its last scrape are then missing from the counters.",
+        type: "counter",
+        samples: channels.map((channel) => ({
+          labels: { channel },
+          value: this.#restarts.get(channel) ?? 0,
         })),
       },
       {

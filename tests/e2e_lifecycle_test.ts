@@ -38,6 +38,7 @@ Deno.test("a stale socket file left by a killed adaptor is bound over", async ()
   await killed.ready();
   await killed.stop("SIGKILL");
   assert.ok(exists(bind), "SIGKILL leaves the socket file behind");
+  assert.ok(exists(`${bind}.lock`), "and its lock file, whose lock the kernel dropped");
 
   const restarted = new AdaptorProcess(["-b", `ipc://${bind}`, "-p", `tcp://127.0.0.1:${port}`]);
   try {
@@ -47,6 +48,7 @@ Deno.test("a stale socket file left by a killed adaptor is bound over", async ()
   } finally {
     await restarted.stop();
   }
+  assert.ok(!exists(bind) && !exists(`${bind}.lock`), "a clean stop removes the socket and lock files");
 });
 
 Deno.test("SIGTERM under full load: exit 0 within 2 s, socket files removed", async () => {

@@ -71,3 +71,11 @@ Deno.test("health: a bound ipc socket file that was removed, or replaced by anot
     }
   }
 });
+
+Deno.test("health: a part that ended by itself (a monitor, the ZAP handler) is reported first", () => {
+  const failed = "the XPUB's monitor ended (failed: Bad file descriptor)";
+  assert.deepEqual(
+    assessHealth({ stopping: false, failed, channels: [{ name: "main", running: true }], socketFiles: [] }),
+    { ok: false, reason: failed },
+  );
+});
