@@ -37,6 +37,7 @@ import {
   watchSocketFiles,
 } from "./ipc.ts";
 import { assessHealth, type Health } from "./health.ts";
+import { gatewayAccessProblem } from "./gateway_access.ts"; // issue #14 (gateway side)
 import { type MallocTrim, startMallocTrim } from "./libc.ts";
 import { literal, log } from "./log.ts";
 import { applyOptions, describe, explain } from "./socket_options.ts";
@@ -147,6 +148,10 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       { mode: config.ipcMode, gid },
       describe(role, endpoint),
     );
+    // --- issue #14 (gateway side): warn once per socket file when nginx workers could not connect.
+    const problem = gatewayAccessProblem(path, { ipcGroupGiven: gid !== undefined });
+    if (problem) log().warn(literal(problem));
+    // --- end issue #14
     if (how === "chmod-after-bind" && !warnedUmask) {
       warnedUmask = true;
       log().warn("libc's umask is out of reach: socket files have the umask's mode until chmod");
