@@ -43,10 +43,11 @@ test("defaults as root: one warning at start naming the socket file, its mode an
 });
 
 test("--ipc-group www-data: no access warning", async () => {
-  const adaptor = await withAdaptor(["--ipc-group", "www-data"], async ({ bind }) => {
+  const adaptor = await withAdaptor(["--ipc-group", "www-data"], ({ bind }) => {
     const info = Deno.lstatSync(bind.slice("ipc://".length));
     assert.equal(info.gid, 33);
     assert.equal(info.mode! & 0o777, 0o660);
+    return Promise.resolve();
   });
   assert.ok(!adaptor.lines.some((l) => ACCESS_WARNING.test(l)), adaptor.lines.join("\n"));
   assert.ok(adaptor.lines.some((l) => / ready \(pid \d+\)/.test(l)));
