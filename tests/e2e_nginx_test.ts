@@ -231,3 +231,70 @@ nginxTest(
       }
     }),
 );
+
+nginxTest(
+  "a stalled adaptor (SIGSTOP): the workers keep answering, events past the queue are dropped and counted " +
+    "(error.log says so), every other event arrives: received = sent − dropped",
+  () =>
+    inTempDir(async (dir) => {
+      Deno.chownSync(dir, 0, WWW_DATA);
+      Deno.chmodSync(dir, 0o750);
+      const path = `${dir}/nginx_queue_listen`;
+      const publish = `tcp://127.0.0.1:${freePort()}`;
+      const peers = new Peers();
+      const adaptor = new AdaptorProcess(["-b", `ipc://${path}`, "-p", publish, "--ipc-group", "www-data"]);
+      let nginx: Nginx | undefined;
+      let stopped = false;
+      try {
+        await adaptor.ready();
+        const sub = peers.subscriber(publish);
+        const gw = nginx = await Nginx.start(dir, {
+          port: freePort(),
+          endpoint: `ipc://${path}`,
+          // A short queue, so that a few thousand requests fill it; reports every second.
+          replace: [["sndhwm = 10000, report_interval = 10", "sndhwm = 100, report_interval = 1"]],
+        });
+        const workers = gw.workerPids();
+        await warmUp(gw, sub, workers, "warmup");
+        const before = await gw.publisherStats();
+
+        adaptor.kill("SIGSTOP");
+        stopped = true;
+        // Nothing reads the workers' sockets now: the kernel's buffers fill, then each worker's
+        // queue of 100; from then on log() drops. Requests go on being answered all along.
+        let sent = 0;
+        for (let batch = 0; batch < 40; batch++) {
+          const load: Load = new Load(gw.port, { tag: "stall", count: 500, concurrency: 4 });
+          await load.done;
+          assert.equal(load.failed, 0, "requests failed while the adaptor was stopped");
+          sent += load.sent;
+          if ((await gw.publisherStats()).dropped - before.dropped > 0) break;
+        }
+        const dropped = (await gw.publisherStats()).dropped - before.dropped;
+        assert.ok(dropped > 0, `no drop after ${sent} requests with the adaptor stopped`);
+        await until(
+          () =>
+            /zmq publisher \(worker pid=\d+, ipc:\/\/\S+\): \d+ events dropped \(queue to the adaptor full/
+              .test(
+                gw.errorLog(),
+              ),
+          "the drops reported in error.log",
+        );
+        adaptor.kill("SIGCONT");
+        stopped = false;
+
+        // Everything not dropped was queued, and arrives; per worker, in order.
+        await until(() => tagged(sub, "stall").length >= sent - dropped, "the queued events", 15_000)
+          .catch(() => undefined);
+        const received = tagged(sub, "stall").length;
+        assert.equal(received, sent - dropped, `sent ${sent}, dropped ${dropped}, received ${received}`);
+        assert.equal((await gw.publisherStats()).errors, before.errors);
+        console.log(`stalled adaptor: ${sent} requests answered, ${dropped} events dropped and counted`);
+      } finally {
+        if (stopped) adaptor.kill("SIGCONT");
+        await nginx?.stop();
+        await peers.close();
+        await adaptor.stop();
+      }
+    }),
+);

@@ -76,7 +76,15 @@ async function verdict(path: string, options: Parameters<typeof gatewayAccessPro
 }
 
 const test = (name: string, fn: () => Promise<void>) =>
-  Deno.test({ name: skip ? `${name} (skipped: ${skip})` : name, ignore: skip !== undefined, fn });
+  Deno.test({
+    name: skip
+      ? `${name} (skipped: ${skip})`
+      : haveSetpriv
+      ? name
+      : `${name} (not checked against a real connect as www-data: no /usr/bin/setpriv or /usr/bin/python3)`,
+    ignore: skip !== undefined,
+    fn,
+  });
 
 test("defaults as root (srw-rw---- root:root): warned, naming file, owner, group, mode and the fix", async () => {
   await withSocket(async (_dir, sock) => {

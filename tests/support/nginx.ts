@@ -63,13 +63,24 @@ function replaceOnce(text: string, from: string, to: string): string {
 }
 
 /** The example configuration with this test's port, endpoint, Lua path and worker count. */
-export function exampleConf(options: { port: number; endpoint: string; workers: number }): string {
+export function exampleConf(options: NginxOptions & { workers: number }): string {
   let conf = Deno.readTextFileSync(`${EXAMPLE_DIR}/nginx.conf`);
+  for (const [from, to] of options.replace ?? []) conf = replaceOnce(conf, from, to);
   conf = replaceOnce(conf, "worker_processes auto;", `worker_processes ${options.workers};`);
   conf = replaceOnce(conf, "listen 127.0.0.1:8080;", `listen 127.0.0.1:${options.port};`);
   conf = replaceOnce(conf, '"/usr/local/share/api-gateway/lua/?.lua;;"', `"${EXAMPLE_DIR}/?.lua;;"`);
   conf = replaceOnce(conf, '"ipc:///run/api-gateway/nginx_queue_listen"', `"${options.endpoint}"`);
   return conf;
+}
+
+/** Where nginx listens and publishes, and what else in the example configuration to change. */
+export interface NginxOptions {
+  readonly port: number;
+  readonly endpoint: string;
+  /** Worker processes (default 2). */
+  readonly workers?: number;
+  /** Further [from, to] replacements in the example configuration (each must be there). */
+  readonly replace?: readonly [string, string][];
 }
 
 /** A running nginx master (not daemonized: a child of the test) and its workers. */
@@ -90,10 +101,7 @@ export class Nginx {
    * Starts nginx in `prefix` (its conf, pid and error.log go there) and waits until every one
    * of `workers` workers has run `init_worker_by_lua` (the publisher's "connecting" line).
    */
-  static async start(
-    prefix: string,
-    options: { port: number; endpoint: string; workers?: number },
-  ): Promise<Nginx> {
+  static async start(prefix: string, options: NginxOptions): Promise<Nginx> {
     const workers = options.workers ?? 2;
     Deno.writeTextFileSync(`${prefix}/nginx.conf`, exampleConf({ ...options, workers }));
     const child = new Deno.Command(NGINX, {
