@@ -88,14 +88,17 @@ export function gatewayAccessProblem(path: string, options: GatewayAccessOptions
   if (groupCanWrite || otherCanWrite) {
     // The file itself lets them in; a directory above it does not.
     const dir = groupCanWrite ? blockedForGroup! : blockedForOther!;
-    const forWhom = groupCanWrite ? `group ${group} nor others` : "others";
+    const gives = groupCanWrite
+      ? `gives neither group ${group} nor others search (x) permission`
+      : "gives others no search (x) permission";
     const fix = !groupCanWrite
       ? `chmod o+x ${dir.path}`
       : dir.gid === file.gid
       ? `chmod g+x ${dir.path}`
       : `chgrp ${group} ${dir.path} and chmod g+x it (or o+x)`;
-    return `${described} but directory ${dir.path} (${names.describe(dir)}) gives ${forWhom} no search (x) ` +
-      `permission, so nginx workers running as another user get "Permission denied" and no event arrives; ` +
+    return `${described} but directory ${dir.path} (${
+      names.describe(dir)
+    }) ${gives}, so nginx workers running as another user get "Permission denied" and no event arrives; ` +
       `${fix}, or bind elsewhere (-b)`;
   }
   const who = `only ${names.user(file.uid)}` + (groupIsGateways ? "" : ` and group ${group}`) +

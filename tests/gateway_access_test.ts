@@ -114,7 +114,7 @@ test("--ipc-group www-data but the directory is root:root 0750: the directory is
     assert.equal(
       problem,
       `socket file ${path} is srw-rw---- root:www-data but directory ${dir} (drwxr-x--- root:root) gives ` +
-        `group www-data nor others no search (x) permission, so nginx workers running as another user get ` +
+        `neither group www-data nor others search (x) permission, so nginx workers running as another user get ` +
         `"Permission denied" and no event arrives; chgrp www-data ${dir} and chmod g+x it (or o+x), or bind ` +
         `elsewhere (-b)`,
     );
