@@ -26,10 +26,13 @@
 -- - A short linger (100 ms by default) and a clean close at worker exit: `close()` from
 --   `exit_worker_by_lua*`, or, failing that, the report timer's premature run at shutdown.
 --   nginx never waits on the adaptor for longer than the linger.
--- - The adaptor may restart at any time: the socket reconnects by itself (every 100 ms). What is
---   published while no adaptor is listening is lost (PUB/SUB), and not counted as a drop: libzmq
---   discards it without telling. A PUB socket also sends nothing that no subscriber of the
---   adaptor asked for (subscriptions travel up to the workers).
+-- - The adaptor may restart at any time: the socket reconnects by itself, every `reconnect_ivl`
+--   (250 ms). Meanwhile events queue in the worker (up to `sndhwm`) and go out on reconnect. The
+--   interval is longer than the tracking services' (libzmq's default, 100 ms) on purpose: a worker
+--   that reconnects first flushes its queue into a restarted adaptor that has no subscriber yet,
+--   whose XPUB then discards it (at 100 ms, hundreds of events per restart at 5 000 events/s;
+--   at 250 ms, a handful: docs/deployment.md). A PUB socket sends nothing that no subscriber of
+--   the adaptor asked for (subscriptions travel up to the workers).
 
 local ffi = require "ffi"
 
@@ -125,6 +128,7 @@ end
 ---   linger           ms that close() may spend delivering queued events (100)
 ---   stats_dict       a lua_shared_dict name: drops and errors of all workers are added there
 ---   report_interval  seconds between WARN lines about drops/errors, 0 = never (10)
+---   reconnect_ivl    ms between attempts to reach the adaptor again after losing it (250; see below)
 function _M.new(self, opts)
     opts = opts or {}
     return setmetatable({
@@ -132,6 +136,7 @@ function _M.new(self, opts)
         linger = opts.linger or 100,
         stats_dict = opts.stats_dict and ngx.shared[opts.stats_dict] or nil,
         report_interval = opts.report_interval or 10,
+        reconnect_ivl = opts.reconnect_ivl or 250,
         sent = 0,
         dropped = 0,
         errors = 0,
@@ -174,7 +179,7 @@ function _M.connect(self, socket_type, socket_address)
     end
     set_int(socket, ZMQ_LINGER, self.linger)
     set_int(socket, ZMQ_SNDHWM, self.sndhwm)
-    set_int(socket, ZMQ_RECONNECT_IVL, 100)
+    set_int(socket, ZMQ_RECONNECT_IVL, self.reconnect_ivl)
     set_int(socket, ZMQ_RECONNECT_IVL_MAX, 0)
     if socket_type == SOCKET_TYPE.ZMQ_PUB or socket_type == SOCKET_TYPE.ZMQ_XPUB then
         -- A full queue then fails the DONTWAIT send with EAGAIN (counted) instead of a silent drop.
