@@ -149,7 +149,10 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       describe(role, endpoint),
     );
     // --- issue #14 (gateway side): warn once per socket file when nginx workers could not connect.
-    const problem = gatewayAccessProblem(path, { ipcGroupGiven: gid !== undefined });
+    const gatewayFacing = role === "bind" || role === "push"; // the files nginx's workers connect to
+    const problem = gatewayFacing
+      ? gatewayAccessProblem(path, { ipcGroupGiven: gid !== undefined })
+      : undefined;
     if (problem) log().warn(literal(problem));
     // --- end issue #14
     if (how === "chmod-after-bind" && !warnedUmask) {
