@@ -12,7 +12,9 @@
  * the file's "other" bits allow it, or when it is a member of the file's group, that group was
  * chosen for it (`--ipc-group`, or inherited from a setgid directory: any group other than the
  * adaptor's own primary group), and the group bits allow it. The adaptor's own primary group is
- * not the gateway's unless chosen explicitly: root's group `root`, say, is no worker's.
+ * not the gateway's unless chosen explicitly (root's group `root`, say, is no worker's), or named as
+ * the workers' groups are (`www-data`, `nginx`); and an adaptor that runs as `www-data` or `nginx`
+ * itself is taken to be the workers' user (the workers then connect as the file's owner).
  *
  * A directory above the file lets such a user through when its "other" bits have `x`, or when it
  * belongs to the file's group and its group bits have `x`. (A worker that owns a directory, or is
@@ -33,6 +35,12 @@ export interface GatewayAccessOptions {
   /** For names in the message only (default /etc/group). */
   readonly groupFile?: string;
 }
+
+/**
+ * The users (and their groups) nginx's workers run as: Debian/Ubuntu's and RHEL-likes'. A socket
+ * file of that user, or of that group, is the gateway's even when it is the adaptor's own.
+ */
+export const WORKER_NAMES: readonly string[] = ["www-data", "nginx"];
 
 /** The fix for the usual case, one per distribution family. */
 export const IPC_GROUP_HINT = "--ipc-group www-data (Debian/Ubuntu) or --ipc-group nginx (RHEL-likes)";
@@ -72,8 +80,16 @@ export function gatewayAccessProblem(path: string, options: GatewayAccessOptions
   const perms = file.mode & 0o777;
   const otherCanWrite = (perms & 0o002) !== 0;
   // Unknown own group (no /proc): the file's group is taken for the adaptor's own, the safe side.
-  const groupIsGateways = options.ipcGroupGiven || (ownGid !== undefined && file.gid !== ownGid);
+  const groupIsGateways = options.ipcGroupGiven || (ownGid !== undefined && file.gid !== ownGid) ||
+    WORKER_NAMES.includes(names.group(file.gid));
   const groupCanWrite = groupIsGateways && (perms & 0o020) !== 0;
+  // An adaptor that runs as the workers' own user (User=www-data): they connect as the file's owner.
+  if (WORKER_NAMES.includes(names.user(file.uid)) && (perms & 0o200) !== 0) {
+    const ownerBlocked = dirs.find((d) =>
+      !((d.uid === file.uid && d.mode & 0o100) || (d.gid === file.gid && d.mode & 0o010) || d.mode & 0o001)
+    );
+    if (!ownerBlocked) return undefined;
+  }
 
   // Each way in: "other", then the file's group; a way is open when the file and every directory allow it.
   const blockedForOther = dirs.find((d) => (d.mode & 0o001) === 0);

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { gatewayAccessProblem, modeText, processIds } from "../src/gateway_access.ts";
 
 const WWW = 33; // www-data on Debian/Ubuntu
+const USERS = 100; // "users" on Debian/Ubuntu and RHEL-likes
 const isRoot = processIds()?.uid === 0;
 const haveWww = (() => {
   try {
@@ -24,7 +25,20 @@ const haveSetpriv = (() => {
     return false;
   }
 })();
-const skip = !isRoot ? "not root" : !haveWww ? "no www-data group (gid 33)" : undefined;
+const haveUsers = (() => {
+  try {
+    return /^users:[^:]*:100:/m.test(Deno.readTextFileSync("/etc/group"));
+  } catch {
+    return false;
+  }
+})();
+const skip = !isRoot
+  ? "not root"
+  : !haveWww
+  ? "no www-data group (gid 33)"
+  : !haveUsers
+  ? "no users group (gid 100)"
+  : undefined;
 
 /** A temp dir (0755) holding a listening socket file; cleaned up after `body`. */
 async function withSocket(
@@ -170,14 +184,38 @@ test("--ipc-mode 0666: anyone may connect, no warning; 0600 with a group: the mo
 });
 
 test("the adaptor's own primary group is not the gateway's unless chosen with --ipc-group", () => {
-  // No oracle here: www-data can connect, but only because the adaptor's group is www-data by chance.
+  // The adaptor's group is "users" (gid 100): no worker's, as far as the check can tell.
+  return withSocket((_dir, sock) => {
+    const path = sock("q", 0o660, USERS);
+    assert.match(
+      gatewayAccessProblem(path, { ipcGroupGiven: false, ownGid: USERS })!,
+      /srw-rw---- root:users: only root and group users may connect, .* --ipc-group www-data/,
+    );
+    assert.equal(gatewayAccessProblem(path, { ipcGroupGiven: true, ownGid: USERS }), undefined);
+    // Another group than the adaptor's own is one chosen for the workers (a setgid directory's, say).
+    assert.equal(gatewayAccessProblem(path, { ipcGroupGiven: false, ownGid: 0 }), undefined);
+  });
+});
+
+test("a socket file of group www-data is the workers' even as the adaptor's primary group (Group=www-data)", () => {
   return withSocket((_dir, sock) => {
     const path = sock("q", 0o660, WWW);
+    // The adaptor's primary group is www-data (the unit's drop-in without ADAPTOR_IPC_GROUP).
+    assert.equal(gatewayAccessProblem(path, { ipcGroupGiven: false, ownGid: WWW }), undefined);
+  });
+});
+
+test("an adaptor running as www-data itself (the workers' user): its own file is theirs", async () => {
+  await withSocket(async (dir, sock) => {
+    const path = sock("q", 0o600);
+    Deno.chownSync(path, WWW, 0); // www-data:root 0600, as if bound by an adaptor running as www-data
+    assert.equal(await verdict(path, { ipcGroupGiven: false, ownGid: 0 }), undefined);
+    // ... while a directory only root may search still stops them, and is named.
+    Deno.chmodSync(dir, 0o700);
     assert.match(
-      gatewayAccessProblem(path, { ipcGroupGiven: false, ownGid: WWW })!,
-      /srw-rw---- root:www-data: only root and group www-data may connect, .* --ipc-group www-data/,
+      (await verdict(path, { ipcGroupGiven: false, ownGid: 0 }))!,
+      /only www-data may connect|directory/,
     );
-    assert.equal(gatewayAccessProblem(path, { ipcGroupGiven: true, ownGid: WWW }), undefined);
   });
 });
 
