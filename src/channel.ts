@@ -17,8 +17,9 @@ import type { Config, Endpoint, Role } from "./config.ts";
 import { ROLES } from "./config.ts";
 import { Forwarder } from "./engine.ts";
 import { StartupError } from "./errors.ts";
+import { gatewayAccessProblem } from "./gateway_access.ts";
 import type { BindProtection, IpcGuard } from "./ipc.ts";
-import { log } from "./log.ts";
+import { literal, log } from "./log.ts";
 import { monitorSocket, type SocketEvent } from "./monitor.ts";
 import { applyOptions, describe, explain } from "./socket_options.ts";
 import {
@@ -151,6 +152,11 @@ function attach(deps: ChannelDeps, socket: Socket, role: Role, endpoint: Endpoin
       describe(role, endpoint),
     );
     if (how === "chmod-after-bind") deps.onChmodAfterBind();
+    // The files nginx's workers connect to: say so once when they could not (another user).
+    if (role === "bind" || role === "push") {
+      const problem = gatewayAccessProblem(path, { ipcGroupGiven: deps.gid !== undefined });
+      if (problem) log().warn(literal(problem));
+    }
   } catch (error) {
     if (error instanceof StartupError) throw error;
     const why = error instanceof ZmqError ? explain(error) : String(error);

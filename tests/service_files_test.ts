@@ -1,59 +1,148 @@
 /**
  * scripts/adaptor.service: every ADAPTOR_* setting it makes is one the adaptor reads, and
  * together they form a valid configuration (a typo would otherwise surface only on a node);
- * systemd itself accepts the unit where systemd-analyze is installed.
+ * systemd itself accepts the unit where systemd-analyze is installed. The same for the unit with
+ * each distribution's drop-in (scripts/adaptor.service.d/): the unit is one file for Debian/Ubuntu
+ * and RHEL-likes, the drop-in names the nginx workers' group; and scripts/adaptor.sysusers makes
+ * the user the unit runs as.
  */
 
 import assert from "node:assert/strict";
 import { ENV, parseArgs } from "../src/cli.ts";
+import type { Config } from "../src/config.ts";
 import { ROOT } from "./support/process.ts";
 
 const UNIT = `${ROOT}scripts/adaptor.service`;
+const DROP_INS = { debian: "www-data", rhel: "nginx" } as const;
+const dropIn = (name: string) => `${ROOT}scripts/adaptor.service.d/${name}.conf`;
+const SYSUSERS = `${ROOT}scripts/adaptor.sysusers`;
 
-Deno.test("the systemd unit's ADAPTOR_* settings are known and make a valid configuration", () => {
-  const settings = Object.fromEntries(
-    Deno.readTextFileSync(UNIT).split("\n")
+/** `Environment=ADAPTOR_…=…` lines of unit files, later files overriding earlier ones. */
+function settings(...files: string[]): Record<string, string> {
+  return Object.fromEntries(
+    files.flatMap((file) => Deno.readTextFileSync(file).split("\n"))
       .map((line) => /^Environment=(ADAPTOR_\w+)=(.*)$/.exec(line))
       .filter((m) => m !== null)
       .map((m) => [m![1], m![2]]),
   );
+}
+
+/** The last value of `key=` in the [Service] sections of `files` (drop-ins override). */
+function serviceKey(key: string, ...files: string[]): string | undefined {
+  let value: string | undefined;
+  for (const file of files) {
+    for (const m of Deno.readTextFileSync(file).matchAll(new RegExp(`^${key}=(.*)$`, "gm"))) value = m[1];
+  }
+  return value;
+}
+
+function configOf(values: Record<string, string>): Config {
   const known = new Set(Object.values(ENV).map((e) => e.env));
-  for (const name of Object.keys(settings)) assert.ok(known.has(name), `the adaptor does not read ${name}`);
-  const invocation = parseArgs([], settings);
+  for (const name of Object.keys(values)) assert.ok(known.has(name), `the adaptor does not read ${name}`);
+  const invocation = parseArgs([], values);
   assert.equal(invocation.kind, "run");
-  const { config } = invocation as Extract<typeof invocation, { kind: "run" }>;
+  return (invocation as Extract<typeof invocation, { kind: "run" }>).config;
+}
+
+Deno.test("the systemd unit's ADAPTOR_* settings are known and make a valid configuration", () => {
+  const config = configOf(settings(UNIT));
   assert.equal(config.bind[0].ipcPath, "/run/api-gateway/nginx_queue_listen");
   assert.deepEqual(config.metrics, { hostname: "0.0.0.0", port: 6002 });
   assert.equal(config.logFormat, "json");
 });
 
-const analyze = (() => {
-  try {
-    new Deno.Command("systemd-analyze", { args: ["--version"], stdout: "null", stderr: "null" }).outputSync();
-    return true;
-  } catch {
-    return false;
+Deno.test("one unit for every distribution: its own user; each drop-in sets the workers' group twice over", () => {
+  // The unit names no distribution's nginx user: it runs unedited everywhere.
+  assert.equal(serviceKey("User", UNIT), "adaptor");
+  assert.equal(serviceKey("Group", UNIT), "adaptor");
+  assert.doesNotMatch(Deno.readTextFileSync(UNIT), /^(User|Group|SupplementaryGroups)=(nginx|www-data)$/m);
+  assert.match(Deno.readTextFileSync(SYSUSERS), /^u adaptor - /m);
+  for (const [name, group] of Object.entries(DROP_INS)) {
+    // The primary group makes RuntimeDirectory adaptor:<group> 0750 (the workers may search it) and
+    // lets the adaptor chown its socket files to it; ADAPTOR_IPC_GROUP does that chown.
+    assert.equal(serviceKey("Group", UNIT, dropIn(name)), group, name);
+    assert.equal(serviceKey("User", UNIT, dropIn(name)), "adaptor", name);
+    assert.equal(serviceKey("RuntimeDirectoryMode", UNIT, dropIn(name)), "0750", name);
+    const config = configOf(settings(UNIT, dropIn(name)));
+    assert.equal(config.ipcGroup, group, name);
+    assert.equal(config.ipcMode, 0o660, name);
+    assert.equal(config.bind[0].ipcPath, "/run/api-gateway/nginx_queue_listen", name);
   }
-})();
+});
+
+const missing = (command: string): string | undefined => {
+  try {
+    new Deno.Command(command, { args: ["--version"], stdout: "null", stderr: "null" }).outputSync();
+    return undefined;
+  } catch {
+    return `no ${command} (apt-get install systemd)`;
+  }
+};
+const noAnalyze = missing("systemd-analyze");
+const noSysusers = missing("systemd-sysusers");
+
+/** Writes the unit (ExecStart pointed at a binary that exists) and, if given, a drop-in into a temp dir. */
+async function verify(dropInFile?: string): Promise<void> {
+  // verify checks that ExecStart exists: point it at a binary that does.
+  const dir = Deno.makeTempDirSync({ prefix: "adaptor-unit-" });
+  try {
+    const unit = `${dir}/adaptor.service`;
+    Deno.writeTextFileSync(
+      unit,
+      Deno.readTextFileSync(UNIT).replace("ExecStart=/usr/local/bin/adaptor", "ExecStart=/bin/true"),
+    );
+    if (dropInFile) {
+      // systemd-analyze reads the drop-ins beside the unit, as it would in /etc/systemd/system.
+      Deno.mkdirSync(`${dir}/adaptor.service.d`);
+      Deno.copyFileSync(dropInFile, `${dir}/adaptor.service.d/gateway.conf`);
+      // A drop-in systemd would ignore a key of would pass in silence: check that it does not.
+      Deno.writeTextFileSync(`${dir}/adaptor.service.d/zz-probe.conf`, "[Service]\nNoSuchKey=1\n");
+      const probe = await new Deno.Command("systemd-analyze", { args: ["verify", unit] }).output();
+      assert.match(new TextDecoder().decode(probe.stderr), /zz-probe\.conf:2: Unknown key 'NoSuchKey'/);
+      Deno.removeSync(`${dir}/adaptor.service.d/zz-probe.conf`);
+    }
+    const output = await new Deno.Command("systemd-analyze", { args: ["verify", unit] }).output();
+    const text = new TextDecoder().decode(output.stderr) + new TextDecoder().decode(output.stdout);
+    assert.equal(output.code, 0, text);
+    assert.equal(text.trim(), "", text);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
 
 Deno.test({
-  name: "systemd-analyze verify accepts the unit",
-  ignore: !analyze, // skipped where systemd is not installed
+  name: `systemd-analyze verify accepts the unit${noAnalyze ? ` (skipped: ${noAnalyze})` : ""}`,
+  ignore: noAnalyze !== undefined,
+  fn: () => verify(),
+});
+
+for (const name of Object.keys(DROP_INS)) {
+  Deno.test({
+    name: `systemd-analyze verify accepts the unit with the ${name} drop-in${
+      noAnalyze ? ` (skipped: ${noAnalyze})` : ""
+    }`,
+    ignore: noAnalyze !== undefined,
+    fn: () => verify(dropIn(name)),
+  });
+}
+
+Deno.test({
+  name: `systemd-sysusers makes the unit's user and group from scripts/adaptor.sysusers${
+    noSysusers ? ` (skipped: ${noSysusers})` : ""
+  }`,
+  ignore: noSysusers !== undefined,
   fn: async () => {
-    // verify checks that ExecStart exists: point it at a binary that does.
-    const dir = Deno.makeTempDirSync({ prefix: "adaptor-unit-" });
+    const root = Deno.makeTempDirSync({ prefix: "adaptor-sysusers-" });
     try {
-      const unit = `${dir}/adaptor.service`;
-      Deno.writeTextFileSync(
-        unit,
-        Deno.readTextFileSync(UNIT).replace("ExecStart=/usr/local/bin/adaptor", "ExecStart=/bin/true"),
-      );
-      const output = await new Deno.Command("systemd-analyze", { args: ["verify", unit] }).output();
+      const output = await new Deno.Command("systemd-sysusers", {
+        args: [`--root=${root}`, "--dry-run", SYSUSERS],
+      }).output();
       const text = new TextDecoder().decode(output.stderr) + new TextDecoder().decode(output.stdout);
       assert.equal(output.code, 0, text);
-      assert.equal(text.trim(), "", text);
+      assert.match(text, /Creating group '?adaptor'? with GID \d+/);
+      assert.match(text, /Creating user '?adaptor'? \(API gateway ZeroMQ adaptor\) with UID \d+/);
     } finally {
-      Deno.removeSync(dir, { recursive: true });
+      Deno.removeSync(root, { recursive: true });
     }
   },
 });

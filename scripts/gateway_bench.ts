@@ -1,0 +1,368 @@
+/**
+ * `deno task gateway-bench`: the gateway side measured (issue #14). Debian's nginx (2 workers as
+ * www-data, examples/nginx/nginx.conf and its publisher module) → proxy → one subscriber, with
+ * the adaptor and with libzmq's C proxy (scripts/bench/proxy.c, built here against the system
+ * libzmq) in alternating rounds on the same nginx, the same ipc path and the same port.
+ *
+ * Phases, each run with a fresh proxy process:
+ * - steady:     4 requests in flight from this process (new connection each), 3 s;
+ * - saturation: wrk -t2 -c32 for 4 s, all of the machine's 2 CPUs shared by nginx, wrk, the
+ *               proxy and the subscriber;
+ * - restart:    2 requests in flight; after 1.5 s SIGTERM to the proxy and a new one started at
+ *               once on the same path; 2 s more.
+ *
+ * Counting is exact, by worker and sequence number (`worker=…,seq=…` in every event): after a
+ * phase, marker requests are sent until a marker from each worker has arrived; a worker's
+ * events published in the phase are those between its marker before and its marker after.
+ * lost = published − received; "dropped" is what the workers' publisher counted (a full queue).
+ * The restart gap is the longest silence between two events received during the restart phase.
+ *
+ * Needs root, nginx + libnginx-mod-http-lua + lua-resty-core + libzmq5, wrk, gcc and libzmq3-dev:
+ *   apt-get install -y nginx libnginx-mod-http-lua lua-resty-core libzmq5 libzmq3-dev wrk gcc
+ *
+ *   deno task gateway-bench [--rounds 3] [--no-write] [--only steady,saturation,restart]
+ *                           [--sub-reconnect-ivl MS] [--worker-reconnect-ivl MS]
+ *
+ * Writes the medians into docs/deployment.md between its gateway-bench markers, and the raw
+ * figures to .bench/gateway.json.
+ */
+
+import { AdaptorProcess, ROOT } from "../tests/support/process.ts";
+import { freePort, sleep } from "../tests/support/net.ts";
+import { Load, Nginx, nginxUnavailable, parseEvent } from "../tests/support/nginx.ts";
+import { Peers } from "../tests/support/peers.ts";
+import { ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq.ts";
+
+const ZMQ_RECONNECT_IVL = 18;
+
+type Kind = "adaptor" | "c-proxy";
+type Phase = "steady" | "saturation" | "restart";
+
+interface PhaseResult {
+  kind: Kind;
+  phase: Phase;
+  round: number;
+  seconds: number;
+  published: number;
+  received: number;
+  lost: number;
+  dropped: number;
+  /** The longest silence between two received events (restart phase). */
+  gapMs?: number;
+}
+
+const args = Deno.args;
+const rounds = Number(args[args.indexOf("--rounds") + 1] || 3) || 3;
+const write = !args.includes("--no-write");
+const only = args.includes("--only") ? args[args.indexOf("--only") + 1].split(",") as Phase[] : undefined;
+/** The subscriber's ZMQ_RECONNECT_IVL (libzmq's default 100 ms), for experiments. */
+/** The workers' publisher's reconnect_ivl (the module's default 100 ms), for experiments. */
+const workerReconnectIvl = args.includes("--worker-reconnect-ivl")
+  ? Number(args[args.indexOf("--worker-reconnect-ivl") + 1])
+  : undefined;
+const subReconnectIvl = args.includes("--sub-reconnect-ivl")
+  ? Number(args[args.indexOf("--sub-reconnect-ivl") + 1])
+  : undefined;
+const BENCH = `${ROOT}.bench`;
+const PROXY_BIN = `${BENCH}/bin/gateway-proxy`;
+const WWW_DATA = 33;
+const decoder = new TextDecoder();
+
+async function buildProxy(): Promise<void> {
+  Deno.mkdirSync(`${BENCH}/bin`, { recursive: true });
+  const out = await new Deno.Command("gcc", {
+    args: ["-O2", "-o", PROXY_BIN, `${ROOT}scripts/bench/proxy.c`, "-lzmq", "-lpthread"],
+  }).output();
+  if (!out.success) {
+    throw new Error(`gcc failed (apt-get install -y gcc libzmq3-dev):\n${decoder.decode(out.stderr)}`);
+  }
+}
+
+/** An event received, and when. */
+interface Arrival {
+  t: number;
+  worker: number;
+  seq: number;
+  req: string;
+}
+
+/** A SUB in this process that timestamps every event. */
+function subscribe(peers: Peers, endpoint: string): Arrival[] {
+  const socket = peers.socket(ZMQ_SUB);
+  socket.setInt(ZMQ_RCVHWM, 0);
+  socket.setBytes(ZMQ_SUBSCRIBE, "");
+  if (subReconnectIvl !== undefined) socket.setInt(ZMQ_RECONNECT_IVL, subReconnectIvl);
+  socket.connect(endpoint);
+  const arrivals: Arrival[] = [];
+  const take = (frames: Uint8Array[]) => {
+    const e = parseEvent(decoder.decode(frames[0]));
+    arrivals.push({ t: performance.now(), worker: e.worker, seq: e.seq, req: e.req });
+  };
+  (async () => {
+    try {
+      for (;;) {
+        const first = await socket.receive();
+        if (!first) return;
+        take(first);
+        let more;
+        while ((more = socket.tryReceive())) take(more);
+      }
+    } catch {
+      // context shut down
+    }
+  })();
+  return arrivals;
+}
+
+class Gateway {
+  proxy?: AdaptorProcess;
+  constructor(readonly path: string, readonly publish: string) {}
+
+  async start(kind: Kind): Promise<void> {
+    if (kind === "adaptor") {
+      this.proxy = new AdaptorProcess([
+        "-b",
+        `ipc://${this.path}`,
+        "-p",
+        this.publish,
+        "--ipc-group",
+        "www-data",
+      ]);
+      await this.proxy.ready();
+    } else {
+      this.proxy = new AdaptorProcess(["--bind", `ipc://${this.path}`, "--publish", this.publish], {
+        command: [PROXY_BIN],
+      });
+      await this.proxy.waitFor(/proxy ready/);
+      // zmq_proxy knows nothing of file permissions: let the workers in, as --ipc-group does.
+      Deno.chownSync(this.path, null, WWW_DATA);
+      Deno.chmodSync(this.path, 0o660);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.proxy?.stop();
+    this.proxy = undefined;
+  }
+}
+
+/**
+ * Marker requests until a marker from every worker has arrived; returns each worker's marker
+ * seq. Everything a worker published before its marker has arrived by then, or never will.
+ */
+async function mark(
+  nginx: Nginx,
+  arrivals: Arrival[],
+  workers: number[],
+  tag: string,
+): Promise<Map<number, number>> {
+  for (let round = 0; round < 500; round++) {
+    const seen = new Map<number, number>();
+    for (const a of arrivals) {
+      if (a.req.startsWith(`${tag}-`) && !seen.has(a.worker)) seen.set(a.worker, a.seq);
+    }
+    if (workers.every((w) => seen.has(w))) {
+      await sleep(50);
+      return seen;
+    }
+    await new Load(nginx.port, { tag, count: 10, concurrency: 2 }).done;
+    await sleep(10);
+  }
+  throw new Error(`markers '${tag}' did not arrive from every worker`);
+}
+
+function count(
+  arrivals: Arrival[],
+  before: Map<number, number>,
+  after: Map<number, number>,
+): { published: number; received: number } {
+  let published = 0;
+  let received = 0;
+  for (const [worker, start] of before) {
+    const end = after.get(worker)!;
+    published += end - start - 1;
+    received += new Set(
+      arrivals.filter((a) => a.worker === worker && a.seq > start && a.seq < end).map((a) => a.seq),
+    ).size;
+  }
+  return { published, received };
+}
+
+async function wrk(port: number, seconds: number): Promise<void> {
+  const out = await new Deno.Command("wrk", {
+    args: ["-t2", "-c32", `-d${seconds}s`, `http://127.0.0.1:${port}/api/usage?api_key=wrk`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(`wrk failed: ${decoder.decode(out.stderr)}`);
+}
+
+async function runPhase(
+  kind: Kind,
+  phase: Phase,
+  round: number,
+  ctx: { nginx: Nginx; gateway: Gateway; arrivals: Arrival[]; workers: number[] },
+): Promise<PhaseResult> {
+  const { nginx, gateway, arrivals, workers } = ctx;
+  const tag = `${kind}-${phase}-${round}`;
+  await gateway.start(kind);
+  const dropsBefore = (await nginx.publisherStats()).dropped;
+  const before = await mark(nginx, arrivals, workers, `${tag}-a`);
+  const from = arrivals.length;
+  const t0 = performance.now();
+  let gapMs: number | undefined;
+  if (phase === "steady") {
+    const load = new Load(nginx.port, { tag, concurrency: 4 });
+    await sleep(3000);
+    await load.stop();
+  } else if (phase === "saturation") {
+    await wrk(nginx.port, 4);
+  } else {
+    const load = new Load(nginx.port, { tag, concurrency: 2 });
+    await sleep(1500);
+    const signalled = performance.now();
+    await gateway.stop();
+    await gateway.start(kind);
+    await sleep(2000);
+    await load.stop();
+    let last = signalled;
+    gapMs = 0;
+    // The longest silence from the signal on (the restart's), between two received events.
+    for (const a of arrivals.slice(from)) {
+      if (a.t < signalled) continue;
+      gapMs = Math.max(gapMs, a.t - last);
+      last = a.t;
+    }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const after = await mark(nginx, arrivals, workers, `${tag}-z`);
+  const { published, received } = count(arrivals, before, after);
+  const dropped = (await nginx.publisherStats()).dropped - dropsBefore;
+  await gateway.stop();
+  return { kind, phase, round, seconds, published, received, lost: published - received, dropped, gapMs };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+function render(results: PhaseResult[], meta: Record<string, string>): string {
+  const rows: string[] = [];
+  const get = (kind: Kind, phase: Phase) => results.filter((r) => r.kind === kind && r.phase === phase);
+  const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits });
+  const range = (xs: number[], digits = 0) =>
+    xs.length > 1 ? ` (${fmt(Math.min(...xs), digits)}–${fmt(Math.max(...xs), digits)})` : "";
+  const cell = (rs: PhaseResult[], f: (r: PhaseResult) => number, digits = 0) => {
+    const xs = rs.map(f);
+    return `${fmt(median(xs), digits)}${range(xs, digits)}`;
+  };
+  rows.push("| phase | figure | adaptor | C zmq_proxy |", "|---|---|---:|---:|");
+  for (const phase of ["steady", "saturation", "restart"] as Phase[]) {
+    const a = get("adaptor", phase);
+    const c = get("c-proxy", phase);
+    if (a.length === 0 || c.length === 0) continue;
+    const line = (figure: string, f: (r: PhaseResult) => number, digits = 0) =>
+      rows.push(`| ${phase} | ${figure} | ${cell(a, f, digits)} | ${cell(c, f, digits)} |`);
+    line("events/s published by nginx", (r) => r.published / r.seconds);
+    line("events/s received", (r) => r.received / r.seconds);
+    line("events lost", (r) => r.lost);
+    line("lost, % of published", (r) => 100 * r.lost / Math.max(1, r.published), 2);
+    line("of them dropped (counted) by the workers", (r) => r.dropped);
+    if (phase === "restart") line("longest silence around the restart, ms", (r) => r.gapMs ?? 0);
+  }
+  return [
+    `Measured with \`deno task gateway-bench\` on ${meta.date} (${rounds} rounds, adaptor and C proxy alternating;`,
+    `${meta.machine}; nginx ${meta.nginx}, 2 workers as www-data, the example publisher on libzmq ${meta.libzmq};`,
+    `the adaptor's libzmq is the zeromq addon's 4.3.5, the C proxy's the system's). Medians (min–max):`,
+    "",
+    ...rows,
+    "",
+  ].join("\n");
+}
+
+let publisherZmq = "?";
+
+async function main(): Promise<void> {
+  const why = nginxUnavailable();
+  if (why) throw new Error(`cannot run: ${why}`);
+  await buildProxy();
+  const dir = Deno.makeTempDirSync({ prefix: "adaptor-gateway-bench-" });
+  const peers = new Peers();
+  let nginx: Nginx | undefined;
+  const results: PhaseResult[] = [];
+  try {
+    Deno.chownSync(dir, 0, WWW_DATA);
+    Deno.chmodSync(dir, 0o750);
+    const path = `${dir}/nginx_queue_listen`;
+    const publish = `tcp://127.0.0.1:${freePort()}`;
+    const gateway = new Gateway(path, publish);
+    const arrivals = subscribe(peers, publish);
+    nginx = await Nginx.start(dir, {
+      port: freePort(),
+      endpoint: `ipc://${path}`,
+      replace: workerReconnectIvl === undefined
+        ? []
+        : [["report_interval = 10,", `report_interval = 10, reconnect_ivl = ${workerReconnectIvl},`]],
+    });
+    const workers = nginx.workerPids();
+    publisherZmq = /zmq publisher: connecting \(ZeroMQ ([\d.]+)\)/.exec(nginx.errorLog())?.[1] ?? "?";
+    const ctx = { nginx, gateway, arrivals, workers };
+    for (let round = 1; round <= rounds; round++) {
+      for (const phase of ["steady", "saturation", "restart"] as Phase[]) {
+        if (only && !only.includes(phase)) continue;
+        const kinds: Kind[] = round % 2 ? ["adaptor", "c-proxy"] : ["c-proxy", "adaptor"];
+        for (const kind of kinds) {
+          const r = await runPhase(kind, phase, round, ctx);
+          results.push(r);
+          console.log(
+            `round ${round} ${phase.padEnd(10)} ${kind.padEnd(7)}: published ${r.published} in ${
+              r.seconds.toFixed(1)
+            } s, received ${r.received}, lost ${r.lost}, dropped ${r.dropped}` +
+              (r.gapMs !== undefined ? `, longest silence ${r.gapMs.toFixed(0)} ms` : ""),
+          );
+          // The subscriber's list only grows: drop what the next phases do not need.
+          arrivals.splice(0, arrivals.length);
+        }
+      }
+    }
+  } finally {
+    await nginx?.stop();
+    await peers.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+  const cpus =
+    Deno.readTextFileSync("/proc/cpuinfo").split("\n").filter((l) => l.startsWith("processor")).length;
+  const nginxVersion = decoder.decode((await new Deno.Command("nginx", { args: ["-v"] }).output()).stderr)
+    .trim().replace(/^nginx version: nginx\//, "");
+  const libzmq = publisherZmq;
+  const meta = {
+    date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+    machine: `${cpus} CPUs shared by everything`,
+    nginx: nginxVersion,
+    libzmq,
+  };
+  Deno.writeTextFileSync(`${BENCH}/gateway.json`, JSON.stringify({ meta, results }, null, 2) + "\n");
+  const text = render(results, meta);
+  console.log("\n" + text);
+  if (write) {
+    const doc = `${ROOT}docs/deployment.md`;
+    const md = Deno.readTextFileSync(doc);
+    const start = "<!-- gateway-bench:start -->";
+    const end = "<!-- gateway-bench:end -->";
+    const a = md.indexOf(start);
+    const b = md.indexOf(end);
+    if (a < 0 || b < a) throw new Error(`docs/deployment.md has no ${start} … ${end} block`);
+    Deno.writeTextFileSync(doc, md.slice(0, a + start.length) + "\n" + text + md.slice(b));
+    console.log("wrote docs/deployment.md");
+  }
+}
+
+if (import.meta.main) {
+  try {
+    await main();
+  } catch (error) {
+    console.error(`gateway-bench: ${(error as Error).message}`);
+    Deno.exit(1);
+  }
+}
