@@ -38,6 +38,7 @@ import { startMallocTrim } from "./libc.ts";
 import { literal, log } from "./log.ts";
 import type { SocketEvent } from "./monitor.ts";
 import { PeerEventLog, routeSocketEvents } from "./peer_events.ts";
+import { PublisherPresence } from "./presence.ts";
 import { describe } from "./socket_options.ts";
 import { type AuthEvent, ZapHandler } from "./zap.ts";
 import { Context, type CurveKeyPair, curveKeypair, zmqVersion } from "./zmq.ts";
@@ -77,6 +78,11 @@ export interface AdaptorHandle {
   health(): Health;
   /** `health().ok`. */
   readonly healthy: boolean;
+  /**
+   * Why the gateway's publishers are missing, once no publisher has been connected to the XSUB
+   * for `--publisher-grace` seconds; undefined while one is (or within the grace).
+   */
+  readonly publisherAbsence: string | undefined;
   /** Resolves (never rejects) if a part of the adaptor ends while it was not stopping. */
   readonly failure: Promise<string>;
   /** Exact counts of CURVE connections allowed and denied since start (0/0 without CURVE). */
@@ -105,6 +111,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
   let stopping = false;
   let zap: ZapHandler | undefined;
   let guard: IpcGuard;
+  let presence: PublisherPresence | undefined;
   const auth = new AuthTracker(hooks.onAuth);
   try {
     // Refuse before opening anything: a live ipc path belongs to another process.
@@ -138,6 +145,11 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       loops.push({ done: handler.done.then((why) => `the ZAP handler ended (${why})`) });
       reportClients(clients);
     }
+    // The XSUB's publishers: warned about, and unhealthy, when none is there for the grace.
+    const xsubWhere = `XSUB ${config.bind.map((e) => e.address).join(", ")}`;
+    const watch = new PublisherPresence(xsubWhere, config.publisherGrace);
+    presence = watch;
+    stack.defer(() => watch.close());
     let warnedUmask = false;
     const deps = {
       ctx,
@@ -159,7 +171,10 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
           dials: new Set(config[role].filter((e) => e.mode === "connect").map((e) => e.address)),
           peerEvents,
           logger: log("socket"),
-          hook: hooks.onSocketEvent && ((event) => hooks.onSocketEvent!(channel, role, event)),
+          hook: (event) => {
+            if (role === "bind") watch.report(event);
+            hooks.onSocketEvent?.(channel, role, event);
+          },
         }),
       onRouteError: (channel: ChannelName, role: Role, error: unknown) =>
         peerEvents.warn(
@@ -238,6 +253,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     assessHealth({
       stopping,
       failed,
+      absent: presence?.absence,
       channels: channels.map((c) => ({ name: c.name, running: c.forwarder.running })),
       socketFiles: guard.files,
     });
@@ -254,6 +270,9 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     health,
     get healthy() {
       return health().ok;
+    },
+    get publisherAbsence() {
+      return presence?.absence;
     },
     failure,
     get auth() {

@@ -43,6 +43,7 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   tcpUserTimeout: { env: "ADAPTOR_TCP_USER_TIMEOUT", kind: "number" },
   outBatchSize: { env: "ADAPTOR_OUT_BATCH_SIZE", kind: "number" },
   ioThreads: { env: "ADAPTOR_IO_THREADS", kind: "number" },
+  publisherGrace: { env: "ADAPTOR_PUBLISHER_GRACE", kind: "number" },
   logLevel: { env: "ADAPTOR_LOG_LEVEL", kind: "text" },
   logFormat: { env: "ADAPTOR_LOG_FORMAT", kind: "text" },
   curveCert: { env: "ADAPTOR_CURVE_CERT", kind: "text" },
@@ -150,6 +151,12 @@ function program(): Command {
     DEFAULTS.outBatchSize,
   );
   opt("--io-threads <n>", "libzmq I/O threads", "ioThreads", DEFAULTS.ioThreads);
+  opt(
+    "--publisher-grace <seconds>",
+    "warn, and fail /healthz, when no publisher has been connected to the XSUB this long (0 = never)",
+    "publisherGrace",
+    DEFAULTS.publisherGrace,
+  );
   opt("--log-level <level>", "debug, info, warning or error", "logLevel", DEFAULTS.logLevel);
   opt("--log-format <format>", "text or json (JSON lines)", "logFormat", DEFAULTS.logFormat);
   opt(

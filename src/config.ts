@@ -83,6 +83,13 @@ export interface Config {
   readonly outBatchSize: number;
   /** libzmq I/O threads. */
   readonly ioThreads: number;
+  /**
+   * Seconds the XSUB may go without a single connected publisher before the adaptor warns and
+   * `/healthz` reports it (`--publisher-grace`; 0: never). Gateway workers connect when nginx
+   * starts, whatever the traffic, so none for this long means they cannot reach the adaptor.
+   * @default 30
+   */
+  readonly publisherGrace: number;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
   /** Secret CURVE certificate (`--curve-cert`): makes the XPUB and the inbound SUB CURVE servers. */
@@ -138,6 +145,7 @@ export const DEFAULTS = {
    */
   outBatchSize: 65_536,
   ioThreads: 1,
+  publisherGrace: 30,
   logLevel: "info" as LogLevel,
   logFormat: "text" as LogFormat,
   /** Owner and group may connect (publish, pull); others may not. */
@@ -311,6 +319,7 @@ export function makeConfig(input: ConfigInput = {}): Config {
       16_777_216,
     ),
     ioThreads: integer("--io-threads", input.ioThreads ?? DEFAULTS.ioThreads, 1, 64),
+    publisherGrace: integer("--publisher-grace", input.publisherGrace ?? DEFAULTS.publisherGrace, 0, 86_400),
     logLevel: oneOf("--log-level", input.logLevel ?? DEFAULTS.logLevel, LOG_LEVELS),
     logFormat: oneOf("--log-format", input.logFormat ?? DEFAULTS.logFormat, LOG_FORMATS),
     ...(curveCert !== undefined ? { curveCert } : {}),

@@ -18,6 +18,8 @@ export interface HealthInputs {
   readonly stopping: boolean;
   /** What ended by itself while the adaptor ran (a proxy, a monitor, the ZAP handler), if anything. */
   readonly failed?: string;
+  /** Why the gateway's publishers are missing (`PublisherPresence.absence`), if they are. */
+  readonly absent?: string;
   /** Each channel and whether its proxy loop still runs (`Forwarder.running`). */
   readonly channels: readonly { readonly name: string; readonly running: boolean }[];
   /** The ipc socket files the adaptor bound. */
@@ -40,5 +42,8 @@ export function assessHealth(inputs: HealthInputs): Health {
       return { ok: false, reason: `socket file ${file.path} was replaced by another process's` };
     }
   }
+  // Up, but nobody can reach it: not "ok", so that a probe tells it apart. A restart cannot mend
+  // it (permissions, a wrong endpoint, nginx down): alert on it, do not restart on it.
+  if (inputs.absent) return { ok: false, reason: inputs.absent };
   return { ok: true };
 }

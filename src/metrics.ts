@@ -216,6 +216,13 @@ export class AdaptorMetrics {
         })),
       },
       {
+        name: "adaptor_publishers_absent",
+        help: "1 while no publisher has been connected to the XSUB for --publisher-grace seconds " +
+          "(the gateway's workers cannot reach the adaptor, or nginx is down); /healthz says so too.",
+        type: "gauge",
+        samples: [{ value: handle?.publisherAbsence ? 1 : 0 }],
+      },
+      {
         name: "adaptor_proxy_restarts_total",
         help: "Times the channel's proxy was interrupted by a signal (EINTR) and started again on " +
           "the same sockets; frames it moved after its last scrape are then missing from the counters.",
