@@ -35,7 +35,11 @@ const SYMBOLS = {
     nonblocking: true,
   },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
+  opendir: { parameters: ["buffer"], result: "pointer" },
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  closedir: { parameters: ["pointer"], result: "i32" },
   flock: { parameters: ["i32", "i32"], result: "i32" },
   unlink: { parameters: ["buffer"], result: "i32" },
   // glibc >= 2.33 exports fstat itself; older ones only __fxstat.
@@ -95,25 +99,80 @@ export const SIGNAL_NUMBERS: Readonly<Record<string, number>> = {
 const SIG_BLOCK = 0;
 
 /**
- * Blocks `signals` on the calling (JavaScript) thread and on the threads Deno's blocking pool
- * has now; threads the pool starts later are started by this thread and inherit its mask.
+ * Blocks `signals` on the calling (JavaScript) thread and on every thread of Deno's blocking
+ * pool; threads the pool starts later are started by this thread and inherit its mask.
  *
  * Why: Deno's pool threads do not block signals, so a signal with a handler (SIGHUP on
  * `systemctl reload`) may be delivered to the thread waiting in `zmq_proxy_steerable` or a
  * blocking receive, whose poll then returns EINTR and ends the wait. With the signals blocked
  * there, the kernel delivers them to a thread that does not block them (V8's workers), where
- * Deno's handler runs as before. The pool's current threads are reached by `poolCalls` calls
- * made at once (each idle thread takes one; the surplus starts new threads, which leave after
- * 10 s idle). Returns false where libc cannot be opened (musl): nothing was blocked.
+ * Deno's handler runs as before.
+ *
+ * The pool's existing threads are reached by calling `pthread_sigmask` on the pool: an idle
+ * thread takes each call. Which thread takes which is not ours to choose (on a busy machine one
+ * thread may take several while another sleeps on), so the threads are read back from
+ * /proc/self/task (through libc: Deno's own file API refuses /proc/self without --allow-all)
+ * and calls go out again until every pool thread blocks the signals, `rounds` times at most.
+ * Returns the number of pool threads that still do not (0: all shielded); undefined with
+ * `rounds` 0 (one round of calls, not read back) or where libc cannot be opened (musl: nothing
+ * was blocked).
  */
-export async function blockSignals(signals: readonly number[], poolCalls = 16): Promise<boolean> {
+export async function blockSignals(signals: readonly number[], rounds = 50): Promise<number | undefined> {
   const c = load();
-  if (!c) return false;
+  if (!c) return undefined;
   const set = new BigUint64Array(16); // sigset_t: 1024 bits
-  for (const n of signals) set[Math.floor((n - 1) / 64)] |= 1n << BigInt((n - 1) % 64);
-  if (c.pthread_sigmask(SIG_BLOCK, set, null) !== 0) return false;
-  await Promise.all(Array.from({ length: poolCalls }, () => c.pthread_sigmask_pool(SIG_BLOCK, set, null)));
-  return true;
+  let bits = 0n;
+  for (const n of signals) bits |= 1n << BigInt(n - 1);
+  set[0] = bits; // every signal the adaptor handles is below 64
+  if (c.pthread_sigmask(SIG_BLOCK, set, null) !== 0) return undefined;
+  let exposed = rounds > 0 ? poolThreadsNotBlocking(c, bits) : 4;
+  if (rounds === 0) {
+    await Promise.all(Array.from({ length: exposed }, () => c.pthread_sigmask_pool(SIG_BLOCK, set, null)));
+    return undefined; // not read back
+  }
+  for (let round = 0; round < rounds && exposed > 0; round++) {
+    await Promise.all(
+      Array.from({ length: exposed + 4 }, () => c.pthread_sigmask_pool(SIG_BLOCK, set, null)),
+    );
+    if (round > 0) await new Promise((resolve) => setTimeout(resolve, 2)); // let busy ones finish
+    exposed = poolThreadsNotBlocking(c, bits);
+  }
+  return exposed;
+}
+
+/** How many of this process's blocking-pool threads do not block all of `bits` (SigBlk). */
+function poolThreadsNotBlocking(c: NonNullable<ReturnType<typeof load>>, bits: bigint): number {
+  const encoder = new TextEncoder();
+  const dir = c.opendir(encoder.encode("/proc/self/task\0"));
+  if (!dir) return 0;
+  let exposed = 0;
+  try {
+    for (let entry = c.readdir(dir); entry; entry = c.readdir(dir)) {
+      const name = new Deno.UnsafePointerView(entry).getCString(19); // struct dirent's d_name
+      if (!/^\d+$/.test(name)) continue;
+      const comm = readSmallFile(c, `/proc/self/task/${name}/comm`);
+      if (!comm?.startsWith("tokio-runtime")) continue; // Deno's pools; libzmq's own threads block all
+      const blocked = /^SigBlk:\s*([0-9a-f]+)/m.exec(
+        readSmallFile(c, `/proc/self/task/${name}/status`) ?? "",
+      );
+      if (blocked && (BigInt(`0x${blocked[1]}`) & bits) !== bits) exposed++;
+    }
+  } finally {
+    c.closedir(dir);
+  }
+  return exposed;
+}
+
+function readSmallFile(c: NonNullable<ReturnType<typeof load>>, path: string): string | undefined {
+  const fd = c.open(new TextEncoder().encode(path + "\0"), 0, 0);
+  if (fd === -1) return undefined;
+  try {
+    const buf = new Uint8Array(4096);
+    const n = Number(c.read(fd, buf, BigInt(buf.length)));
+    return n > 0 ? new TextDecoder().decode(buf.subarray(0, n)) : undefined;
+  } finally {
+    c.close(fd);
+  }
 }
 
 const O_RDWR = 0o2;

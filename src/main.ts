@@ -10,7 +10,7 @@ import { listenForSignals, shieldWaits } from "./signals.ts";
 
 if (import.meta.main) {
   const signals = listenForSignals();
-  await shieldWaits();
+  await shieldWaits({ verify: false }); // threads started while loading inherit it; run.ts verifies
   const { run } = await import("./run.ts");
   Deno.exit(await run(Deno.args, Deno.env.toObject(), signals));
 }

@@ -13,7 +13,7 @@ import { literal, log, setupLogging, writeStderr } from "./log.ts";
 import { AdaptorMetrics } from "./metrics.ts";
 import { serveMetrics } from "./metrics_server.ts";
 import { keygen } from "./security.ts";
-import type { SignalListeners } from "./signals.ts";
+import { shieldWaits, type SignalListeners } from "./signals.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
 import { addonBuild, zmqVersion } from "./zmq.ts";
 
@@ -84,6 +84,9 @@ export async function main(
   );
   signals.on("SIGUSR1", () => log().info("SIGUSR1 during start-up: no totals yet"));
   signals.on("SIGUSR2", () => log().info("SIGUSR2 ignored (SIGHUP reloads, SIGINT/SIGTERM stop)"));
+  // Again now that the program is loaded (loading it used the pool): before the first libzmq wait.
+  const exposed = await shieldWaits();
+  if (exposed) log().info(literal(`${exposed} pool thread(s) could not be made to block signals`));
   // The metrics port is bound first: a busy one fails the start before any ZeroMQ socket exists.
   const metrics = config.metrics ? new AdaptorMetrics() : undefined;
   const server = config.metrics ? serveMetrics(config.metrics, metrics!) : undefined;

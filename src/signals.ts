@@ -62,9 +62,11 @@ export function listenForSignals(early: (signal: HandledSignal) => void = () => 
 /**
  * Blocks every handled signal on this thread and on Deno's blocking-pool threads (now and to
  * come): the kernel then delivers them to a thread that waits on nothing of libzmq's, and
- * Deno's handlers run as before. Call before the first libzmq wait; false where it could not
- * (no glibc), the waits then rely on restarting alone.
+ * Deno's handlers run as before. Call before the first libzmq wait. Resolves with the number of
+ * pool threads left unshielded (0 when all are; undefined without glibc): their waits then rely
+ * on restarting alone. `verify: false` blocks them on this thread (so every pool thread started
+ * from now on inherits it) and makes one round of calls, without reading the threads back.
  */
-export function shieldWaits(): Promise<boolean> {
-  return blockSignals(HANDLED_SIGNALS.map((s) => SIGNAL_NUMBERS[s]));
+export function shieldWaits(options: { verify?: boolean } = {}): Promise<number | undefined> {
+  return blockSignals(HANDLED_SIGNALS.map((s) => SIGNAL_NUMBERS[s]), options.verify === false ? 0 : 50);
 }
