@@ -21,8 +21,16 @@
 
 import { type AuthCounts, AuthTracker } from "./auth.ts";
 import { type Channel, type ChannelName, INBOUND, MAIN, openChannel } from "./channel.ts";
-import { type Config, peerOf, type Role, ROLES } from "./config.ts";
-import { CURVE_ROLES, loadSecurity, reportClients, warnAboutExposure } from "./curve_setup.ts";
+import { type Config, type Endpoint, peerOf, type Role, ROLES } from "./config.ts";
+import {
+  curveFor,
+  loadSecurity,
+  readServerKeys,
+  reportClients,
+  type ServerKeys,
+  warnAboutExposure,
+} from "./curve_setup.ts";
+import { oneLine } from "./errors.ts";
 import {
   type PeerEndpoint,
   SentTimes,
@@ -92,6 +100,13 @@ export interface AdaptorHandle {
    * the next connection on, removed ones no longer do. Returns false when there is none.
    */
   reloadClients(): boolean;
+  /**
+   * Rereads the `--curve-servers` directory (SIGHUP) and connects again each endpoint whose
+   * server key changed (its channel's proxy pauses for a moment). Resolves with the endpoints
+   * reconnected; undefined when there is no such directory. A directory that cannot be read, or
+   * lacks a certificate now, keeps the keys in use (a warning says why).
+   */
+  reloadServers(): Promise<string[] | undefined>;
   /** Stops forwarding, closes everything within the linger, removes our ipc files. Idempotent. */
   stop(): Promise<void>;
 }
@@ -104,7 +119,8 @@ interface Loop {
 /** Opens, binds and starts everything `config` asks for. Throws StartupError/UsageError. */
 export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Promise<AdaptorHandle> {
   // Bad certificates and groups are usage errors: refuse before touching anything.
-  const { cert, clients, gid } = loadSecurity(config);
+  let security = loadSecurity(config);
+  const { cert, clients, gid } = security;
   const stack = new AsyncDisposableStack();
   const loops: Loop[] = [];
   const channels: Channel[] = [];
@@ -156,10 +172,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       config,
       guard,
       gid,
-      curveServer: (role: Role) =>
-        cert && CURVE_ROLES.includes(role)
-          ? { secretKey: cert.secretKey, zap: zap !== undefined }
-          : undefined,
+      curve: (role: Role, endpoint: Endpoint) => curveFor(security, role, endpoint),
       route: (channel: ChannelName, role: Role, curveServer: boolean) =>
         routeSocketEvents({
           channel,
@@ -203,12 +216,18 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       log().info("Forwarding inbound SUB -> PUSH");
     }
     loops.push(...channels);
-    warnAboutExposure(config, cert, clients);
+    warnAboutExposure(config, security);
     const endpoint = (role: Role) => channels.flatMap((c) => c.endpoints.get(role) ?? [])[0];
     if (config.debug) {
       const sent = new SentTimes();
+      // A tap is a CURVE client where the endpoint it goes to is one of our CURVE servers.
       const curve = cert && tapKeys ? { serverKey: cert.publicKey, ...tapKeys } : undefined;
-      const asClient = (peer: PeerEndpoint): PeerEndpoint => (curve ? { ...peer, curve } : peer);
+      const tapOf = (role: Role): PeerEndpoint => {
+        const peer = peerOf(config[role][0], endpoint(role));
+        return curve && curveFor(security, role, config[role][0])?.kind === "server"
+          ? { ...peer, curve }
+          : peer;
+      };
       const taps: Tap[] = [];
       const tap = (...started: Tap[]) => {
         for (const t of started) {
@@ -216,15 +235,9 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
           taps.push(t);
         }
       };
-      tap(startDebugSubscriber(ctx, asClient(peerOf(config.publish[0], endpoint("publish"))), sent));
-      if (config.test) tap(startTestPublisher(ctx, peerOf(config.bind[0], endpoint("bind")), sent));
-      if (config.receiverTest) {
-        tap(...startInboundTest(
-          ctx,
-          asClient(peerOf(config.listen[0], endpoint("listen"))),
-          peerOf(config.push[0], endpoint("push")),
-        ));
-      }
+      tap(startDebugSubscriber(ctx, tapOf("publish"), sent));
+      if (config.test) tap(startTestPublisher(ctx, tapOf("bind"), sent));
+      if (config.receiverTest) tap(...startInboundTest(ctx, tapOf("listen"), tapOf("push")));
       loops.push(...taps.map((t) => ({ done: t.done.then((why) => `${t.name} ended (${why})`) })));
     }
     // Queues freed after a burst (a slow subscriber at --sndhwm) go back to the system.
@@ -282,6 +295,35 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       if (!zap || stopping) return false;
       zap.reload();
       return true;
+    },
+    async reloadServers() {
+      const before = security.servers;
+      if (!before || stopping) return undefined;
+      let after: ServerKeys;
+      try {
+        after = readServerKeys(config, before.dir);
+      } catch (error) {
+        log("auth").warn(literal(`${oneLine(error)}: the server keys in use stay`));
+        return [];
+      }
+      security = { ...security, servers: after };
+      const changed: string[] = [];
+      for (const role of Object.keys(ROLES) as Role[]) {
+        for (const endpoint of config[role]) {
+          const [old, now] = [before.keys.get(endpoint.address), after.keys.get(endpoint.address)];
+          if (!old || !now || old.key === now.key || changed.includes(endpoint.address)) continue;
+          const channel = channels.find((c) => c.endpoints.has(role))!;
+          await channel.reconnect(role, endpoint);
+          changed.push(endpoint.address);
+          log("auth").info(literal(`CURVE client of ${endpoint.address}: new server key from ${now.file}`));
+        }
+      }
+      log("auth").info(
+        literal(
+          `Reread ${before.dir}: ${changed.length} endpoint${changed.length === 1 ? "" : "s"} reconnected`,
+        ),
+      );
+      return changed;
     },
     async statistics(options = {}) {
       const result: Partial<Record<ChannelName, ProxyStatistics>> = {};

@@ -48,6 +48,7 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   logFormat: { env: "ADAPTOR_LOG_FORMAT", kind: "text" },
   curveCert: { env: "ADAPTOR_CURVE_CERT", kind: "text" },
   curveClients: { env: "ADAPTOR_CURVE_CLIENTS", kind: "text" },
+  curveServers: { env: "ADAPTOR_CURVE_SERVERS", kind: "text" },
   ipcMode: { env: "ADAPTOR_IPC_MODE", kind: "text" },
   ipcGroup: { env: "ADAPTOR_IPC_GROUP", kind: "text" },
   metrics: { env: "ADAPTOR_METRICS", kind: "text" },
@@ -161,7 +162,7 @@ function program(): Command {
   opt("--log-format <format>", "text or json (JSON lines)", "logFormat", DEFAULTS.logFormat);
   opt(
     "--curve-cert <file>",
-    "secret CURVE certificate: XPUB and inbound SUB become CURVE servers",
+    "secret CURVE certificate: XPUB, inbound SUB and a tcp XSUB become CURVE servers",
     "curveCert",
     "off",
   );
@@ -170,6 +171,13 @@ function program(): Command {
     "admit only clients whose public certificate is in DIR (SIGHUP rereads it)",
     "curveClients",
     "any client that knows the server key",
+  );
+  opt(
+    "--curve-servers <dir>",
+    "connect (>) to tcp endpoints as a CURVE client of the server whose certificate is DIR/HOST:PORT or " +
+      "DIR/HOST (SIGHUP rereads it)",
+    "curveServers",
+    "off",
   );
   opt(
     "--ipc-mode <octal>",

@@ -96,6 +96,12 @@ export interface Config {
   readonly curveCert?: string;
   /** Directory of client certificates (`--curve-clients`): only those keys may connect. */
   readonly curveClients?: string;
+  /**
+   * Directory of servers' public certificates (`--curve-servers`), like ssh's known_hosts: every
+   * connecting (`>`) tcp endpoint is a CURVE client of the server whose certificate is
+   * `DIR/HOST:PORT`, else `DIR/HOST` (HOST and PORT as written in the endpoint).
+   */
+  readonly curveServers?: string;
   /** Permissions given to every ipc socket file the adaptor binds (`--ipc-mode`). */
   readonly ipcMode: number;
   /** Group (name or gid) given to every ipc socket file the adaptor binds (`--ipc-group`). */
@@ -267,6 +273,12 @@ export function makeConfig(input: ConfigInput = {}): Config {
   checkDistinct([["bind", bind], ["publish", publish], ["listen", listen], ["push", push]]);
   const curveCert = optionalText(input.curveCert);
   const curveClients = optionalText(input.curveClients);
+  const curveServers = optionalText(input.curveServers);
+  if (curveServers !== undefined && curveCert === undefined) {
+    throw new UsageError(
+      `--curve-servers '${curveServers}': needs --curve-cert (the adaptor's own key pair, as a CURVE client)`,
+    );
+  }
   if (curveClients !== undefined && curveCert === undefined) {
     throw new UsageError(
       `--curve-clients '${curveClients}': needs --curve-cert (the server's secret certificate)`,
@@ -324,6 +336,7 @@ export function makeConfig(input: ConfigInput = {}): Config {
     logFormat: oneOf("--log-format", input.logFormat ?? DEFAULTS.logFormat, LOG_FORMATS),
     ...(curveCert !== undefined ? { curveCert } : {}),
     ...(curveClients !== undefined ? { curveClients } : {}),
+    ...(curveServers !== undefined ? { curveServers } : {}),
     ipcMode: fileMode("--ipc-mode", input.ipcMode ?? DEFAULTS.ipcMode),
     ...(optionalText(input.ipcGroup) !== undefined ? { ipcGroup: groupName(input.ipcGroup!.trim()) } : {}),
     metrics: input.metrics === undefined ? undefined : parseListenAddress(input.metrics, "--metrics"),

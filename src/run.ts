@@ -95,8 +95,27 @@ export async function main(
     throw error;
   });
   metrics?.attach(adaptor);
+  // One reload at a time; SIGHUPs that come meanwhile make one more (a storm is a few reloads).
+  let reloading: Promise<void> | undefined;
+  let again = false;
+  const reloadOnce = async () => {
+    const clients = adaptor.reloadClients();
+    const servers = await adaptor.reloadServers().catch((error) => {
+      log().warn(literal(`SIGHUP: reconnecting failed: ${oneLine(error)}`));
+      return [];
+    });
+    if (!clients && !servers) {
+      log().info("SIGHUP: nothing to reload (no --curve-clients), nor --curve-servers");
+    }
+  };
   signals.on("SIGHUP", () => {
-    if (!adaptor.reloadClients()) log().info("SIGHUP: nothing to reload (no --curve-clients)");
+    if (reloading) return void (again = true);
+    reloading = (async () => {
+      do {
+        again = false;
+        await reloadOnce();
+      } while (again);
+    })().finally(() => reloading = undefined);
   });
   signals.on("SIGUSR1", async () => {
     const stats = await adaptor.statistics({ timeoutMs: 300 });

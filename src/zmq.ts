@@ -151,6 +151,7 @@ const symbols = {
   zmq_close: { parameters: ["pointer"], result: "i32" },
   zmq_bind: { parameters: ["pointer", "buffer"], result: "i32" },
   zmq_unbind: { parameters: ["pointer", "buffer"], result: "i32" },
+  zmq_disconnect: { parameters: ["pointer", "buffer"], result: "i32" },
   zmq_connect: { parameters: ["pointer", "buffer"], result: "i32" },
   zmq_setsockopt: { parameters: ["pointer", "i32", "buffer", "usize"], result: "i32" },
   zmq_getsockopt: { parameters: ["pointer", "i32", "buffer", "buffer"], result: "i32" },
@@ -549,6 +550,10 @@ export class Socket {
 
   connect(endpoint: string): void {
     check(zmq().zmq_connect(this.ptr, cstr(endpoint)));
+  }
+
+  disconnect(endpoint: string): void {
+    check(zmq().zmq_disconnect(this.ptr, cstr(endpoint)));
   }
 
   setInt(option: number, value: number): void {
