@@ -41,7 +41,7 @@ import {
 } from "./debug.ts";
 import type { ProxyStatistics } from "./engine.ts";
 import { assessHealth, type Health } from "./health.ts";
-import { type GuardedPath, IpcGuard } from "./ipc.ts";
+import { type GuardedPath, IpcGuard, resolveGroup } from "./ipc.ts";
 import { startMallocTrim } from "./libc.ts";
 import { literal, log } from "./log.ts";
 import type { SocketEvent } from "./monitor.ts";
@@ -120,7 +120,8 @@ interface Loop {
 export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Promise<AdaptorHandle> {
   // Bad certificates and groups are usage errors: refuse before touching anything.
   let security = loadSecurity(config);
-  const { cert, clients, gid } = security;
+  const { cert, clients } = security;
+  const gid = config.ipcGroup !== undefined ? resolveGroup(config.ipcGroup) : undefined;
   const stack = new AsyncDisposableStack();
   const loops: Loop[] = [];
   const channels: Channel[] = [];

@@ -1,13 +1,12 @@
 /**
- * What `--curve-cert`, `--curve-clients`, `--curve-servers` and `--ipc-group` resolve to, read
- * and checked once before the adaptor opens anything; which mechanism each endpoint gets
+ * What `--curve-cert`, `--curve-clients` and `--curve-servers` resolve to, read and checked once
+ * before the adaptor opens anything; which mechanism each endpoint gets
  * (`curveFor`); and the start-up lines that tell the operator what the configuration protects
  * and what it leaves open.
  */
 
 import { type Config, type Endpoint, type Role, ROLES } from "./config.ts";
 import { StartupError, UsageError } from "./errors.ts";
-import { resolveGroup } from "./ipc.ts";
 import { literal, log } from "./log.ts";
 import {
   CertificateError,
@@ -32,12 +31,11 @@ export interface ServerKeys {
   readonly keys: ReadonlyMap<string, { readonly key: string; readonly file: string }>;
 }
 
-/** What `--curve-cert`, `--curve-clients`, `--curve-servers` and `--ipc-group` resolve to. */
+/** What `--curve-cert`, `--curve-clients` and `--curve-servers` resolve to. */
 export interface SecuritySetup {
   readonly cert?: SecretCertificate;
   readonly clients?: ClientKeys;
   readonly servers?: ServerKeys;
-  readonly gid?: number;
 }
 
 /** The mechanism of one endpoint: a CURVE server, a CURVE client of a known server, or none. */
@@ -123,8 +121,9 @@ export function readServerKeys(config: Config, dir: string, flag = "--curve-serv
 }
 
 /**
- * Reads the certificate, the clients directory and the ipc group. Throws `UsageError` (exit 2)
- * for a bad certificate, directory or group; `StartupError` when libzmq has no CURVE.
+ * Reads the certificate, the clients directory and the servers' certificates. Throws
+ * `UsageError` (exit 2) for a bad certificate or directory; `StartupError` when libzmq has no
+ * CURVE.
  */
 export function loadSecurity(config: Config): SecuritySetup {
   if (config.curveCert !== undefined && !hasCapability("curve")) {
@@ -138,8 +137,7 @@ export function loadSecurity(config: Config): SecuritySetup {
     if (bad) throw new UsageError(`--curve-clients '${config.curveClients}': ${bad.file}: ${bad.reason}`);
   }
   const servers = config.curveServers !== undefined ? readServerKeys(config, config.curveServers) : undefined;
-  const gid = config.ipcGroup !== undefined ? resolveGroup(config.ipcGroup) : undefined;
-  return { cert, clients, servers, gid };
+  return { cert, clients, servers };
 }
 
 /** Logs the client keys admitted and the files skipped. */

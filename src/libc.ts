@@ -5,6 +5,9 @@
  * - access(2): may this process write into a directory, as the kernel decides it (mode bits
  *   alone do not tell: root, read-only mounts, immutable directories). Used to notice that the
  *   ipc directory turned unwritable.
+ * - umask(2): the ipc guard binds socket files under umask 0777 (`Deno.umask` would need
+ *   --allow-sys, all of it).
+ * - getgrnam(3): `--ipc-group` by name, through NSS (LDAP, SSSD), not /etc/group alone.
  * - pthread_sigmask(3): keep signals off the threads that wait in libzmq (see `blockSignals`).
  * - open(2)/flock(2)/fstat(2): the lock that makes one adaptor per ipc path (see `lockFile`).
  * - malloc_trim(3): give freed heap pages back to the system. A subscriber that falls behind
@@ -26,6 +29,8 @@ const REASONS: Readonly<Record<number, string>> = {
 
 const SYMBOLS = {
   access: { parameters: ["buffer", "i32"], result: "i32" },
+  umask: { parameters: ["u32"], result: "u32" },
+  getgrnam: { parameters: ["buffer"], result: "pointer" },
   pthread_sigmask: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   // The same call run on a thread of Deno's blocking pool: it blocks the signals there.
   pthread_sigmask_pool: {
@@ -85,6 +90,27 @@ export function cannotWriteDirectory(dir: string): string | undefined {
 
 function errno(c: NonNullable<ReturnType<typeof load>>): number {
   return new Deno.UnsafePointerView(c.__errno_location()!).getInt32();
+}
+
+/**
+ * Sets the process's file-creation mask and returns the previous one; undefined (nothing set)
+ * where libc cannot be opened. Process-wide: restore it right after use.
+ */
+export function setUmask(mask: number): number | undefined {
+  return load()?.umask(mask);
+}
+
+/**
+ * The gid of group `name` as the C library resolves it (getgrnam(3): /etc/group, LDAP, SSSD…,
+ * as nsswitch.conf says); null when there is no such group; undefined where libc cannot be
+ * opened (the caller then reads /etc/group itself).
+ */
+export function groupId(name: string): number | null | undefined {
+  const c = load();
+  if (!c) return undefined;
+  const entry = c.getgrnam(new TextEncoder().encode(name + "\0"));
+  if (!entry) return null;
+  return new Deno.UnsafePointerView(entry).getUint32(16); // struct group: name, passwd, gid_t gr_gid
 }
 
 /** Linux's numbers of the signals the adaptor handles (the same on x86_64 and arm64). */

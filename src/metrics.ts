@@ -249,7 +249,7 @@ export class AdaptorMetrics {
       {
         name: "adaptor_socket_events_total",
         help: "Socket monitor events by channel, socket and event (listening, accepted, connected, " +
-          "disconnected, bind_failed, handshake_failed_*, ...).",
+          "disconnected, handshake_failed_*, ...).",
         type: "counter",
         samples: [...this.#events.values()].map(({ labels, count }) => ({ labels, value: count })),
       },

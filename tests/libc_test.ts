@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { cannotWriteDirectory, trimMalloc } from "../src/libc.ts";
+import { cannotWriteDirectory, groupId, setUmask, trimMalloc } from "../src/libc.ts";
 import { freePort, sleep } from "./support/net.ts";
 import { Peers } from "./support/peers.ts";
 import { ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq.ts";
@@ -43,4 +43,17 @@ Deno.test("after trimMalloc, a queue libzmq freed no longer counts in RSS", asyn
   await peers.close();
   assert.ok(trimmed <= freed + 1024, `RSS grew on trimming: ${freed} -> ${trimmed} KiB`);
   assert.ok(queued - trimmed > 25_000, `only ${queued - trimmed} KiB of a ~35 MiB queue went back`);
+});
+
+Deno.test("groupId resolves groups through the C library (NSS), null for none; setUmask returns the old mask", () => {
+  assert.equal(groupId("root"), 0);
+  const line = Deno.readTextFileSync("/etc/group").split("\n").find((l) => l.startsWith("www-data:"));
+  if (line) assert.equal(groupId("www-data"), Number(line.split(":")[2]));
+  assert.equal(groupId("no-such-group-here"), null);
+  const before = setUmask(0o077)!;
+  try {
+    assert.equal(setUmask(0o027), 0o077);
+  } finally {
+    setUmask(before);
+  }
 });
