@@ -66,7 +66,17 @@ export interface AdaptorHooks {
   onProxyRestart?: (channel: ChannelName) => void;
 }
 
-/** A running adaptor. */
+/**
+ * A running adaptor, as `startAdaptor` returns it.
+ *
+ * @example Read the counters, watch for a failure, reload on SIGHUP
+ * ```ts
+ * const stats = await adaptor.statistics({ timeoutMs: 1000 });
+ * console.log(stats.main?.frontend.messagesIn); // frames from the gateway's publishers
+ * adaptor.failure.then((why) => console.error(`adaptor failed: ${why}`));
+ * Deno.addSignalListener("SIGHUP", () => adaptor.reloadClients());
+ * ```
+ */
 export interface AdaptorHandle {
   readonly config: Config;
   /** The addresses each role actually bound or connected (wildcard ports resolved). */
@@ -116,7 +126,26 @@ interface Loop {
   readonly done: Promise<string>;
 }
 
-/** Opens, binds and starts everything `config` asks for. Throws StartupError/UsageError. */
+/**
+ * Opens, binds and starts everything `config` asks for, and returns the running adaptor. Throws
+ * `UsageError` (bad certificates, groups: exit 2) or `StartupError` (a busy port, a live ipc
+ * path: exit 1), with nothing left open. `hooks` observe socket events and auth decisions
+ * (`AdaptorMetrics.hooks` does, for `--metrics`).
+ *
+ * @example Forward from an ipc XSUB to a tcp XPUB, then stop
+ * ```ts
+ * import { startAdaptor } from "./src/adaptor.ts";
+ * import { makeConfig } from "./src/config.ts";
+ *
+ * const adaptor = await startAdaptor(makeConfig({
+ *   bind: ["ipc:///tmp/example_queue"],
+ *   publish: ["tcp://127.0.0.1:16001"],
+ * }));
+ * console.log(adaptor.endpoints.publish); // [ "tcp://127.0.0.1:16001" ]
+ * console.log(adaptor.health()); // { ok: true }
+ * await adaptor.stop(); // the socket file and its lock are gone
+ * ```
+ */
 export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Promise<AdaptorHandle> {
   // Bad certificates and groups are usage errors: refuse before touching anything.
   let security = loadSecurity(config);

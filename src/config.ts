@@ -43,45 +43,45 @@ export interface ListenAddress {
 
 /** The whole configuration of one adaptor process. */
 export interface Config {
-  /** XSUB endpoints where gateway workers PUB-connect (`-b`). */
+  /** XSUB endpoints where gateway workers PUB-connect (`-b`). @default `ipc:///tmp/nginx_queue_listen` */
   readonly bind: readonly Endpoint[];
-  /** XPUB endpoints where tracking services SUB-connect (`-p`). */
+  /** XPUB endpoints where tracking services SUB-connect (`-p`). @default `tcp://0.0.0.0:6001` */
   readonly publish: readonly Endpoint[];
-  /** Inbound SUB endpoints (`-l`); empty means the inbound channel is off. */
+  /** Inbound SUB endpoints (`-l`); empty means the inbound channel is off. @default `tcp://127.0.0.1:5000` with `-r` alone; else none */
   readonly listen: readonly Endpoint[];
-  /** Inbound PUSH endpoints where gateway workers PULL (`-u`); used only with `listen`. */
+  /** Inbound PUSH endpoints where gateway workers PULL (`-u`); used only with `listen`. @default `ipc:///tmp/nginx_queue_push` */
   readonly push: readonly Endpoint[];
-  /** Log socket events and every forwarded message, with per-second rates (`-d`). */
+  /** Log socket events and every forwarded message, with per-second rates (`-d`). @default false */
   readonly debug: boolean;
-  /** Run a test publisher into the main channel (`-t`, implies debug). */
+  /** Run a test publisher into the main channel (`-t`, implies debug). @default false */
   readonly test: boolean;
-  /** Run a test sender and PULL receiver on the inbound channel (`-r`, implies debug). */
+  /** Run a test sender and PULL receiver on the inbound channel (`-r`, implies debug). @default false */
   readonly receiverTest: boolean;
-  /** Per-peer send high-water mark of the adaptor's sockets, in messages (0 = none). */
+  /** Per-peer send high-water mark of the adaptor's sockets, in messages (0 = none). @default 10000 */
   readonly sndhwm: number;
-  /** Per-peer receive high-water mark of the adaptor's sockets, in messages (0 = none). */
+  /** Per-peer receive high-water mark of the adaptor's sockets, in messages (0 = none). @default 10000 */
   readonly rcvhwm: number;
-  /** TCP keepalive idle time in seconds before probes start; 0 leaves keepalive off. */
+  /** TCP keepalive idle time in seconds before probes start; 0 leaves keepalive off. @default 60 */
   readonly tcpKeepalive: number;
-  /** First reconnect delay of connecting endpoints (`>`), in milliseconds. */
+  /** First reconnect delay of connecting endpoints (`>`), in milliseconds. @default 100 */
   readonly reconnectIvl: number;
-  /** Longest reconnect delay: libzmq doubles the delay up to this (0 = no back-off). */
+  /** Longest reconnect delay: libzmq doubles the delay up to this (0 = no back-off). @default 5000 */
   readonly reconnectIvlMax: number;
-  /** How long shutdown waits to deliver queued messages, in milliseconds. */
+  /** How long shutdown waits to deliver queued messages, in milliseconds. @default 500 */
   readonly linger: number;
-  /** Largest inbound frame in bytes; a peer sending a larger one is disconnected. 0 = no limit. */
+  /** Largest inbound frame in bytes; a peer sending a larger one is disconnected. 0 = no limit. @default 65536 */
   readonly maxMessageSize: number;
-  /** How long a new connection may take to finish the ZeroMQ handshake, in ms. 0 = no limit. */
+  /** How long a new connection may take to finish the ZeroMQ handshake, in ms. 0 = no limit. @default 5000 */
   readonly handshakeTimeout: number;
-  /** Interval of ZMTP heartbeats (PING) on every connection, in ms. 0 = off. */
+  /** Interval of ZMTP heartbeats (PING) on every connection, in ms. 0 = off. @default 10000 */
   readonly heartbeatInterval: number;
-  /** A connection silent this long after a PING is dropped (also the TTL we ask peers to use), in ms. */
+  /** A connection silent this long after a PING is dropped (also the TTL we ask peers to use), in ms. @default 30000 */
   readonly heartbeatTimeout: number;
-  /** TCP_USER_TIMEOUT: sent data unacknowledged this long drops the connection, in ms. 0 = kernel's. */
+  /** TCP_USER_TIMEOUT: sent data unacknowledged this long drops the connection, in ms. 0 = kernel's. @default 30000 */
   readonly tcpUserTimeout: number;
-  /** Bytes libzmq encodes into one write to a connection (ZMQ_OUT_BATCH_SIZE). */
+  /** Bytes libzmq encodes into one write to a connection (ZMQ_OUT_BATCH_SIZE). @default 65536 */
   readonly outBatchSize: number;
-  /** libzmq I/O threads. */
+  /** libzmq I/O threads. @default 1 */
   readonly ioThreads: number;
   /**
    * Seconds the XSUB may go without a single connected publisher before the adaptor warns and
@@ -102,7 +102,7 @@ export interface Config {
    * `DIR/HOST:PORT`, else `DIR/HOST` (HOST and PORT as written in the endpoint).
    */
   readonly curveServers?: string;
-  /** Permissions given to every ipc socket file the adaptor binds (`--ipc-mode`). */
+  /** Permissions given to every ipc socket file the adaptor binds (`--ipc-mode`). @default `0660` */
   readonly ipcMode: number;
   /** Group (name or gid) given to every ipc socket file the adaptor binds (`--ipc-group`). */
   readonly ipcGroup?: string;

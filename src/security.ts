@@ -358,6 +358,15 @@ export interface KeygenResult {
  * Writes a new CURVE certificate pair as `zcert_save` does: `path` (public) and `path_secret`
  * (mode 0600). Never overwrites: if either file exists, nothing is written and a
  * `StartupError` says which. Also a `StartupError` when this libzmq has no CURVE.
+ *
+ * @example A node's pair, as `adaptor keygen /etc/api-gateway/curve/node1` makes it
+ * ```ts
+ * import { keygen } from "./src/security.ts";
+ *
+ * const { publicPath, secretPath, publicKey } = keygen("/tmp/node1", { hostname: "node1" });
+ * // publicPath "/tmp/node1" goes to the other side; secretPath "/tmp/node1_secret" is --curve-cert
+ * console.log(publicKey.length); // 40 (Z85)
+ * ```
  */
 export function keygen(path: string, metadata: Record<string, string> = {}, now = new Date()): KeygenResult {
   if (!hasCapability("curve")) {
