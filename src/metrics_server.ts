@@ -92,6 +92,7 @@ export function serveMetrics(
 
   const connections = new Set<Connection>();
   const refused = { atCap: 0, acceptErrors: 0 };
+  metrics.attachHttp(() => refused);
   let stopping = false;
   let wake: (() => void) | undefined;
 

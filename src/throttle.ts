@@ -23,7 +23,7 @@ export interface LogThrottleOptions {
   readonly perWindow?: number;
   /** Keys tracked at once; default 100. */
   readonly maxKeys?: number;
-  /** The summary of `count` suppressed lines of the line `first`; default `first (N more like it …)`. */
+  /** The summary of `count` suppressed lines; `first` is the window's summary text. */
   readonly summary?: (first: string, count: number, seconds: number) => string;
 }
 
@@ -62,21 +62,23 @@ export class LogThrottle {
   }
 
   /**
-   * Writes `line` unless `key` already had `perWindow` lines in this window; `overflowLine`
-   * is what is written instead when too many keys are tracked (default: `line`).
+   * Writes `line` unless `key` already had `perWindow` lines in this window. `summary`: the
+   * text the window's summary starts with (default: the window's first line); `overflow`: what
+   * stands for `line` when `maxKeys` keys are tracked and `key` is not one of them.
    */
-  report(key: string, line: string, overflowLine = line): void {
+  report(key: string, line: string, options: { summary?: string; overflow?: string } = {}): void {
     if (this.#closed) return;
     let window = this.#windows.get(key);
+    let summary = options.summary ?? line;
     if (!window && this.#windows.size >= this.#maxKeys) {
       key = OVERFLOW_KEY;
-      line = overflowLine;
+      line = summary = options.overflow ?? line;
       window = this.#windows.get(key);
     }
     if (!window) {
       const timer = setTimeout(() => this.#end(key), this.#windowMs);
       Deno.unrefTimer(timer); // a summary never keeps the process alive
-      window = { first: line, logged: 0, suppressed: 0, timer };
+      window = { first: summary, logged: 0, suppressed: 0, timer };
       this.#windows.set(key, window);
     }
     if (window.logged < this.#perWindow) {
@@ -99,7 +101,7 @@ export class LogThrottle {
     clearTimeout(window.timer);
     this.#windows.delete(key);
     if (window.suppressed > 0) {
-      this.#write(this.#summary(window.first, window.suppressed, Math.round(this.#windowMs / 1000)));
+      this.#write(this.#summary(window.first, window.suppressed, Math.round(this.#windowMs / 100) / 10));
     }
   }
 }
