@@ -71,6 +71,12 @@ export interface Config {
   readonly linger: number;
   /** Largest inbound frame in bytes; a peer sending a larger one is disconnected. 0 = no limit. */
   readonly maxMessageSize: number;
+  /**
+   * Largest inbound frame on the XPUB, whose only inbound frames are subscriptions (a 1-byte
+   * flag and the topic); a subscriber sending a larger one is disconnected. 0 = no limit of its
+   * own (--max-message-size applies).
+   */
+  readonly maxSubscriptionSize: number;
   /** How long a new connection may take to finish the ZeroMQ handshake, in ms. 0 = no limit. */
   readonly handshakeTimeout: number;
   /** Interval of ZMTP heartbeats (PING) on every connection, in ms. 0 = off. */
@@ -115,6 +121,12 @@ export const DEFAULTS = {
   linger: 500,
   /** Usage events are a few hundred bytes; 64 KiB leaves room and bounds what one frame can cost. */
   maxMessageSize: 65_536,
+  /**
+   * Each subscription is kept by the adaptor and by every publisher (each gateway worker):
+   * 200 subscriptions of 60 KB grew each pyzmq publisher by 375 MB (issue 13). Topics are
+   * short prefixes; 1 KiB leaves room and bounds that to what this many subscriptions cost.
+   */
+  maxSubscriptionSize: 1024,
   /** libzmq's 30 s lets idle or hostile connections hold descriptors; a real handshake takes ms. */
   handshakeTimeout: 5_000,
   /** Without heartbeats a dead TCP peer (power loss, partition) is noticed only by TCP keepalive. */
@@ -281,6 +293,12 @@ export function makeConfig(input: ConfigInput = {}): Config {
     maxMessageSize: integer(
       "--max-message-size",
       input.maxMessageSize ?? DEFAULTS.maxMessageSize,
+      0,
+      MAX_MESSAGE_SIZE_LIMIT,
+    ),
+    maxSubscriptionSize: integer(
+      "--max-subscription-size",
+      input.maxSubscriptionSize ?? DEFAULTS.maxSubscriptionSize,
       0,
       MAX_MESSAGE_SIZE_LIMIT,
     ),

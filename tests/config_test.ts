@@ -85,6 +85,7 @@ Deno.test("peerOf: peers connect where the adaptor binds (any-address made loopb
 Deno.test("protective limits: defaults, 0 turns each off, heartbeat timeout must exceed the interval", () => {
   const config = makeConfig();
   assert.equal(config.maxMessageSize, 65_536);
+  assert.equal(config.maxSubscriptionSize, 1024);
   assert.equal(config.handshakeTimeout, 5_000);
   assert.equal(config.heartbeatInterval, 10_000);
   assert.equal(config.heartbeatTimeout, 30_000);
@@ -109,6 +110,8 @@ Deno.test("protective limits: defaults, 0 turns each off, heartbeat timeout must
     (e: unknown) => e instanceof UsageError && /--heartbeat-timeout '1000': must be longer/.test(e.message),
   );
   assert.throws(() => makeConfig({ maxMessageSize: 2 ** 33 }), /--max-message-size/);
+  assert.throws(() => makeConfig({ maxSubscriptionSize: -1 }), /--max-subscription-size/);
+  assert.equal(makeConfig({ maxSubscriptionSize: 0 }).maxSubscriptionSize, 0);
   assert.throws(() => makeConfig({ heartbeatInterval: 7_000_000 }), /--heartbeat-interval/);
   assert.throws(() => makeConfig({ handshakeTimeout: -1 }), /--handshake-timeout/);
 });
