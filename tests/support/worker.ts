@@ -39,16 +39,18 @@ export class WorkerProcess {
     this.#stdin = this.#child.stdin.getWriter();
     const child = this.#child;
     const kind = this.kind;
-    this.started = (async () => {
-      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    // stdout is read to its end (never cancelled: a closed pipe would kill the worker).
+    let seen = () => {};
+    let failed = (_error: Error) => {};
+    this.started = new Promise<void>((resolve, reject) => [seen, failed] = [resolve, reject]);
+    (async () => {
       let text = "";
-      while (!text.includes("publishing")) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`the ${kind} worker publisher exited before publishing`);
-        text += value;
+      for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+        if (text.length < 100) text += chunk;
+        if (text.includes("publishing")) seen();
       }
-      await reader.cancel().catch(() => {});
-    })();
+      failed(new Error(`the ${kind} worker publisher exited before publishing`));
+    })().catch(() => {});
   }
 
   get pid(): number {
