@@ -173,3 +173,60 @@ Deno.test("--metrics under ulimit -n 256: 300 idle, slowloris and unread connect
     adaptor.lines.join("\n"),
   );
 });
+
+Deno.test("--metrics under ulimit -n 256 with every descriptor taken by XPUB connections: scrapes wait, nothing dies", async () => {
+  const xsub = `ipc://${ipcPath("xsub")}`;
+  const xpubPort = freePort();
+  const xpub = `tcp://127.0.0.1:${xpubPort}`;
+  const metricsPort = freePort();
+  const url = `http://127.0.0.1:${metricsPort}`;
+  // Silent connections stay for a minute instead of the default 5 s.
+  const adaptor = new AdaptorProcess(
+    ["-b", xsub, "-p", xpub, "--metrics", `127.0.0.1:${metricsPort}`, "--handshake-timeout", "60000"],
+    { command: underLimit(DESCRIPTORS) },
+  );
+  const peers = new Peers();
+  const held: Deno.Conn[] = [];
+  try {
+    await adaptor.ready();
+    const sub = peers.subscriber(xpub, ["event."]);
+    const pub = peers.publisher(xsub);
+    await syncUp([pub], [sub]);
+    // Plain TCP connections to the XPUB until the adaptor has no descriptor left (libzmq's tcp
+    // listener retries its accepts; the connects beyond succeed in the kernel's backlog).
+    held.push(...(await openConnections(xpubPort, 300)).conns);
+    await adaptor.waitFor(/XPUB .*cannot accept a connection: Too many open files/, 15_000);
+    // Scrapes now: they wait in the kernel's backlog. (The accept error itself is not seen here:
+    // libzmq's listener retries its accept in a loop and takes each descriptor that frees;
+    // metrics_server_test.ts exhausts descriptors for the HTTP server alone.)
+    const probes = (await openConnections(metricsPort, 5)).conns;
+    held.push(...probes);
+    const request = new TextEncoder().encode("GET /healthz HTTP/1.1\r\n\r\n");
+    for (const conn of probes) await within(conn.write(request).catch(() => 0), 1000, 0);
+    await sleep(3000);
+    const exited = await within(adaptor.status.then(() => true), 2000, false);
+    assert.equal(exited, false, `the adaptor died:\n${adaptor.lines.join("\n")}`);
+
+    closeAll(held.splice(0));
+    // Scrapes are answered once descriptors are free again.
+    let answer: { status: number; body: string } | undefined;
+    for (let tries = 0; tries < 100 && answer?.status !== 200; tries++) {
+      answer = await health(url).catch(() => undefined);
+      if (answer?.status !== 200) await sleep(100);
+    }
+    assert.deepEqual(answer, { status: 200, body: "ok\n" });
+    const series = await scrape(url);
+    assert.equal(series.get("adaptor_healthy"), 1);
+    const sent = await within(pub.sendAll(1000, (i) => `event.${i}`).then(() => true), 20_000, false);
+    assert.ok(sent, "the publisher could not send 1000 messages within 20 s");
+    await sub.expect(1000);
+    assert.deepEqual(sub.texts(), Array.from({ length: 1000 }, (_, i) => `event.${i}`));
+  } finally {
+    closeAll(held);
+    await peers.close();
+    const { status } = await adaptor.stop();
+    const text = adaptor.lines.join("\n");
+    assert.doesNotMatch(text, /Uncaught/, text);
+    assert.equal(status.code, 0, text);
+  }
+});
