@@ -112,6 +112,14 @@ Deno.test("protective limits: defaults, 0 turns each off, heartbeat timeout must
   assert.throws(() => makeConfig({ maxMessageSize: 2 ** 33 }), /--max-message-size/);
   assert.throws(() => makeConfig({ maxSubscriptionSize: -1 }), /--max-subscription-size/);
   assert.equal(makeConfig({ maxSubscriptionSize: 0 }).maxSubscriptionSize, 0);
+  // A CURVE client's handshake is a frame of ~270 bytes, which the XPUB's limit applies to.
+  assert.equal(makeConfig({ maxSubscriptionSize: 100 }).maxSubscriptionSize, 100);
+  assert.throws(
+    () => makeConfig({ maxSubscriptionSize: 300, curveCert: "/x_secret" }),
+    /^UsageError: --max-subscription-size '300': at least 512 with --curve-cert/,
+  );
+  assert.equal(makeConfig({ maxSubscriptionSize: 512, curveCert: "/x_secret" }).maxSubscriptionSize, 512);
+  assert.equal(makeConfig({ maxSubscriptionSize: 0, curveCert: "/x_secret" }).maxSubscriptionSize, 0);
   assert.throws(() => makeConfig({ heartbeatInterval: 7_000_000 }), /--heartbeat-interval/);
   assert.throws(() => makeConfig({ handshakeTimeout: -1 }), /--handshake-timeout/);
 });
