@@ -157,3 +157,66 @@ Deno.test("parseHead: the request line of HTTP/1.x; anything else is a status", 
   assert.equal(parseHead("\x16\x03\x01 TLS hello"), 400);
   assert.equal(parseHead(""), 400);
 });
+
+/** Sends `request` raw and returns everything the server wrote before closing. */
+async function rawExchange(port: number, request: string | Uint8Array): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const bytes = typeof request === "string" ? new TextEncoder().encode(request) : request;
+    for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+    let text = "";
+    const buffer = new Uint8Array(65536);
+    for (;;) {
+      const n = await conn.read(buffer).catch(() => null);
+      if (n === null) return text;
+      text += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+  } finally {
+    try {
+      conn.close();
+    } catch {
+      // closed
+    }
+  }
+}
+
+Deno.test("HTTP answers: HEAD without a body, 405 with Allow, 404, 431, 400, 505; every one closes the connection", async () => {
+  captureLog();
+  const server = serveMetrics({ hostname: "127.0.0.1", port: 0 }, new AdaptorMetrics());
+  const port = server.address.port;
+  try {
+    const head = await rawExchange(port, "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert.match(head, /^HTTP\/1\.1 503 Service Unavailable\r\n/);
+    assert.match(
+      head,
+      /\r\ncontent-length: 9\r\nconnection: close\r\n\r\n$/,
+      "HEAD has the length, not the body",
+    );
+    const post = await rawExchange(port, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    assert.match(post, /^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+    assert.match(post, /\r\nallow: GET, HEAD\r\n/);
+    assert.match(
+      await rawExchange(port, "GET /nope HTTP/1.1\r\n\r\n"),
+      /^HTTP\/1\.1 404 Not Found\r\n[^]*try \/metrics/,
+    );
+    const metrics = await rawExchange(port, "GET /metrics HTTP/1.0\r\n\r\n");
+    assert.match(metrics, /^HTTP\/1\.1 200 OK\r\ncontent-type: text\/plain; version=0\.0\.4/);
+    assert.match(metrics, /\r\n\r\n# HELP /);
+    const huge = await rawExchange(port, `GET /metrics HTTP/1.1\r\nX: ${"a".repeat(9000)}\r\n\r\n`);
+    assert.match(huge, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+    assert.match(await rawExchange(port, "\x16\x03\x01\x02\x00\r\n\r\n"), /^HTTP\/1\.1 400 Bad Request\r\n/);
+    assert.match(await rawExchange(port, "GET / HTTP/2.0\r\n\r\n"), /^HTTP\/1\.1 505 /);
+    // A request head split over many small writes still counts (before its deadline).
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    for (const part of ["GE", "T /hea", "lthz HTTP/1.1\r", "\n\r", "\n"]) {
+      await conn.write(new TextEncoder().encode(part));
+      await sleep(20);
+    }
+    const buffer = new Uint8Array(4096);
+    const n = await conn.read(buffer);
+    conn.close();
+    assert.match(new TextDecoder().decode(buffer.subarray(0, n ?? 0)), /^HTTP\/1\.1 503 /);
+  } finally {
+    await server.stop();
+  }
+});
