@@ -174,6 +174,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     stack.defer(() => ctx.terminate()); // ends every wait, closes every socket it opened
     const peerEvents = new PeerEventLog({ limits: config, logger: log("socket") });
     stack.defer(() => peerEvents.close()); // closing our own sockets is no news
+    stack.defer(() => auth.close()); // the last window's summary of denials
     // The debug taps are CURVE clients of our own sockets, with a key made for this run.
     const tapKeys: CurveKeyPair | undefined = cert ? curveKeypair() : undefined;
     if (clients) {

@@ -37,6 +37,7 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   reconnectIvlMax: { env: "ADAPTOR_RECONNECT_IVL_MAX", kind: "number" },
   linger: { env: "ADAPTOR_LINGER", kind: "number" },
   maxMessageSize: { env: "ADAPTOR_MAX_MESSAGE_SIZE", kind: "number" },
+  maxSubscriptionSize: { env: "ADAPTOR_MAX_SUBSCRIPTION_SIZE", kind: "number" },
   handshakeTimeout: { env: "ADAPTOR_HANDSHAKE_TIMEOUT", kind: "number" },
   heartbeatInterval: { env: "ADAPTOR_HEARTBEAT_INTERVAL", kind: "number" },
   heartbeatTimeout: { env: "ADAPTOR_HEARTBEAT_TIMEOUT", kind: "number" },
@@ -120,6 +121,13 @@ function program(): Command {
     "largest inbound frame; a peer sending more is disconnected (0 = no limit)",
     "maxMessageSize",
     DEFAULTS.maxMessageSize,
+  );
+  opt(
+    "--max-subscription-size <bytes>",
+    "largest subscription (flag byte + topic) a subscriber may send the XPUB; more disconnects it " +
+      "(0 = --max-message-size)",
+    "maxSubscriptionSize",
+    DEFAULTS.maxSubscriptionSize,
   );
   opt(
     "--handshake-timeout <ms>",

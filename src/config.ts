@@ -71,6 +71,13 @@ export interface Config {
   readonly linger: number;
   /** Largest inbound frame in bytes; a peer sending a larger one is disconnected. 0 = no limit. @default 65536 */
   readonly maxMessageSize: number;
+  /**
+   * Largest inbound frame on the XPUB, whose only inbound frames are subscriptions (a 1-byte
+   * flag and the topic); a subscriber sending a larger one is disconnected. 0 = no limit of its
+   * own (--max-message-size applies).
+   * @default 1024
+   */
+  readonly maxSubscriptionSize: number;
   /** How long a new connection may take to finish the ZeroMQ handshake, in ms. 0 = no limit. @default 5000 */
   readonly handshakeTimeout: number;
   /** Interval of ZMTP heartbeats (PING) on every connection, in ms. 0 = off. @default 10000 */
@@ -134,6 +141,12 @@ export const DEFAULTS = {
   linger: 500,
   /** Usage events are a few hundred bytes; 64 KiB leaves room and bounds what one frame can cost. */
   maxMessageSize: 65_536,
+  /**
+   * Each subscription is kept by the adaptor and by every publisher (each gateway worker):
+   * 200 subscriptions of 60 KB grew each pyzmq publisher by 375 MB (issue 13). Topics are
+   * short prefixes; 1 KiB leaves room and bounds that to what this many subscriptions cost.
+   */
+  maxSubscriptionSize: 1024,
   /** libzmq's 30 s lets idle or hostile connections hold descriptors; a real handshake takes ms. */
   handshakeTimeout: 5_000,
   /** Without heartbeats a dead TCP peer (power loss, partition) is noticed only by TCP keepalive. */
@@ -284,6 +297,23 @@ export function makeConfig(input: ConfigInput = {}): Config {
       `--curve-clients '${curveClients}': needs --curve-cert (the server's secret certificate)`,
     );
   }
+  const maxSubscriptionSize = integer(
+    "--max-subscription-size",
+    input.maxSubscriptionSize ?? DEFAULTS.maxSubscriptionSize,
+    0,
+    MAX_MESSAGE_SIZE_LIMIT,
+  );
+  // The limit applies to every frame a subscriber sends, its handshake commands too: a CURVE
+  // client's INITIATE (keys, vouch, metadata) is ~270 bytes (measured: a limit of 260 refused a
+  // libzmq 4.3.5 SUB, 280 admitted it).
+  if (
+    curveCert !== undefined && maxSubscriptionSize > 0 && maxSubscriptionSize < MIN_CURVE_SUBSCRIPTION_SIZE
+  ) {
+    throw new UsageError(
+      `--max-subscription-size '${maxSubscriptionSize}': at least ${MIN_CURVE_SUBSCRIPTION_SIZE} with --curve-cert ` +
+        `(a CURVE client's handshake is a ~270-byte frame, which the limit applies to)`,
+    );
+  }
 
   return {
     bind,
@@ -311,6 +341,7 @@ export function makeConfig(input: ConfigInput = {}): Config {
       0,
       MAX_MESSAGE_SIZE_LIMIT,
     ),
+    maxSubscriptionSize,
     handshakeTimeout: integer(
       "--handshake-timeout",
       input.handshakeTimeout ?? DEFAULTS.handshakeTimeout,
@@ -342,6 +373,9 @@ export function makeConfig(input: ConfigInput = {}): Config {
     metrics: input.metrics === undefined ? undefined : parseListenAddress(input.metrics, "--metrics"),
   };
 }
+
+/** The smallest --max-subscription-size that lets CURVE clients shake hands (with room for metadata). */
+const MIN_CURVE_SUBSCRIPTION_SIZE = 512;
 
 /** The largest --max-message-size accepted: 4 GiB. */
 const MAX_MESSAGE_SIZE_LIMIT = 2 ** 32;

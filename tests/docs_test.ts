@@ -41,12 +41,14 @@ Deno.test("the README's metrics table names every family and label /metrics emit
     await adaptor.ready();
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const emitted = new Map<string, Set<string>>();
+    const sampled = new Set<string>();
     for (const line of text.split("\n")) {
       const type = /^# TYPE (\w+) /.exec(line);
       if (type) emitted.set(type[1], emitted.get(type[1]) ?? new Set());
-      const sample = /^(\w+)\{([^}]*)\} /.exec(line);
-      if (sample) {
-        for (const label of sample[2].matchAll(/(\w+)="/g)) emitted.get(sample[1])?.add(label[1]);
+      const sample = /^(\w+)(?:\{([^}]*)\})? /.exec(line);
+      if (sample && !line.startsWith("#")) {
+        sampled.add(sample[1]);
+        for (const label of (sample[2] ?? "").matchAll(/(\w+)="/g)) emitted.get(sample[1])?.add(label[1]);
       }
     }
     const documented = new Map<string, Set<string>>();
@@ -57,7 +59,10 @@ Deno.test("the README's metrics table names every family and label /metrics emit
     }
     for (const [name, labels] of emitted) {
       assert.ok(documented.has(name), `README's metrics table lacks ${name}`);
-      assert.deepEqual([...labels].sort(), [...documented.get(name)!].sort(), `labels of ${name}`);
+      // A family with no sample yet (auth counters without CURVE) shows no labels to compare.
+      if (sampled.has(name)) {
+        assert.deepEqual([...labels].sort(), [...documented.get(name)!].sort(), `labels of ${name}`);
+      }
     }
     for (const name of documented.keys()) {
       assert.ok(emitted.has(name), `README documents ${name}, not emitted`);

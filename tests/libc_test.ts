@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { cannotWriteDirectory, groupId, setUmask, trimMalloc } from "../src/libc.ts";
+import {
+  cannotWriteDirectory,
+  fileLimit,
+  groupId,
+  libcLoader,
+  raiseFileLimit,
+  setUmask,
+  trimMalloc,
+} from "../src/libc.ts";
 import { freePort, sleep } from "./support/net.ts";
 import { Peers } from "./support/peers.ts";
 import { ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq.ts";
@@ -13,6 +21,37 @@ Deno.test("cannotWriteDirectory: a writable directory passes, a missing one says
     assert.equal(cannotWriteDirectory(`${dir}/missing`), "no such file or directory");
   } finally {
     Deno.removeSync(dir);
+  }
+});
+
+/** The "Max open files" soft and hard limits, as the kernel shows them. */
+function procFileLimit(): { soft: number; hard: number } {
+  const line = Deno.readTextFileSync("/proc/self/limits").split("\n").find((l) =>
+    l.startsWith("Max open files")
+  )!;
+  const [soft, hard] = line.replace("Max open files", "").trim().split(/\s+/).map(Number);
+  return { soft, hard };
+}
+
+Deno.test("raiseFileLimit: a soft RLIMIT_NOFILE below the hard one is raised to it", () => {
+  const original = procFileLimit();
+  assert.deepEqual(fileLimit(), original);
+  // Lower this test process's soft limit (the runner's own descriptors stay far below 256).
+  const libc = libcLoader({ setrlimit: { parameters: ["i32", "buffer"], result: "i32" } })()!;
+  assert.equal(libc.setrlimit(7, new BigUint64Array([256n, BigInt(original.hard)])), 0);
+  try {
+    assert.deepEqual(procFileLimit(), { soft: 256, hard: original.hard });
+    const result = raiseFileLimit()!;
+    assert.deepEqual(result, {
+      before: { soft: 256, hard: original.hard },
+      after: { soft: original.hard, hard: original.hard },
+      raised: true,
+    });
+    assert.deepEqual(procFileLimit(), { soft: original.hard, hard: original.hard });
+    // Already at the hard limit: nothing to do.
+    assert.deepEqual(raiseFileLimit(), { before: result.after, after: result.after, raised: false });
+  } finally {
+    libc.setrlimit(7, new BigUint64Array([BigInt(original.soft), BigInt(original.hard)]));
   }
 });
 
