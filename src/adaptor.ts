@@ -42,11 +42,12 @@ import {
 import type { ProxyStatistics } from "./engine.ts";
 import { assessHealth, type Health } from "./health.ts";
 import { type GuardedPath, IpcGuard, resolveGroup } from "./ipc.ts";
-import { startMallocTrim } from "./libc.ts";
+import { fileLimit, openDescriptors, startMallocTrim } from "./libc.ts";
 import { literal, log } from "./log.ts";
 import type { SocketEvent } from "./monitor.ts";
 import { PeerEventLog, routeSocketEvents } from "./peer_events.ts";
 import { PublisherPresence } from "./presence.ts";
+import { connectionBudget, ConnectionCap, listenBacklog } from "./connection_cap.ts";
 import { describe } from "./socket_options.ts";
 import { type AuthEvent, ZapHandler } from "./zap.ts";
 import { Context, type CurveKeyPair, curveKeypair, zmqVersion } from "./zmq.ts";
@@ -103,6 +104,14 @@ export interface AdaptorHandle {
   readonly publisherAbsence: string | undefined;
   /** Resolves (never rejects) if a part of the adaptor ends while it was not stopping. */
   readonly failure: Promise<string>;
+  /** Each bound tcp socket's connection cap (`--max-connections`): held, cap, times reached. */
+  connectionCaps(): {
+    socket: string;
+    connections: number;
+    cap: number;
+    reached: number;
+    listening: boolean;
+  }[];
   /** Exact counts of CURVE connections allowed and denied since start (0/0 without CURVE). */
   readonly auth: AuthCounts;
   /**
@@ -158,6 +167,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
   let zap: ZapHandler | undefined;
   let guard: IpcGuard;
   let presence: PublisherPresence | undefined;
+  const caps = new Map<Role, ConnectionCap>();
   const auth = new AuthTracker(hooks.onAuth);
   try {
     // Refuse before opening anything: a live ipc path belongs to another process.
@@ -197,8 +207,18 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     const watch = new PublisherPresence(xsubWhere, config.publisherGrace);
     presence = watch;
     stack.defer(() => watch.close());
+    // The network may not take the last descriptors (libzmq's ipc listener aborts on EMFILE).
+    const tcpRoles = (Object.keys(ROLES) as Role[])
+      .filter((r) => config[r].some((e) => e.mode === "bind" && e.transport === "tcp"));
+    const limit = fileLimit()?.soft;
+    for (const role of tcpRoles) {
+      const watch = new ConnectionCap(ROLES[role].socket);
+      stack.defer(() => watch.close());
+      caps.set(role, watch);
+    }
     let warnedUmask = false;
     const deps = {
+      backlog: listenBacklog({ limit, open: openDescriptors() }),
       ctx,
       config,
       guard,
@@ -217,6 +237,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
           logger: log("socket"),
           hook: (event) => {
             if (role === "bind") watch.report(event);
+            caps.get(role)?.report(event);
             hooks.onSocketEvent?.(channel, role, event);
           },
         }),
@@ -247,6 +268,15 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       log().info("Forwarding inbound SUB -> PUSH");
     }
     loops.push(...channels);
+    // Measured now that every socket, thread and listener of ours exists.
+    const cap = connectionBudget(config.maxConnections, tcpRoles.length, { limit, open: openDescriptors() });
+    for (const watch of caps.values()) watch.setCap(cap);
+    if (caps.size > 0 && Number.isFinite(cap)) {
+      log().info(literal(
+        `At most ${cap} connections on each of ${[...caps.keys()].map((r) => ROLES[r].socket).join(", ")} ` +
+          `(${config.maxConnections > 0 ? "--max-connections" : "what the descriptor limit leaves"})`,
+      ));
+    }
     warnAboutExposure(config, security);
     const endpoint = (role: Role) => channels.flatMap((c) => c.endpoints.get(role) ?? [])[0];
     if (config.debug) {
@@ -321,6 +351,15 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     failure,
     get auth() {
       return auth.counts;
+    },
+    connectionCaps() {
+      return [...caps.entries()].map(([role, watch]) => ({
+        socket: ROLES[role].socket,
+        connections: watch.connections,
+        cap: watch.cap,
+        reached: watch.reached,
+        listening: watch.listening,
+      }));
     },
     reloadClients() {
       if (!zap || stopping) return false;

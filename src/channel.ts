@@ -76,6 +76,8 @@ export interface ChannelDeps {
   readonly onRouteError: (channel: ChannelName, role: Role, error: unknown) => void;
   /** The proxy was interrupted by a signal and restarted. */
   readonly onRestart: (channel: ChannelName, count: number) => void;
+  /** The listen backlog of bound tcp endpoints (`listenBacklog`). */
+  readonly backlog: number;
   /** Said once, when socket files get their mode by chmod after bind (no umask here). */
   readonly onChmodAfterBind: () => void;
 }
@@ -105,7 +107,7 @@ export function openChannel(stack: AsyncDisposableStack, deps: ChannelDeps, spec
   const open = ({ role, type }: ChannelSpec["frontend"]): Socket => {
     const { ctx, config } = deps;
     const socket = ctx.socket(type);
-    applyOptions(socket, config, config[role]);
+    applyOptions(socket, config, config[role], { backlog: deps.backlog });
     if (type === ZMQ_SUB) socket.setBytes(ZMQ_SUBSCRIBE, "");
     const name = ROLES[role].socket;
     const curveServer = config[role].some((e) => deps.curve(role, e)?.kind === "server");

@@ -44,6 +44,7 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   tcpUserTimeout: { env: "ADAPTOR_TCP_USER_TIMEOUT", kind: "number" },
   outBatchSize: { env: "ADAPTOR_OUT_BATCH_SIZE", kind: "number" },
   ioThreads: { env: "ADAPTOR_IO_THREADS", kind: "number" },
+  maxConnections: { env: "ADAPTOR_MAX_CONNECTIONS", kind: "number" },
   publisherGrace: { env: "ADAPTOR_PUBLISHER_GRACE", kind: "number" },
   logLevel: { env: "ADAPTOR_LOG_LEVEL", kind: "text" },
   logFormat: { env: "ADAPTOR_LOG_FORMAT", kind: "text" },
@@ -160,6 +161,13 @@ function program(): Command {
     DEFAULTS.outBatchSize,
   );
   opt("--io-threads <n>", "libzmq I/O threads", "ioThreads", DEFAULTS.ioThreads);
+  opt(
+    "--max-connections <n>",
+    "connections each bound tcp socket may hold; at the cap it stops listening (0 = what the " +
+      "descriptor limit leaves)",
+    "maxConnections",
+    "0",
+  );
   opt(
     "--publisher-grace <seconds>",
     "warn, and fail /healthz, when no publisher has been connected to the XSUB this long (0 = never)",

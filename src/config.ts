@@ -91,6 +91,13 @@ export interface Config {
   /** libzmq I/O threads. @default 1 */
   readonly ioThreads: number;
   /**
+   * Connections each bound tcp socket may hold (`--max-connections`); at the cap it stops
+   * listening until they are nine tenths of it. 0: what the descriptor limit leaves, shared out
+   * (`connectionBudget`), so that the network can never take the last descriptors.
+   * @default 0
+   */
+  readonly maxConnections: number;
+  /**
    * Seconds the XSUB may go without a single connected publisher before the adaptor warns and
    * `/healthz` reports it (`--publisher-grace`; 0: never). Gateway workers connect when nginx
    * starts, whatever the traffic, so none for this long means they cannot reach the adaptor.
@@ -164,6 +171,7 @@ export const DEFAULTS = {
    */
   outBatchSize: 65_536,
   ioThreads: 1,
+  maxConnections: 0,
   publisherGrace: 30,
   logLevel: "info" as LogLevel,
   logFormat: "text" as LogFormat,
@@ -362,6 +370,12 @@ export function makeConfig(input: ConfigInput = {}): Config {
       16_777_216,
     ),
     ioThreads: integer("--io-threads", input.ioThreads ?? DEFAULTS.ioThreads, 1, 64),
+    maxConnections: integer(
+      "--max-connections",
+      input.maxConnections ?? DEFAULTS.maxConnections,
+      0,
+      10_000_000,
+    ),
     publisherGrace: integer("--publisher-grace", input.publisherGrace ?? DEFAULTS.publisherGrace, 0, 86_400),
     logLevel: oneOf("--log-level", input.logLevel ?? DEFAULTS.logLevel, LOG_LEVELS),
     logFormat: oneOf("--log-format", input.logFormat ?? DEFAULTS.logFormat, LOG_FORMATS),

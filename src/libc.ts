@@ -33,6 +33,7 @@ const SYMBOLS = {
   access: { parameters: ["buffer", "i32"], result: "i32" },
   umask: { parameters: ["u32"], result: "u32" },
   getgrnam: { parameters: ["buffer"], result: "pointer" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   pthread_sigmask: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   // The same call run on a thread of Deno's blocking pool: it blocks the signals there.
   pthread_sigmask_pool: {
@@ -168,6 +169,50 @@ export async function blockSignals(signals: readonly number[], rounds = 50): Pro
     exposed = poolThreadsNotBlocking(c, bits);
   }
   return exposed;
+}
+
+const SOL_SOCKET = 1;
+const SO_ATTACH_FILTER = 26;
+const SO_DETACH_FILTER = 27;
+
+/**
+ * Makes the kernel drop (`drop` true) or pass again (false) every packet to the socket `fd`: on
+ * a listening tcp socket, new connections' SYNs, so no connection is added to its queue while
+ * those it has keep working (a classic BPF program of one instruction, `ret #0`). The peers'
+ * SYNs are retried by their kernels and succeed once it passes again. Returns whether the kernel
+ * took it (false without libc, or for a descriptor that is not a socket).
+ */
+export function setAcceptFilter(fd: number, drop: boolean): boolean {
+  const c = load();
+  if (!c) return false;
+  if (!drop) {
+    const rc = c.setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, new Uint8Array(4), 4);
+    return rc === 0 || errno(c) === 2; // ENOENT: no filter was attached
+  }
+  const filter = new Uint8Array(8); // struct sock_filter { u16 code; u8 jt, jf; u32 k }: ret #0
+  new DataView(filter.buffer).setUint16(0, 0x06, true); // BPF_RET | BPF_K
+  const program = new Uint8Array(16); // struct sock_fprog { u16 len; (pad); struct sock_filter *filter }
+  const view = new DataView(program.buffer);
+  view.setUint16(0, 1, true);
+  view.setBigUint64(8, BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(filter))), true);
+  return c.setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, program, program.length) === 0;
+}
+
+/** How many descriptors this process has open now (/proc/self/fd), or undefined without libc. */
+export function openDescriptors(): number | undefined {
+  const c = load();
+  if (!c) return undefined;
+  const dir = c.opendir(new TextEncoder().encode("/proc/self/fd\0"));
+  if (!dir) return undefined;
+  let n = 0;
+  try {
+    for (let entry = c.readdir(dir); entry; entry = c.readdir(dir)) {
+      if (/^\d+$/.test(new Deno.UnsafePointerView(entry).getCString(19))) n++;
+    }
+  } finally {
+    c.closedir(dir);
+  }
+  return n - 1; // the directory's own descriptor
 }
 
 /** How many of this process's blocking-pool threads do not block all of `bits` (SigBlk). */

@@ -238,6 +238,16 @@ export class AdaptorMetrics {
         samples: [{ value: handle?.publisherAbsence ? 1 : 0 }],
       },
       {
+        name: "adaptor_connection_cap_reached_total",
+        help: "Times a bound tcp socket reached --max-connections and stopped listening (new " +
+          "connections refused until nine tenths of the cap).",
+        type: "counter",
+        samples: (handle?.connectionCaps() ?? []).map((c) => ({
+          labels: { socket: c.socket },
+          value: c.reached,
+        })),
+      },
+      {
         name: "adaptor_proxy_restarts_total",
         help: "Times the channel's proxy was interrupted by a signal (EINTR) and started again on " +
           "the same sockets; frames it moved after its last scrape are then missing from the counters.",

@@ -61,7 +61,12 @@ export function maxFrameSize(type: number, config: Config): number {
 }
 
 /** Sets every option the adaptor gives its sockets; call before bind or connect. */
-export function applyOptions(socket: Socket, config: Config, endpoints: readonly Endpoint[]): void {
+export function applyOptions(
+  socket: Socket,
+  config: Config,
+  endpoints: readonly Endpoint[],
+  options: { backlog?: number } = {},
+): void {
   socket.setInt(ZMQ_SNDHWM, config.sndhwm);
   socket.setInt(ZMQ_RCVHWM, config.rcvhwm);
   socket.setInt(ZMQ_LINGER, config.linger);
@@ -70,7 +75,7 @@ export function applyOptions(socket: Socket, config: Config, endpoints: readonly
   // libzmq's defaults suit a trusted LAN; these suit a daemon that must outlive its peers.
   socket.setInt64(ZMQ_MAXMSGSIZE, maxFrameSize(socket.type, config));
   socket.setInt(ZMQ_HANDSHAKE_IVL, config.handshakeTimeout);
-  socket.setInt(ZMQ_BACKLOG, LISTEN_BACKLOG);
+  socket.setInt(ZMQ_BACKLOG, options.backlog ?? LISTEN_BACKLOG);
   socket.setInt(ZMQ_TCP_MAXRT, config.tcpUserTimeout);
   // Fewer, larger writes: what the fan-out to many subscribers gains most from.
   socket.setInt(ZMQ_OUT_BATCH_SIZE, config.outBatchSize);
