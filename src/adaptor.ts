@@ -128,6 +128,11 @@ export interface AdaptorHandle {
   reloadServers(): Promise<string[] | undefined>;
   /** Stops forwarding, closes everything within the linger, removes our ipc files. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * Removes our ipc socket and lock files at once, whatever `stop()` is doing: for a stop that
+   * overran its deadline, just before the process exits (so the next start finds nothing stale).
+   */
+  releaseFiles(): void;
 }
 
 /** A part that must run as long as the adaptor does. */
@@ -403,6 +408,9 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
         if (stats) result[name] = stats;
       }));
       return result;
+    },
+    releaseFiles() {
+      guard.releaseFiles();
     },
     stop() {
       stopping = true;

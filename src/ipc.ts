@@ -429,11 +429,20 @@ export class IpcGuard implements AsyncDisposable {
     this.#watch ??= watchSocketFiles(this.#owned, onChange);
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.#watch?.stop();
+  /**
+   * Removes the socket files that are still ours and releases the locks, now: the last part of
+   * the disposal, and what a stop that overran its deadline does before the process exits (the
+   * sockets may still be bound then; nobody new can reach them by name).
+   */
+  releaseFiles(): void {
     for (const file of this.#owned.splice(0)) {
       removeOwnedFile(file, (why) => this.#onRemoveFailure(file, why));
     }
     for (const lock of this.#locks.splice(0).reverse()) lock.release();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#watch?.stop();
+    this.releaseFiles();
   }
 }

@@ -146,6 +146,7 @@ export async function main(
   else log().info(literal(reason.text));
   const deadline = setTimeout(() => {
     log().error(literal(`stopping took longer than ${STOP_DEADLINE_MS} ms: exiting now`));
+    adaptor.releaseFiles();
     Deno.exit(1);
   }, STOP_DEADLINE_MS);
   await Promise.all([server?.stop(), adaptor.stop()]);
