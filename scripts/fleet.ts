@@ -24,6 +24,7 @@
  *   deno task fleet [--rounds 3] [--rate 200] [--curve] [--no-write]
  *                   [--heartbeat-interval 1000] [--heartbeat-timeout 3000] [--tcp-user-timeout 5000]
  *                   [--partition-ms 10000] [--tracker-no-heartbeat]
+ *   deno task fleet --render .bench/fleet.json      (the table of an earlier run again)
  *
  * The tracker's SUB has heartbeats of its own (the same interval and timeout) unless
  * --tracker-no-heartbeat: then fault d shows why it needs them (it never reconnects).
@@ -71,9 +72,19 @@ const FAULTS = [
   { key: "d", run: (f: Fleet) => f.partitionTracker(TRACKER_MS) },
 ] as const;
 
+/** The fleet of the round under way: Ctrl-C (or SIGTERM) tears it down before exiting. */
+let current: Fleet | undefined;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, async () => {
+    console.error(`fleet: ${signal}, removing the namespaces`);
+    await current?.destroy();
+    Deno.exit(130);
+  });
+}
+
 async function round(n: number): Promise<Outcome> {
   console.log(`round ${n + 1} of ${rounds}`);
-  const fleet = await Fleet.start(options);
+  const fleet = current = await Fleet.start(options);
   try {
     for (const fault of FAULTS) await fault.run(fleet);
     return await fleet.finish();
@@ -82,6 +93,7 @@ async function round(n: number): Promise<Outcome> {
     throw error;
   } finally {
     await fleet.destroy();
+    current = undefined;
   }
 }
 
@@ -101,42 +113,33 @@ const median = (xs: number[]) => {
 function spread(xs: (number | undefined)[], f: (x: number) => string): string {
   const got = xs.filter((x): x is number => x !== undefined && Number.isFinite(x));
   if (got.length === 0) return "–";
-  const lo = Math.min(...got);
-  const hi = Math.max(...got);
-  if (got.length === 1 || lo === hi) return f(median(got));
-  return `${f(median(got))} (${f(lo)}–${f(hi)})`;
+  const [mid, lo, hi] = [median(got), Math.min(...got), Math.max(...got)].map(f);
+  return lo === hi ? mid : `${mid} (${lo}–${hi})`;
 }
 const seconds = (ms: number) => (ms / 1000).toFixed(1);
 const count = (x: number) => Math.round(x).toLocaleString("en-US");
 
-function render(outcomes: Outcome[], meta: Record<string, string>): string {
-  const o = options;
+function render(outcomes: Outcome[], meta: Record<string, string>, o: FleetOptions): string {
   const lines: string[] = [];
   lines.push(
-    `Measured with \`deno task fleet${
-      curve ? " --curve" : ""
-    }\` on ${meta.date} (${outcomes.length} rounds, each on a fresh`,
-    `fleet of namespaces; ${meta.machine}). ${o.edges} edges, each worker publishing ${o.rate} events/s;`,
-    `\`--heartbeat-interval ${o.heartbeatInterval} --heartbeat-timeout ${o.heartbeatTimeout} --tcp-user-timeout ${o.tcpUserTimeout}\` on every`,
-    `adaptor, the aggregator's reconnect at the defaults (100 ms doubling to 5 s); ${
-      curve ? "CURVE on every tcp hop" : "plaintext"
-    }. Times in`,
-    `seconds, medians (min–max); "detected": the first \`disconnected\` line of the aggregator / the edge after the`,
-    `fault; "resubscribed" and "flowing": from the heal (link up, new process spawned) to the subscription back at`,
-    `the worker and to the tracker's first event after the outage. Lost events: never sent by the worker (no`,
-    `subscription had reached it) + lost in the tree (sent, then discarded with a connection found dead or by an`,
-    `XPUB without subscribers) + dropped by the worker (full queue).`,
+    `Measured with \`deno task fleet${curve ? " --curve" : ""}\` on ${meta.date}: ${outcomes.length} round${
+      outcomes.length === 1 ? "" : "s"
+    }, each on a fresh fleet`,
+    `of namespaces; ${meta.machine}. ${o.edges} edges, each worker publishing ${o.rate} events/s; on every adaptor`,
+    `\`--heartbeat-interval ${o.heartbeatInterval} --heartbeat-timeout ${o.heartbeatTimeout} --tcp-user-timeout ${o.tcpUserTimeout}\`${
+      o.trackerHeartbeat === false ? "" : ", the same heartbeats on the tracker's SUB"
+    };`,
+    `the aggregator reconnects as by default (100 ms, doubling to 5 s); ${
+      o.curve ? "CURVE on every tcp hop" : "plaintext"
+    }.`,
+    `Seconds and events, medians (min–max). *Detected*: the first \`disconnected\` line of the aggregator, of`,
+    `the edge; *worker unsubscribed*: from the fault; *resubscribed*, *flowing*: from the heal (link up, or the`,
+    `new process spawned) to the subscription back at the worker, to the tracker's first event after the outage.`,
     "",
     "| fault | edge | detected: aggregator, edge | worker unsubscribed | resubscribed | flowing | longest silence | lost | never sent | lost in the tree | dropped by the worker |",
     "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
   );
-  const names: Record<string, string> = {
-    a: `a. edge0's link down ${seconds(PARTITION_MS)} s`,
-    s: `s. edge2's link down ${seconds(SHORT_MS)} s (< heartbeat timeout)`,
-    b: "b. aggregator SIGKILLed, restarted",
-    c: "c. edge1 restarted (SIGTERM)",
-    d: `d. tracker's link down ${seconds(TRACKER_MS)} s`,
-  };
+
   FAULTS.forEach((fault, i) => {
     const records = outcomes.map((out) => out.faults[i]);
     let first = true;
@@ -150,7 +153,7 @@ function render(outcomes: Outcome[], meta: Record<string, string>): string {
       const aggDetect = spread(records.map((r) => detect(r, (w) => w === "aggregator")), seconds);
       const edgeDetect = spread(records.map((r) => detect(r, (w) => w === edge)), seconds);
       lines.push(
-        `| ${first ? names[fault.key] : ""} | ${edge}${
+        `| ${first ? `${fault.key}. ${records[0].name}` : ""} | ${edge}${
           affected ? "" : " (not cut off)"
         } | ${aggDetect}, ${edgeDetect} | ${spread(losses.map((l) => l.unsubscribedMs), seconds)} | ${
           spread(losses.map((l) => l.resubscribedMs), seconds)
@@ -216,6 +219,13 @@ function problems(outcomes: Outcome[]): string[] {
 }
 
 async function main(): Promise<void> {
+  const from = args.indexOf("--render");
+  if (from >= 0) {
+    // Render (and write) the figures of an earlier run again, e.g. after a change of the table.
+    const saved = JSON.parse(Deno.readTextFileSync(args[from + 1]));
+    publish(saved.outcomes, saved.meta, saved.options);
+    return;
+  }
   const reason = await netnsUnavailable() ?? (curve ? await curveUnavailable() : undefined);
   if (reason) {
     console.log(`skipped: ${reason}`);
@@ -227,13 +237,16 @@ async function main(): Promise<void> {
     date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
     machine: `${navigator.hardwareConcurrency} CPUs shared by every host`,
   };
-  const name = curve ? "fleet-curve" : "fleet";
   Deno.mkdirSync(`${ROOT}.bench`, { recursive: true });
-  Deno.writeTextFileSync(
-    `${ROOT}.bench/${name}.json`,
-    JSON.stringify({ meta, options, outcomes }, null, 2) + "\n",
-  );
-  const text = render(outcomes, meta);
+  const file = `${ROOT}.bench/${curve ? "fleet-curve" : "fleet"}.json`;
+  Deno.writeTextFileSync(file, JSON.stringify({ meta, options, outcomes }, null, 2) + "\n");
+  publish(outcomes, meta, options);
+}
+
+/** Prints the table, checks what must hold, and writes the table into docs/deployment.md. */
+function publish(outcomes: Outcome[], meta: Record<string, string>, o: FleetOptions): void {
+  const name = o.curve ? "fleet-curve" : "fleet";
+  const text = render(outcomes, meta, o);
   console.log("\n" + text);
   const found = problems(outcomes);
   for (const problem of found) console.error(`fleet: ${problem}`);

@@ -56,22 +56,40 @@ export async function netnsUnavailable(): Promise<string | undefined> {
   return undefined;
 }
 
-/** Deletes the namespaces left by processes of this kind that no longer run. */
+/**
+ * Deletes the namespaces left by runs that no longer run (killed before their cleanup), after
+ * SIGKILLing the processes still inside them (adaptors and peers those runs started).
+ */
 export async function removeStale(): Promise<string[]> {
   const removed: string[] = [];
   for (const line of (await ip("netns", "list")).split("\n")) {
     const match = new RegExp(`^(${PREFIX}(\\d+)-\\S+)`).exec(line);
     if (!match || alive(Number(match[2]))) continue;
+    await killInside(match[1]);
     await ip("netns", "delete", match[1]).catch(() => {});
     removed.push(match[1]);
   }
   return removed;
 }
 
+/** SIGKILLs every process inside namespace `ns` (by pid, as `ip netns pids` lists them). */
+export async function killInside(ns: string): Promise<number[]> {
+  const pids = (await ip("netns", "pids", ns).catch(() => "")).split("\n").map(Number).filter((p) => p > 0);
+  for (const pid of pids) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+/** Whether process `pid` runs (a zombie, killed but not yet reaped, does not). */
 function alive(pid: number): boolean {
   try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
     return false;
   }
@@ -154,9 +172,15 @@ export class Network {
     return ["ip", "netns", "exec", host.ns, ...command];
   }
 
-  /** Deletes every namespace of this network (with its veths); never throws. */
+  /**
+   * Deletes every namespace of this network (with its veths), SIGKILLing first any process
+   * still inside (callers stop theirs before; this is the backstop). Never throws.
+   */
   async destroy(): Promise<void> {
-    for (const host of this.hosts.splice(0)) await ip("netns", "delete", host.ns).catch(() => {});
+    for (const host of this.hosts.splice(0)) {
+      await killInside(host.ns);
+      await ip("netns", "delete", host.ns).catch(() => {});
+    }
     this.links.length = 0;
   }
 }
