@@ -21,8 +21,16 @@
 
 import { type AuthCounts, AuthTracker } from "./auth.ts";
 import { type Channel, type ChannelName, INBOUND, MAIN, openChannel } from "./channel.ts";
-import { type Config, peerOf, type Role, ROLES } from "./config.ts";
-import { CURVE_ROLES, loadSecurity, reportClients, warnAboutExposure } from "./curve_setup.ts";
+import { type Config, type Endpoint, peerOf, type Role, ROLES } from "./config.ts";
+import {
+  curveFor,
+  loadSecurity,
+  readServerKeys,
+  reportClients,
+  type ServerKeys,
+  warnAboutExposure,
+} from "./curve_setup.ts";
+import { oneLine } from "./errors.ts";
 import {
   type PeerEndpoint,
   SentTimes,
@@ -33,7 +41,7 @@ import {
 } from "./debug.ts";
 import type { ProxyStatistics } from "./engine.ts";
 import { assessHealth, type Health } from "./health.ts";
-import { type GuardedPath, IpcGuard } from "./ipc.ts";
+import { type GuardedPath, IpcGuard, resolveGroup } from "./ipc.ts";
 import { startMallocTrim } from "./libc.ts";
 import { literal, log } from "./log.ts";
 import type { SocketEvent } from "./monitor.ts";
@@ -58,7 +66,17 @@ export interface AdaptorHooks {
   onProxyRestart?: (channel: ChannelName) => void;
 }
 
-/** A running adaptor. */
+/**
+ * A running adaptor, as `startAdaptor` returns it.
+ *
+ * @example Read the counters, watch for a failure, reload on SIGHUP
+ * ```ts
+ * const stats = await adaptor.statistics({ timeoutMs: 1000 });
+ * console.log(stats.main?.frontend.messagesIn); // frames from the gateway's publishers
+ * adaptor.failure.then((why) => console.error(`adaptor failed: ${why}`));
+ * Deno.addSignalListener("SIGHUP", () => adaptor.reloadClients());
+ * ```
+ */
 export interface AdaptorHandle {
   readonly config: Config;
   /** The addresses each role actually bound or connected (wildcard ports resolved). */
@@ -92,6 +110,13 @@ export interface AdaptorHandle {
    * the next connection on, removed ones no longer do. Returns false when there is none.
    */
   reloadClients(): boolean;
+  /**
+   * Rereads the `--curve-servers` directory (SIGHUP) and connects again each endpoint whose
+   * server key changed (its channel's proxy pauses for a moment). Resolves with the endpoints
+   * reconnected; undefined when there is no such directory. A directory that cannot be read, or
+   * lacks a certificate now, keeps the keys in use (a warning says why).
+   */
+  reloadServers(): Promise<string[] | undefined>;
   /** Stops forwarding, closes everything within the linger, removes our ipc files. Idempotent. */
   stop(): Promise<void>;
 }
@@ -101,10 +126,31 @@ interface Loop {
   readonly done: Promise<string>;
 }
 
-/** Opens, binds and starts everything `config` asks for. Throws StartupError/UsageError. */
+/**
+ * Opens, binds and starts everything `config` asks for, and returns the running adaptor. Throws
+ * `UsageError` (bad certificates, groups: exit 2) or `StartupError` (a busy port, a live ipc
+ * path: exit 1), with nothing left open. `hooks` observe socket events and auth decisions
+ * (`AdaptorMetrics.hooks` does, for `--metrics`).
+ *
+ * @example Forward from an ipc XSUB to a tcp XPUB, then stop
+ * ```ts
+ * import { startAdaptor } from "./src/adaptor.ts";
+ * import { makeConfig } from "./src/config.ts";
+ *
+ * const adaptor = await startAdaptor(makeConfig({
+ *   bind: ["ipc:///tmp/example_queue"],
+ *   publish: ["tcp://127.0.0.1:16001"],
+ * }));
+ * console.log(adaptor.endpoints.publish); // [ "tcp://127.0.0.1:16001" ]
+ * console.log(adaptor.health()); // { ok: true }
+ * await adaptor.stop(); // the socket file and its lock are gone
+ * ```
+ */
 export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Promise<AdaptorHandle> {
   // Bad certificates and groups are usage errors: refuse before touching anything.
-  const { cert, clients, gid } = loadSecurity(config);
+  let security = loadSecurity(config);
+  const { cert, clients } = security;
+  const gid = config.ipcGroup !== undefined ? resolveGroup(config.ipcGroup) : undefined;
   const stack = new AsyncDisposableStack();
   const loops: Loop[] = [];
   const channels: Channel[] = [];
@@ -128,6 +174,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     stack.defer(() => ctx.terminate()); // ends every wait, closes every socket it opened
     const peerEvents = new PeerEventLog({ limits: config, logger: log("socket") });
     stack.defer(() => peerEvents.close()); // closing our own sockets is no news
+    stack.defer(() => auth.close()); // the last window's summary of denials
     // The debug taps are CURVE clients of our own sockets, with a key made for this run.
     const tapKeys: CurveKeyPair | undefined = cert ? curveKeypair() : undefined;
     if (clients) {
@@ -156,10 +203,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       config,
       guard,
       gid,
-      curveServer: (role: Role) =>
-        cert && CURVE_ROLES.includes(role)
-          ? { secretKey: cert.secretKey, zap: zap !== undefined }
-          : undefined,
+      curve: (role: Role, endpoint: Endpoint) => curveFor(security, role, endpoint),
       route: (channel: ChannelName, role: Role, curveServer: boolean) =>
         routeSocketEvents({
           channel,
@@ -203,12 +247,18 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       log().info("Forwarding inbound SUB -> PUSH");
     }
     loops.push(...channels);
-    warnAboutExposure(config, cert, clients);
+    warnAboutExposure(config, security);
     const endpoint = (role: Role) => channels.flatMap((c) => c.endpoints.get(role) ?? [])[0];
     if (config.debug) {
       const sent = new SentTimes();
+      // A tap is a CURVE client where the endpoint it goes to is one of our CURVE servers.
       const curve = cert && tapKeys ? { serverKey: cert.publicKey, ...tapKeys } : undefined;
-      const asClient = (peer: PeerEndpoint): PeerEndpoint => (curve ? { ...peer, curve } : peer);
+      const tapOf = (role: Role): PeerEndpoint => {
+        const peer = peerOf(config[role][0], endpoint(role));
+        return curve && curveFor(security, role, config[role][0])?.kind === "server"
+          ? { ...peer, curve }
+          : peer;
+      };
       const taps: Tap[] = [];
       const tap = (...started: Tap[]) => {
         for (const t of started) {
@@ -216,15 +266,9 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
           taps.push(t);
         }
       };
-      tap(startDebugSubscriber(ctx, asClient(peerOf(config.publish[0], endpoint("publish"))), sent));
-      if (config.test) tap(startTestPublisher(ctx, peerOf(config.bind[0], endpoint("bind")), sent));
-      if (config.receiverTest) {
-        tap(...startInboundTest(
-          ctx,
-          asClient(peerOf(config.listen[0], endpoint("listen"))),
-          peerOf(config.push[0], endpoint("push")),
-        ));
-      }
+      tap(startDebugSubscriber(ctx, tapOf("publish"), sent));
+      if (config.test) tap(startTestPublisher(ctx, tapOf("bind"), sent));
+      if (config.receiverTest) tap(...startInboundTest(ctx, tapOf("listen"), tapOf("push")));
       loops.push(...taps.map((t) => ({ done: t.done.then((why) => `${t.name} ended (${why})`) })));
     }
     // Queues freed after a burst (a slow subscriber at --sndhwm) go back to the system.
@@ -282,6 +326,35 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       if (!zap || stopping) return false;
       zap.reload();
       return true;
+    },
+    async reloadServers() {
+      const before = security.servers;
+      if (!before || stopping) return undefined;
+      let after: ServerKeys;
+      try {
+        after = readServerKeys(config, before.dir);
+      } catch (error) {
+        log("auth").warn(literal(`${oneLine(error)}: the server keys in use stay`));
+        return [];
+      }
+      security = { ...security, servers: after };
+      const changed: string[] = [];
+      for (const role of Object.keys(ROLES) as Role[]) {
+        for (const endpoint of config[role]) {
+          const [old, now] = [before.keys.get(endpoint.address), after.keys.get(endpoint.address)];
+          if (!old || !now || old.key === now.key || changed.includes(endpoint.address)) continue;
+          const channel = channels.find((c) => c.endpoints.has(role))!;
+          await channel.reconnect(role, endpoint);
+          changed.push(endpoint.address);
+          log("auth").info(literal(`CURVE client of ${endpoint.address}: new server key from ${now.file}`));
+        }
+      }
+      log("auth").info(
+        literal(
+          `Reread ${before.dir}: ${changed.length} endpoint${changed.length === 1 ? "" : "s"} reconnected`,
+        ),
+      );
+      return changed;
     },
     async statistics(options = {}) {
       const result: Partial<Record<ChannelName, ProxyStatistics>> = {};

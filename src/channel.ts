@@ -15,6 +15,7 @@
 
 import type { Config, Endpoint, Role } from "./config.ts";
 import { ROLES } from "./config.ts";
+import type { CurveSetting } from "./curve_setup.ts";
 import { Forwarder } from "./engine.ts";
 import { StartupError } from "./errors.ts";
 import { gatewayAccessProblem } from "./gateway_access.ts";
@@ -25,6 +26,7 @@ import { applyOptions, describe, explain } from "./socket_options.ts";
 import {
   type Context,
   type Socket,
+  ZMQ_CURVE_SERVER,
   ZMQ_LAST_ENDPOINT,
   ZMQ_PUSH,
   ZMQ_SUB,
@@ -66,8 +68,8 @@ export interface ChannelDeps {
   readonly guard: IpcGuard;
   /** The group of the ipc socket files (`--ipc-group`). */
   readonly gid?: number;
-  /** CURVE server settings for the roles that face the network; undefined without CURVE. */
-  readonly curveServer?: (role: Role) => { secretKey: string; zap: boolean } | undefined;
+  /** The mechanism of each endpoint (`curveFor`): CURVE server, CURVE client, or plaintext. */
+  readonly curve: (role: Role, endpoint: Endpoint) => CurveSetting;
   /** Where the events of the `role` socket go (see `routeSocketEvents`). */
   readonly route: (channel: ChannelName, role: Role, curveServer: boolean) => (event: SocketEvent) => void;
   /** A monitor callback threw: reported, and the monitor goes on. */
@@ -86,6 +88,11 @@ export interface Channel {
   readonly endpoints: ReadonlyMap<Role, readonly string[]>;
   /** Settles with what ended, if the proxy or a monitor ends by itself (never while running well). */
   readonly done: Promise<string>;
+  /**
+   * Connects `endpoint` of `role` again with its current mechanism (`deps.curve`: a server key
+   * reread on SIGHUP), with the proxy paused meanwhile: libzmq took the old key when it connected.
+   */
+  reconnect(role: Role, endpoint: Endpoint): Promise<void>;
 }
 
 /**
@@ -100,27 +107,23 @@ export function openChannel(stack: AsyncDisposableStack, deps: ChannelDeps, spec
     const socket = ctx.socket(type);
     applyOptions(socket, config, config[role]);
     if (type === ZMQ_SUB) socket.setBytes(ZMQ_SUBSCRIBE, "");
-    const curve = deps.curveServer?.(role);
-    if (curve) {
-      // Enforce: should the ZAP handler ever be gone, clients are refused, not waved through.
-      socket.curveServer(curve.secretKey, curve.zap);
-      // libzmq asks the ZAP handler only for sockets with a domain; it tells us which socket.
-      if (curve.zap) socket.setBytes(ZMQ_ZAP_DOMAIN, role);
-    }
     const name = ROLES[role].socket;
+    const curveServer = config[role].some((e) => deps.curve(role, e)?.kind === "server");
     const monitor = monitorSocket(
       ctx,
       socket,
-      deps.route(spec.name, role, curve !== undefined),
+      deps.route(spec.name, role, curveServer),
       (error) => deps.onRouteError(spec.name, role, error),
     );
     ended.push(monitor.done.then((why) => `the ${name}'s monitor ended (${why})`));
     const resolved: string[] = [];
     endpoints.set(role, resolved);
-    for (const endpoint of config[role]) {
+    const order = config[role].map((endpoint, i) => ({ endpoint, i }))
+      .sort((a, b) => attachOrder(deps.curve(role, a.endpoint)) - attachOrder(deps.curve(role, b.endpoint)));
+    for (const { endpoint, i } of order) {
       attach(deps, socket, role, endpoint);
       const address = endpoint.mode === "bind" ? socket.getString(ZMQ_LAST_ENDPOINT) : endpoint.address;
-      resolved.push(address);
+      resolved[i] = address; // in the order given, whatever the order attached
       log().info("{socket} {action} {endpoint}", {
         channel: spec.name,
         socket: name,
@@ -132,15 +135,56 @@ export function openChannel(stack: AsyncDisposableStack, deps: ChannelDeps, spec
   };
   const frontend = open(spec.frontend);
   const backend = open(spec.backend);
+  const socketOf = (role: Role) => role === spec.frontend.role ? frontend : backend;
   const forwarder = Forwarder.start(deps.ctx, frontend, backend, {
     onRestart: (count) => deps.onRestart(spec.name, count),
   });
   stack.defer(async () => void await forwarder.stop());
   ended.push(forwarder.done.then((rc) => `the ${spec.name} channel's proxy ended unexpectedly (rc ${rc})`));
-  return { name: spec.name, forwarder, endpoints, done: Promise.race(ended) };
+  return {
+    name: spec.name,
+    forwarder,
+    endpoints,
+    done: Promise.race(ended),
+    reconnect: (role, endpoint) =>
+      forwarder.pause(() => {
+        const socket = socketOf(role);
+        socket.disconnect(endpoint.address);
+        secure(socket, role, deps.curve(role, endpoint));
+        socket.connect(endpoint.address);
+      }),
+  };
+}
+
+/**
+ * Gives the socket the mechanism of `endpoint`. libzmq copies a socket's options into each
+ * listener and connection when it binds or connects, so one socket can be a CURVE server on its
+ * tcp endpoints, a CURVE client of each server it connects to, and plaintext on its ipc one.
+ */
+function secure(socket: Socket, role: Role, curve: CurveSetting): void {
+  if (curve?.kind === "server") {
+    // Enforce: should the ZAP handler ever be gone, clients are refused, not waved through.
+    socket.curveServer(curve.secretKey, curve.zap);
+    // libzmq asks the ZAP handler only for sockets with a domain; it tells us which socket.
+    if (curve.zap) socket.setBytes(ZMQ_ZAP_DOMAIN, role);
+    return;
+  }
+  if (curve?.kind === "client") socket.curveClient(curve);
+  else socket.setInt(ZMQ_CURVE_SERVER, 0); // back to the NULL mechanism (plaintext)
+}
+
+/**
+ * The order a socket's endpoints are attached in: plaintext, then CURVE client, then CURVE
+ * server ones. A ZAP domain, once set (server endpoints), cannot be unset, and libzmq asks ZAP
+ * about NULL connections too where one is set: the ipc endpoint must come before it.
+ */
+function attachOrder(curve: CurveSetting): number {
+  return curve === undefined ? 0 : curve.kind === "client" ? 1 : 2;
 }
 
 function attach(deps: ChannelDeps, socket: Socket, role: Role, endpoint: Endpoint): void {
+  const curve = deps.curve(role, endpoint);
+  if (curve || deps.config[role].some((e) => deps.curve(role, e))) secure(socket, role, curve);
   try {
     if (endpoint.mode === "connect") return socket.connect(endpoint.address);
     const path = endpoint.ipcPath;

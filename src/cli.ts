@@ -37,6 +37,7 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   reconnectIvlMax: { env: "ADAPTOR_RECONNECT_IVL_MAX", kind: "number" },
   linger: { env: "ADAPTOR_LINGER", kind: "number" },
   maxMessageSize: { env: "ADAPTOR_MAX_MESSAGE_SIZE", kind: "number" },
+  maxSubscriptionSize: { env: "ADAPTOR_MAX_SUBSCRIPTION_SIZE", kind: "number" },
   handshakeTimeout: { env: "ADAPTOR_HANDSHAKE_TIMEOUT", kind: "number" },
   heartbeatInterval: { env: "ADAPTOR_HEARTBEAT_INTERVAL", kind: "number" },
   heartbeatTimeout: { env: "ADAPTOR_HEARTBEAT_TIMEOUT", kind: "number" },
@@ -48,6 +49,7 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   logFormat: { env: "ADAPTOR_LOG_FORMAT", kind: "text" },
   curveCert: { env: "ADAPTOR_CURVE_CERT", kind: "text" },
   curveClients: { env: "ADAPTOR_CURVE_CLIENTS", kind: "text" },
+  curveServers: { env: "ADAPTOR_CURVE_SERVERS", kind: "text" },
   ipcMode: { env: "ADAPTOR_IPC_MODE", kind: "text" },
   ipcGroup: { env: "ADAPTOR_IPC_GROUP", kind: "text" },
   metrics: { env: "ADAPTOR_METRICS", kind: "text" },
@@ -121,6 +123,13 @@ function program(): Command {
     DEFAULTS.maxMessageSize,
   );
   opt(
+    "--max-subscription-size <bytes>",
+    "largest subscription (flag byte + topic) a subscriber may send the XPUB; more disconnects it " +
+      "(0 = --max-message-size)",
+    "maxSubscriptionSize",
+    DEFAULTS.maxSubscriptionSize,
+  );
+  opt(
     "--handshake-timeout <ms>",
     "drop connections that do not finish the ZeroMQ handshake in time (0 = never)",
     "handshakeTimeout",
@@ -161,7 +170,7 @@ function program(): Command {
   opt("--log-format <format>", "text or json (JSON lines)", "logFormat", DEFAULTS.logFormat);
   opt(
     "--curve-cert <file>",
-    "secret CURVE certificate: XPUB and inbound SUB become CURVE servers",
+    "secret CURVE certificate: XPUB, inbound SUB and a tcp XSUB become CURVE servers",
     "curveCert",
     "off",
   );
@@ -170,6 +179,13 @@ function program(): Command {
     "admit only clients whose public certificate is in DIR (SIGHUP rereads it)",
     "curveClients",
     "any client that knows the server key",
+  );
+  opt(
+    "--curve-servers <dir>",
+    "connect (>) to tcp endpoints as a CURVE client of the server whose certificate is DIR/HOST:PORT or " +
+      "DIR/HOST (SIGHUP rereads it)",
+    "curveServers",
+    "off",
   );
   opt(
     "--ipc-mode <octal>",

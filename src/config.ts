@@ -43,45 +43,52 @@ export interface ListenAddress {
 
 /** The whole configuration of one adaptor process. */
 export interface Config {
-  /** XSUB endpoints where gateway workers PUB-connect (`-b`). */
+  /** XSUB endpoints where gateway workers PUB-connect (`-b`). @default `ipc:///tmp/nginx_queue_listen` */
   readonly bind: readonly Endpoint[];
-  /** XPUB endpoints where tracking services SUB-connect (`-p`). */
+  /** XPUB endpoints where tracking services SUB-connect (`-p`). @default `tcp://0.0.0.0:6001` */
   readonly publish: readonly Endpoint[];
-  /** Inbound SUB endpoints (`-l`); empty means the inbound channel is off. */
+  /** Inbound SUB endpoints (`-l`); empty means the inbound channel is off. @default `tcp://127.0.0.1:5000` with `-r` alone; else none */
   readonly listen: readonly Endpoint[];
-  /** Inbound PUSH endpoints where gateway workers PULL (`-u`); used only with `listen`. */
+  /** Inbound PUSH endpoints where gateway workers PULL (`-u`); used only with `listen`. @default `ipc:///tmp/nginx_queue_push` */
   readonly push: readonly Endpoint[];
-  /** Log socket events and every forwarded message, with per-second rates (`-d`). */
+  /** Log socket events and every forwarded message, with per-second rates (`-d`). @default false */
   readonly debug: boolean;
-  /** Run a test publisher into the main channel (`-t`, implies debug). */
+  /** Run a test publisher into the main channel (`-t`, implies debug). @default false */
   readonly test: boolean;
-  /** Run a test sender and PULL receiver on the inbound channel (`-r`, implies debug). */
+  /** Run a test sender and PULL receiver on the inbound channel (`-r`, implies debug). @default false */
   readonly receiverTest: boolean;
-  /** Per-peer send high-water mark of the adaptor's sockets, in messages (0 = none). */
+  /** Per-peer send high-water mark of the adaptor's sockets, in messages (0 = none). @default 10000 */
   readonly sndhwm: number;
-  /** Per-peer receive high-water mark of the adaptor's sockets, in messages (0 = none). */
+  /** Per-peer receive high-water mark of the adaptor's sockets, in messages (0 = none). @default 10000 */
   readonly rcvhwm: number;
-  /** TCP keepalive idle time in seconds before probes start; 0 leaves keepalive off. */
+  /** TCP keepalive idle time in seconds before probes start; 0 leaves keepalive off. @default 60 */
   readonly tcpKeepalive: number;
-  /** First reconnect delay of connecting endpoints (`>`), in milliseconds. */
+  /** First reconnect delay of connecting endpoints (`>`), in milliseconds. @default 100 */
   readonly reconnectIvl: number;
-  /** Longest reconnect delay: libzmq doubles the delay up to this (0 = no back-off). */
+  /** Longest reconnect delay: libzmq doubles the delay up to this (0 = no back-off). @default 5000 */
   readonly reconnectIvlMax: number;
-  /** How long shutdown waits to deliver queued messages, in milliseconds. */
+  /** How long shutdown waits to deliver queued messages, in milliseconds. @default 500 */
   readonly linger: number;
-  /** Largest inbound frame in bytes; a peer sending a larger one is disconnected. 0 = no limit. */
+  /** Largest inbound frame in bytes; a peer sending a larger one is disconnected. 0 = no limit. @default 65536 */
   readonly maxMessageSize: number;
-  /** How long a new connection may take to finish the ZeroMQ handshake, in ms. 0 = no limit. */
+  /**
+   * Largest inbound frame on the XPUB, whose only inbound frames are subscriptions (a 1-byte
+   * flag and the topic); a subscriber sending a larger one is disconnected. 0 = no limit of its
+   * own (--max-message-size applies).
+   * @default 1024
+   */
+  readonly maxSubscriptionSize: number;
+  /** How long a new connection may take to finish the ZeroMQ handshake, in ms. 0 = no limit. @default 5000 */
   readonly handshakeTimeout: number;
-  /** Interval of ZMTP heartbeats (PING) on every connection, in ms. 0 = off. */
+  /** Interval of ZMTP heartbeats (PING) on every connection, in ms. 0 = off. @default 10000 */
   readonly heartbeatInterval: number;
-  /** A connection silent this long after a PING is dropped (also the TTL we ask peers to use), in ms. */
+  /** A connection silent this long after a PING is dropped (also the TTL we ask peers to use), in ms. @default 30000 */
   readonly heartbeatTimeout: number;
-  /** TCP_USER_TIMEOUT: sent data unacknowledged this long drops the connection, in ms. 0 = kernel's. */
+  /** TCP_USER_TIMEOUT: sent data unacknowledged this long drops the connection, in ms. 0 = kernel's. @default 30000 */
   readonly tcpUserTimeout: number;
-  /** Bytes libzmq encodes into one write to a connection (ZMQ_OUT_BATCH_SIZE). */
+  /** Bytes libzmq encodes into one write to a connection (ZMQ_OUT_BATCH_SIZE). @default 65536 */
   readonly outBatchSize: number;
-  /** libzmq I/O threads. */
+  /** libzmq I/O threads. @default 1 */
   readonly ioThreads: number;
   /**
    * Seconds the XSUB may go without a single connected publisher before the adaptor warns and
@@ -96,7 +103,13 @@ export interface Config {
   readonly curveCert?: string;
   /** Directory of client certificates (`--curve-clients`): only those keys may connect. */
   readonly curveClients?: string;
-  /** Permissions given to every ipc socket file the adaptor binds (`--ipc-mode`). */
+  /**
+   * Directory of servers' public certificates (`--curve-servers`), like ssh's known_hosts: every
+   * connecting (`>`) tcp endpoint is a CURVE client of the server whose certificate is
+   * `DIR/HOST:PORT`, else `DIR/HOST` (HOST and PORT as written in the endpoint).
+   */
+  readonly curveServers?: string;
+  /** Permissions given to every ipc socket file the adaptor binds (`--ipc-mode`). @default `0660` */
   readonly ipcMode: number;
   /** Group (name or gid) given to every ipc socket file the adaptor binds (`--ipc-group`). */
   readonly ipcGroup?: string;
@@ -128,6 +141,12 @@ export const DEFAULTS = {
   linger: 500,
   /** Usage events are a few hundred bytes; 64 KiB leaves room and bounds what one frame can cost. */
   maxMessageSize: 65_536,
+  /**
+   * Each subscription is kept by the adaptor and by every publisher (each gateway worker):
+   * 200 subscriptions of 60 KB grew each pyzmq publisher by 375 MB (issue 13). Topics are
+   * short prefixes; 1 KiB leaves room and bounds that to what this many subscriptions cost.
+   */
+  maxSubscriptionSize: 1024,
   /** libzmq's 30 s lets idle or hostile connections hold descriptors; a real handshake takes ms. */
   handshakeTimeout: 5_000,
   /** Without heartbeats a dead TCP peer (power loss, partition) is noticed only by TCP keepalive. */
@@ -267,9 +286,32 @@ export function makeConfig(input: ConfigInput = {}): Config {
   checkDistinct([["bind", bind], ["publish", publish], ["listen", listen], ["push", push]]);
   const curveCert = optionalText(input.curveCert);
   const curveClients = optionalText(input.curveClients);
+  const curveServers = optionalText(input.curveServers);
+  if (curveServers !== undefined && curveCert === undefined) {
+    throw new UsageError(
+      `--curve-servers '${curveServers}': needs --curve-cert (the adaptor's own key pair, as a CURVE client)`,
+    );
+  }
   if (curveClients !== undefined && curveCert === undefined) {
     throw new UsageError(
       `--curve-clients '${curveClients}': needs --curve-cert (the server's secret certificate)`,
+    );
+  }
+  const maxSubscriptionSize = integer(
+    "--max-subscription-size",
+    input.maxSubscriptionSize ?? DEFAULTS.maxSubscriptionSize,
+    0,
+    MAX_MESSAGE_SIZE_LIMIT,
+  );
+  // The limit applies to every frame a subscriber sends, its handshake commands too: a CURVE
+  // client's INITIATE (keys, vouch, metadata) is ~270 bytes (measured: a limit of 260 refused a
+  // libzmq 4.3.5 SUB, 280 admitted it).
+  if (
+    curveCert !== undefined && maxSubscriptionSize > 0 && maxSubscriptionSize < MIN_CURVE_SUBSCRIPTION_SIZE
+  ) {
+    throw new UsageError(
+      `--max-subscription-size '${maxSubscriptionSize}': at least ${MIN_CURVE_SUBSCRIPTION_SIZE} with --curve-cert ` +
+        `(a CURVE client's handshake is a ~270-byte frame, which the limit applies to)`,
     );
   }
 
@@ -299,6 +341,7 @@ export function makeConfig(input: ConfigInput = {}): Config {
       0,
       MAX_MESSAGE_SIZE_LIMIT,
     ),
+    maxSubscriptionSize,
     handshakeTimeout: integer(
       "--handshake-timeout",
       input.handshakeTimeout ?? DEFAULTS.handshakeTimeout,
@@ -324,11 +367,15 @@ export function makeConfig(input: ConfigInput = {}): Config {
     logFormat: oneOf("--log-format", input.logFormat ?? DEFAULTS.logFormat, LOG_FORMATS),
     ...(curveCert !== undefined ? { curveCert } : {}),
     ...(curveClients !== undefined ? { curveClients } : {}),
+    ...(curveServers !== undefined ? { curveServers } : {}),
     ipcMode: fileMode("--ipc-mode", input.ipcMode ?? DEFAULTS.ipcMode),
     ...(optionalText(input.ipcGroup) !== undefined ? { ipcGroup: groupName(input.ipcGroup!.trim()) } : {}),
     metrics: input.metrics === undefined ? undefined : parseListenAddress(input.metrics, "--metrics"),
   };
 }
+
+/** The smallest --max-subscription-size that lets CURVE clients shake hands (with room for metadata). */
+const MIN_CURVE_SUBSCRIPTION_SIZE = 512;
 
 /** The largest --max-message-size accepted: 4 GiB. */
 const MAX_MESSAGE_SIZE_LIMIT = 2 ** 32;

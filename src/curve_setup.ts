@@ -1,34 +1,129 @@
 /**
- * What `--curve-cert`, `--curve-clients` and `--ipc-group` resolve to, read and checked once
- * before the adaptor opens anything, and the start-up lines that tell the operator what the
- * configuration protects and what it leaves open.
+ * What `--curve-cert`, `--curve-clients` and `--curve-servers` resolve to, read and checked once
+ * before the adaptor opens anything; which mechanism each endpoint gets
+ * (`curveFor`); and the start-up lines that tell the operator what the configuration protects
+ * and what it leaves open.
  */
 
-import { type Config, type Role, ROLES } from "./config.ts";
+import { type Config, type Endpoint, type Role, ROLES } from "./config.ts";
 import { StartupError, UsageError } from "./errors.ts";
-import { resolveGroup } from "./ipc.ts";
 import { literal, log } from "./log.ts";
 import {
+  CertificateError,
   type ClientKeys,
+  parseCertificate,
   readClientKeys,
   readSecretCertificate,
   type SecretCertificate,
 } from "./security.ts";
 import { hasCapability } from "./zmq.ts";
 
-/** The sockets that face the network and become CURVE servers with `--curve-cert`. */
+/**
+ * The sockets that face the network and become CURVE servers with `--curve-cert` on all their
+ * endpoints (the XSUB only on its bound tcp ones: its ipc endpoint is the gateway's).
+ */
 export const CURVE_ROLES: readonly Role[] = ["publish", "listen"];
 
-/** What `--curve-cert`, `--curve-clients` and `--ipc-group` resolve to, checked before start. */
+/** Where each connecting tcp endpoint's server certificate was found (`--curve-servers`). */
+export interface ServerKeys {
+  readonly dir: string;
+  /** Endpoint address (e.g. `tcp://edge1:6001`) → the server's public key and its file. */
+  readonly keys: ReadonlyMap<string, { readonly key: string; readonly file: string }>;
+}
+
+/** What `--curve-cert`, `--curve-clients` and `--curve-servers` resolve to. */
 export interface SecuritySetup {
   readonly cert?: SecretCertificate;
   readonly clients?: ClientKeys;
-  readonly gid?: number;
+  readonly servers?: ServerKeys;
+}
+
+/** The mechanism of one endpoint: a CURVE server, a CURVE client of a known server, or none. */
+export type CurveSetting =
+  | { readonly kind: "server"; readonly secretKey: string; readonly zap: boolean }
+  | {
+    readonly kind: "client";
+    readonly serverKey: string;
+    readonly publicKey: string;
+    readonly secretKey: string;
+  }
+  | undefined;
+
+/**
+ * Which mechanism `endpoint` of `role` gets. With `--curve-servers`, every connecting tcp
+ * endpoint is a CURVE client; else, with `--curve-cert`, the XPUB and the inbound SUB are CURVE
+ * servers on every endpoint, and the XSUB on its bound tcp endpoints. The rest is plaintext.
+ */
+export function curveFor(security: SecuritySetup, role: Role, endpoint: Endpoint): CurveSetting {
+  const { cert, clients, servers } = security;
+  if (!cert) return undefined;
+  if (servers && endpoint.mode === "connect" && endpoint.transport === "tcp") {
+    const server = servers.keys.get(endpoint.address)!;
+    return { kind: "client", serverKey: server.key, publicKey: cert.publicKey, secretKey: cert.secretKey };
+  }
+  const bindsTcp = endpoint.mode === "bind" && endpoint.transport === "tcp";
+  if (CURVE_ROLES.includes(role) || (role === "bind" && bindsTcp)) {
+    return { kind: "server", secretKey: cert.secretKey, zap: clients !== undefined };
+  }
+  return undefined;
+}
+
+/** `HOST:PORT` and `HOST` of a tcp address as written (`tcp://[src;]HOST:PORT`). */
+function hostAndPort(address: string): { hostPort: string; host: string } {
+  const target = address.replace(/^tcp:\/\//, "").split(";").at(-1)!;
+  const colon = target.lastIndexOf(":");
+  return { hostPort: target, host: colon > 0 ? target.slice(0, colon) : target };
 }
 
 /**
- * Reads the certificate, the clients directory and the ipc group. Throws `UsageError` (exit 2)
- * for a bad certificate, directory or group; `StartupError` when libzmq has no CURVE.
+ * Finds the server certificate of every connecting tcp endpoint in `config` in `dir`:
+ * `DIR/HOST:PORT`, else `DIR/HOST`. Throws `UsageError` naming the endpoint and the files looked
+ * for when one has none, or when one is not a certificate.
+ */
+export function readServerKeys(config: Config, dir: string, flag = "--curve-servers"): ServerKeys {
+  const where = `${flag} '${dir}'`;
+  try {
+    if (!Deno.statSync(dir).isDirectory) throw new UsageError(`${where}: not a directory`);
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(`${where}: cannot read: ${(error as Error).message.replace(/,.*$/, "")}`);
+  }
+  const keys = new Map<string, { key: string; file: string }>();
+  const base = dir.replace(/\/+$/, "");
+  for (const role of Object.keys(ROLES) as Role[]) {
+    for (const endpoint of config[role]) {
+      if (endpoint.mode !== "connect" || endpoint.transport !== "tcp" || keys.has(endpoint.address)) continue;
+      const { hostPort, host } = hostAndPort(endpoint.address);
+      const candidates = [`${base}/${hostPort}`, `${base}/${host}`];
+      const file = candidates.find((path) => {
+        try {
+          return Deno.statSync(path).isFile;
+        } catch {
+          return false;
+        }
+      });
+      if (!file) {
+        throw new UsageError(
+          `${where}: no certificate for ${ROLES[role].flag} '>${endpoint.address}' (looked for ${
+            candidates.join(" and ")
+          })`,
+        );
+      }
+      try {
+        keys.set(endpoint.address, { key: parseCertificate(Deno.readTextFileSync(file)).publicKey, file });
+      } catch (error) {
+        const why = error instanceof CertificateError ? error.message : (error as Error).message;
+        throw new UsageError(`${where}: ${file}: ${why}`);
+      }
+    }
+  }
+  return { dir, keys };
+}
+
+/**
+ * Reads the certificate, the clients directory and the servers' certificates. Throws
+ * `UsageError` (exit 2) for a bad certificate or directory; `StartupError` when libzmq has no
+ * CURVE.
  */
 export function loadSecurity(config: Config): SecuritySetup {
   if (config.curveCert !== undefined && !hasCapability("curve")) {
@@ -41,8 +136,8 @@ export function loadSecurity(config: Config): SecuritySetup {
     const [bad] = clients.invalid;
     if (bad) throw new UsageError(`--curve-clients '${config.curveClients}': ${bad.file}: ${bad.reason}`);
   }
-  const gid = config.ipcGroup !== undefined ? resolveGroup(config.ipcGroup) : undefined;
-  return { cert, clients, gid };
+  const servers = config.curveServers !== undefined ? readServerKeys(config, config.curveServers) : undefined;
+  return { cert, clients, servers };
 }
 
 /** Logs the client keys admitted and the files skipped. */
@@ -57,11 +152,19 @@ export function reportClients(clients: ClientKeys): void {
 const LOOPBACK = /^tcp:\/\/(127\.[\d.]+|localhost|\[::1\]):/;
 
 /** Warns, once at start, about every way the configuration leaves data or input open. */
-export function warnAboutExposure(config: Config, cert?: SecretCertificate, clients?: ClientKeys): void {
+export function warnAboutExposure(config: Config, security: SecuritySetup): void {
+  const { cert, clients, servers } = security;
   if (cert) {
-    const curveSockets = CURVE_ROLES.filter((r) => config[r].length > 0).map((r) => ROLES[r].socket);
-    log().info(literal(`CURVE on ${curveSockets.join(" and ")}; server public key ${cert.publicKey}`));
-    if (!clients) {
+    const curveSockets = (Object.keys(ROLES) as Role[])
+      .filter((r) => config[r].some((e) => curveFor(security, r, e)?.kind === "server"))
+      .map((r) => ROLES[r].socket);
+    if (curveSockets.length > 0) {
+      log().info(literal(`CURVE on ${curveSockets.join(" and ")}; server public key ${cert.publicKey}`));
+    }
+    for (const [address, { file }] of servers?.keys ?? []) {
+      log().info(literal(`CURVE client of ${address}: server key from ${file}`));
+    }
+    if (!clients && curveSockets.length > 0) {
       log().warn(
         "CURVE without --curve-clients: any client that knows the server's public key may connect " +
           "(traffic is encrypted, but clients are not authenticated)",
@@ -73,7 +176,7 @@ export function warnAboutExposure(config: Config, cert?: SecretCertificate, clie
       if (endpoint.mode !== "bind") continue;
       const socket = ROLES[role].socket;
       const open = endpoint.transport === "tcp" && !LOOPBACK.test(endpoint.address);
-      if (open && !(cert && CURVE_ROLES.includes(role))) {
+      if (open && curveFor(security, role, endpoint) === undefined) {
         const can = role === "bind" ? "inject events" : "read what it sends";
         const hint = role === "publish" ? " (see --curve-cert)" : "";
         log().warn(literal(

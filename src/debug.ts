@@ -16,6 +16,7 @@
 import { StartupError } from "./errors.ts";
 import { log } from "./log.ts";
 import { explain } from "./socket_options.ts";
+import { UNSAFE_CHARACTER } from "./sanitize.ts";
 import {
   type Context,
   type Frames,
@@ -55,11 +56,20 @@ const TRUNCATE_AT = 120;
 const decoder = new TextDecoder();
 const debugLog = () => log("debug");
 
-/** A message as one short printable line. */
+/**
+ * A message as one short printable line: every character that could garble or mislead a
+ * terminal or a log viewer (C0 and C1 controls, DEL, U+2028/U+2029, bidi overrides and
+ * isolates, BOM, lone surrogates: `UNSAFE_CHARACTER`) becomes ".". Only the first bytes of a
+ * frame are decoded.
+ */
 export function preview(frames: Frames): string {
-  // deno-lint-ignore no-control-regex -- non-printables would garble the terminal
-  const text = decoder.decode(frames[0] ?? new Uint8Array()).replace(/[\x00-\x1f\x7f]/g, ".");
-  const cut = text.length > TRUNCATE_AT ? text.slice(0, TRUNCATE_AT) + "…" : text;
+  const frame = frames[0] ?? new Uint8Array();
+  // A UTF-8 character is at most 4 bytes: this many bytes hold TRUNCATE_AT characters.
+  const head = frame.subarray(0, 4 * TRUNCATE_AT);
+  const text = decoder.decode(head).replace(UNSAFE_CHARACTER, ".");
+  const cut = text.length > TRUNCATE_AT || head.length < frame.length
+    ? text.slice(0, TRUNCATE_AT) + "…"
+    : text;
   return frames.length > 1 ? `${cut} (+${frames.length - 1} frames)` : cut;
 }
 

@@ -88,6 +88,8 @@ export class Forwarder {
   #base: ProxyStatistics = { frontend: ZERO, backend: ZERO };
   /** The last counters this run reported. */
   #last: ProxyStatistics = { frontend: ZERO, backend: ZERO };
+  /** A job to run between two runs of the proxy (`pause`), with its settling. */
+  #pause: { job: () => void; done: PromiseWithResolvers<void> } | undefined;
   #control: Socket;
   #proxyControl: Socket;
   #queue: Promise<unknown> = Promise.resolve();
@@ -117,7 +119,24 @@ export class Forwarder {
     let inWindow = 0;
     for (;;) {
       const rc = await proxySteerable(frontend, backend, null, this.#proxyControl);
-      if (rc === 0 || this.#stopRequested || this.#ctx.isShutDown) return rc;
+      const pause = this.#pause;
+      if (pause && rc === 0 && !this.#stopRequested) {
+        // Ended by pause()'s TERMINATE: the sockets are the JS thread's until the next run.
+        this.#pause = undefined;
+        try {
+          pause.job();
+          pause.done.resolve();
+        } catch (error) {
+          pause.done.reject(error);
+        }
+        this.#base = addStatistics(this.#base, this.#last);
+        this.#last = { frontend: ZERO, backend: ZERO };
+        continue;
+      }
+      if (rc === 0 || this.#stopRequested || this.#ctx.isShutDown) {
+        this.#pause?.done.reject(new Error("the proxy stopped"));
+        return rc;
+      }
       // -1 and nobody asked it to end: a signal interrupted its wait (EINTR).
       const now = performance.now();
       if (now - windowStart > 1000) [windowStart, inWindow] = [now, 0];
@@ -158,6 +177,22 @@ export class Forwarder {
       return addStatistics(this.#base, this.#last);
     }).finally(() => this.#statistics = undefined);
     return this.#statistics;
+  }
+
+  /**
+   * Runs `job` while the proxy is stopped, then starts it again on the same sockets: for what
+   * only the thread that owns the sockets may do (reconnecting an endpoint with a new key).
+   * Messages wait in libzmq's queues meanwhile (a few ms); the counters go on from the answer
+   * asked just before, so frames moved between that answer and the stop (one burst at most) are
+   * not counted. Rejects with `job`'s error (the proxy runs again all the same).
+   */
+  async pause(job: () => void): Promise<void> {
+    if (!this.#running || this.#stopRequested || this.#pause) throw new Error("proxy is not running");
+    await this.statistics();
+    const done = Promise.withResolvers<void>();
+    this.#pause = { job, done };
+    this.#command("TERMINATE", false).catch(() => {});
+    return done.promise;
   }
 
   /**

@@ -16,8 +16,7 @@
 import { dirname } from "node:path";
 import { StartupError, UsageError } from "./errors.ts";
 import { watchFiles } from "./file_events.ts";
-import { cannotWriteDirectory, type FileLock, lockFile } from "./libc.ts";
-import { setUmask } from "./zmq.ts";
+import { cannotWriteDirectory, type FileLock, groupId, lockFile, setUmask } from "./libc.ts";
 
 /** The identity of a socket file we created. */
 export interface OwnedSocketFile {
@@ -108,15 +107,22 @@ function isSameFile(info: Deno.FileInfo, file: OwnedSocketFile): boolean {
     (file.born === undefined || info.birthtime?.getTime() === file.born);
 }
 
+/** What one lstat of a socket file we bound finds. */
+type Lookup =
+  | { readonly state: "ours" | "replaced" }
+  | { readonly state: "missing"; readonly error: unknown };
+
+function lookUp(file: OwnedSocketFile): Lookup {
+  try {
+    return { state: isSameFile(Deno.lstatSync(file.path), file) ? "ours" : "replaced" };
+  } catch (error) {
+    return { state: "missing", error };
+  }
+}
+
 /** Whether the socket file we bound is still there and still ours (for the health check). */
 export function socketFileState(file: OwnedSocketFile): "ours" | "missing" | "replaced" {
-  let info: Deno.FileInfo;
-  try {
-    info = Deno.lstatSync(file.path);
-  } catch {
-    return "missing";
-  }
-  return isSameFile(info, file) ? "ours" : "replaced";
+  return lookUp(file).state;
 }
 
 /**
@@ -140,14 +146,13 @@ export type SocketFileState = "ok" | "removed" | "replaced" | "unwritable";
 /** The state of `file` now, and a sentence for the operator when it is not "ok". */
 export function describeSocketFile(file: OwnedSocketFile): { state: SocketFileState; text: string } {
   const dir = dirname(file.path);
-  let info: Deno.FileInfo;
-  try {
-    info = Deno.lstatSync(file.path);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) {
+  const found = lookUp(file);
+  if (found.state === "missing") {
+    if (!(found.error instanceof Deno.errors.NotFound)) {
       return {
         state: "unwritable",
-        text: `cannot check socket file ${file.path} (${(error as Error).message}): publishers may not ` +
+        text:
+          `cannot check socket file ${file.path} (${(found.error as Error).message}): publishers may not ` +
           `reach it either`,
       };
     }
@@ -165,7 +170,7 @@ export function describeSocketFile(file: OwnedSocketFile): { state: SocketFileSt
         `forwarding, new ones cannot connect until the adaptor is restarted`,
     };
   }
-  if (!isSameFile(info, file)) {
+  if (found.state === "replaced") {
     return {
       state: "replaced",
       text: `socket file ${file.path} is no longer ours (another process bound or replaced it): ` +
@@ -249,11 +254,15 @@ export function watchSocketFiles(
 }
 
 /**
- * The group id of `nameOrGid` (a number, or a name looked up in /etc/group). Throws
- * `UsageError` naming `flag` when there is no such group.
+ * The group id of `nameOrGid`: a number, or a name the C library resolves (getgrnam: /etc/group,
+ * LDAP, SSSD, as nsswitch.conf says), else looked up in `groupFile` where there is no glibc.
+ * Throws `UsageError` naming `flag` when there is no such group.
  */
 export function resolveGroup(nameOrGid: string, flag = "--ipc-group", groupFile = "/etc/group"): number {
   if (/^\d+$/.test(nameOrGid)) return Number(nameOrGid);
+  const gid = groupId(nameOrGid);
+  if (typeof gid === "number") return gid;
+  if (gid === null) throw new UsageError(`${flag} '${nameOrGid}': no such group`);
   let text = "";
   try {
     text = Deno.readTextFileSync(groupFile);

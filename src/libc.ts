@@ -5,6 +5,9 @@
  * - access(2): may this process write into a directory, as the kernel decides it (mode bits
  *   alone do not tell: root, read-only mounts, immutable directories). Used to notice that the
  *   ipc directory turned unwritable.
+ * - umask(2): the ipc guard binds socket files under umask 0777 (`Deno.umask` would need
+ *   --allow-sys, all of it).
+ * - getgrnam(3): `--ipc-group` by name, through NSS (LDAP, SSSD), not /etc/group alone.
  * - pthread_sigmask(3): keep signals off the threads that wait in libzmq (see `blockSignals`).
  * - open(2)/flock(2)/fstat(2): the lock that makes one adaptor per ipc path (see `lockFile`).
  * - malloc_trim(3): give freed heap pages back to the system. A subscriber that falls behind
@@ -12,6 +15,8 @@
  *   freed glibc keeps most of those pages. Measured: after a 100 000-message burst, 41 of
  *   46 MiB stayed resident for good; malloc_trim(0) returned them. Without it, RSS after a
  *   burst looks like a leak to whoever watches it.
+ * - getrlimit(2)/setrlimit(2) on RLIMIT_NOFILE: raise the soft descriptor limit to the hard
+ *   one at start (see `raiseFileLimit`).
  */
 
 const W_OK = 2;
@@ -26,6 +31,8 @@ const REASONS: Readonly<Record<number, string>> = {
 
 const SYMBOLS = {
   access: { parameters: ["buffer", "i32"], result: "i32" },
+  umask: { parameters: ["u32"], result: "u32" },
+  getgrnam: { parameters: ["buffer"], result: "pointer" },
   pthread_sigmask: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   // The same call run on a thread of Deno's blocking pool: it blocks the signals there.
   pthread_sigmask_pool: {
@@ -47,6 +54,8 @@ const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
   // Walks every arena under its lock: off the JS thread.
   malloc_trim: { parameters: ["usize"], result: "i32", nonblocking: true },
+  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /**
@@ -85,6 +94,27 @@ export function cannotWriteDirectory(dir: string): string | undefined {
 
 function errno(c: NonNullable<ReturnType<typeof load>>): number {
   return new Deno.UnsafePointerView(c.__errno_location()!).getInt32();
+}
+
+/**
+ * Sets the process's file-creation mask and returns the previous one; undefined (nothing set)
+ * where libc cannot be opened. Process-wide: restore it right after use.
+ */
+export function setUmask(mask: number): number | undefined {
+  return load()?.umask(mask);
+}
+
+/**
+ * The gid of group `name` as the C library resolves it (getgrnam(3): /etc/group, LDAP, SSSD…,
+ * as nsswitch.conf says); null when there is no such group; undefined where libc cannot be
+ * opened (the caller then reads /etc/group itself).
+ */
+export function groupId(name: string): number | null | undefined {
+  const c = load();
+  if (!c) return undefined;
+  const entry = c.getgrnam(new TextEncoder().encode(name + "\0"));
+  if (!entry) return null;
+  return new Deno.UnsafePointerView(entry).getUint32(16); // struct group: name, passwd, gid_t gr_gid
 }
 
 /** Linux's numbers of the signals the adaptor handles (the same on x86_64 and arm64). */
@@ -277,4 +307,55 @@ export function startMallocTrim(intervalMs = 60_000): MallocTrim {
       await inFlight;
     },
   };
+}
+
+/** RLIMIT_NOFILE on Linux (every architecture). */
+const RLIMIT_NOFILE = 7;
+/** RLIM_INFINITY: rlim_t is 64 bits on every 64-bit Linux. */
+const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
+
+/** A descriptor limit: `soft` is what applies, `hard` the most the process may raise it to. */
+export interface FileLimit {
+  readonly soft: number;
+  readonly hard: number;
+}
+
+/** This process's RLIMIT_NOFILE, or undefined where glibc cannot be asked. Infinity for none. */
+export function fileLimit(): FileLimit | undefined {
+  const c = load();
+  if (!c) return undefined;
+  const limit = new BigUint64Array(2);
+  if (c.getrlimit(RLIMIT_NOFILE, limit) !== 0) return undefined;
+  return { soft: fromRlim(limit[0]), hard: fromRlim(limit[1]) };
+}
+
+/**
+ * Raises the soft RLIMIT_NOFILE to the hard limit, so that the adaptor has every descriptor
+ * it may have before peers start taking them (each ZeroMQ or HTTP connection holds one, and
+ * libzmq's ipc listener aborts the process on EMFILE). Systemd's `LimitNOFILE=65536` sets both
+ * limits; a shell's `ulimit -Sn 1024` or a container runtime often leaves soft below hard.
+ *
+ * Deno 2.9.6 itself raises the soft limit at start (measured: `ulimit -Sn 128` still gave
+ * the adaptor 20 000), so this is the adaptor's own guarantee, not the runtime's accident; it
+ * also says what the limit is. Returns the limit before and after, or undefined where glibc
+ * cannot be asked (musl). `raised` is false when soft already equalled hard or the kernel
+ * refused (then `after` is `before`).
+ */
+export function raiseFileLimit(): { before: FileLimit; after: FileLimit; raised: boolean } | undefined {
+  const c = load();
+  const before = fileLimit();
+  if (!c || !before) return undefined;
+  if (before.soft >= before.hard) return { before, after: before, raised: false };
+  const limit = new BigUint64Array([toRlim(before.hard), toRlim(before.hard)]);
+  if (c.setrlimit(RLIMIT_NOFILE, limit) !== 0) return { before, after: before, raised: false };
+  const after = fileLimit() ?? before;
+  return { before, after, raised: after.soft > before.soft };
+}
+
+function fromRlim(value: bigint): number {
+  return value === RLIM_INFINITY ? Infinity : Number(value);
+}
+
+function toRlim(value: number): bigint {
+  return value === Infinity ? RLIM_INFINITY : BigInt(value);
 }

@@ -95,13 +95,28 @@ export class AdaptorMetrics {
   readonly #unanswered = new Map<ChannelName, number>();
   readonly #restarts = new Map<ChannelName, number>();
   #handle: AdaptorHandle | undefined;
+  /** Authentication decisions by socket (XPUB, SUB) and decision. */
+  readonly #auth = new Map<string, { allowed: number; denied: number }>();
+  #http: (() => { readonly atCap: number; readonly acceptErrors: number }) | undefined;
 
   constructor(options: { statisticsTimeoutMs?: number } = {}) {
     this.#statisticsTimeoutMs = options.statisticsTimeoutMs ?? STATISTICS_TIMEOUT_MS;
     this.hooks = {
       onSocketEvent: (channel, role, event) => this.#onSocketEvent(channel, role, event),
       onProxyRestart: (channel) => void this.#restarts.set(channel, (this.#restarts.get(channel) ?? 0) + 1),
+      onAuth: (event) => {
+        const socket = ROLES[event.role].socket;
+        let counts = this.#auth.get(socket);
+        if (!counts) this.#auth.set(socket, counts = { allowed: 0, denied: 0 });
+        if (event.allowed) counts.allowed++;
+        else counts.denied++;
+      },
     };
+  }
+
+  /** The metrics server's refusal counters (`metrics_server.ts` attaches itself). */
+  attachHttp(refused: () => { readonly atCap: number; readonly acceptErrors: number }): void {
+    this.#http = refused;
   }
 
   /** The running adaptor whose counters and health to report. */
@@ -249,12 +264,40 @@ export class AdaptorMetrics {
       {
         name: "adaptor_socket_events_total",
         help: "Socket monitor events by channel, socket and event (listening, accepted, connected, " +
-          "disconnected, bind_failed, handshake_failed_*, ...).",
+          "disconnected, handshake_failed_*, ...).",
         type: "counter",
         samples: [...this.#events.values()].map(({ labels, count }) => ({ labels, value: count })),
       },
+      {
+        name: "adaptor_auth_allowed_total",
+        help: "CURVE clients admitted, by socket (every decision, whatever the log shows).",
+        type: "counter",
+        samples: [...this.#auth].map(([socket, counts]) => ({ labels: { socket }, value: counts.allowed })),
+      },
+      {
+        name: "adaptor_auth_denied_total",
+        help: "CURVE connections refused (unknown key, wrong server key, plaintext), by socket; every one.",
+        type: "counter",
+        samples: [...this.#auth].map(([socket, counts]) => ({ labels: { socket }, value: counts.denied })),
+      },
+      ...this.#httpFamilies(),
       ...processFamilies(),
     ];
+  }
+
+  #httpFamilies(): MetricFamily[] {
+    if (!this.#http) return [];
+    const refused = this.#http();
+    return [{
+      name: "adaptor_metrics_connections_refused_total",
+      help:
+        "Connections to --metrics closed unserved: at the connection cap, or accept failed (out of descriptors).",
+      type: "counter",
+      samples: [
+        { labels: { reason: "cap" }, value: refused.atCap },
+        { labels: { reason: "accept_error" }, value: refused.acceptErrors },
+      ],
+    }];
   }
 
   /** `collect()` in the text exposition format. */

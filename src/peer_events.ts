@@ -25,6 +25,8 @@ import { errorFor, PROTOCOL_ERRORS } from "./zmq.ts";
 /** The limits the messages refer to, so that they can name the flag to change. */
 export interface PeerEventLimits {
   readonly maxMessageSize: number;
+  /** The XPUB's limit (its inbound frames are subscriptions); 0 or absent: maxMessageSize. */
+  readonly maxSubscriptionSize?: number;
   readonly handshakeTimeout: number;
   readonly heartbeatInterval: number;
   readonly tcpUserTimeout: number;
@@ -92,7 +94,7 @@ export class PeerEventLog {
           this.#failedHandshakes.set(socket, pending - 1);
           return;
         }
-        this.#warn(where, "disconnect", `a peer${peer} disconnected (${this.#disconnectCauses()})`);
+        this.#warn(where, "disconnect", `a peer${peer} disconnected (${this.#disconnectCauses(socket)})`);
         return;
       }
       case "accept_failed":
@@ -123,12 +125,18 @@ export class PeerEventLog {
       : "closed early, or not ZMTP";
   }
 
-  #disconnectCauses(): string {
-    const { maxMessageSize, heartbeatInterval, tcpUserTimeout } = this.#options.limits;
+  #disconnectCauses(socket: string): string {
+    const { maxMessageSize, maxSubscriptionSize = 0, heartbeatInterval, tcpUserTimeout } =
+      this.#options.limits;
     const causes = ["it left"];
     // Missed heartbeats, or TCP_USER_TIMEOUT: both mean the peer stopped responding.
     if (heartbeatInterval > 0 || tcpUserTimeout > 0) causes.push("stopped responding");
-    const example = maxMessageSize > 0 ? `, e.g. a frame over --max-message-size ${maxMessageSize}` : "";
+    // The XPUB's inbound frames are subscriptions, limited by their own flag.
+    const example = socket === "XPUB" && maxSubscriptionSize > 0
+      ? `, e.g. a subscription over --max-subscription-size ${maxSubscriptionSize}`
+      : maxMessageSize > 0
+      ? `, e.g. a frame over --max-message-size ${maxMessageSize}`
+      : "";
     return `${causes.join(", ")}, or broke the protocol${example}`;
   }
 

@@ -9,6 +9,8 @@
 import { describeTotals, startAdaptor } from "./adaptor.ts";
 import { parseArgs } from "./cli.ts";
 import { exitCodeOf, oneLine } from "./errors.ts";
+import { installRejectionGuard } from "./guard.ts";
+import { raiseFileLimit } from "./libc.ts";
 import { literal, log, setupLogging, writeStderr } from "./log.ts";
 import { AdaptorMetrics } from "./metrics.ts";
 import { serveMetrics } from "./metrics_server.ts";
@@ -72,7 +74,15 @@ export async function main(
   }
   const { config } = invocation;
   setupLogging({ level: config.logLevel, format: config.logFormat });
-  const fatal = catchUnhandled();
+  // An unhandled rejection or uncaught error anywhere: one line and a clean stop (exit 1).
+  const guard = installRejectionGuard();
+  const files = raiseFileLimit();
+  if (files?.raised) {
+    log().info("Raised the open-files limit from {before} to {after}", {
+      before: files.before.soft,
+      after: files.after.soft,
+    });
+  }
   if (config.test) log().info("RUNNING IN TEST MODE & DEBUG MODE for XPUB -> XSUB");
   if (config.receiverTest) log().info("RUNNING IN TEST MODE & DEBUG MODE for SUB -> PUSH");
   if (config.debug && !config.test && !config.receiverTest) log().info("RUNNING IN DEBUGGING MODE");
@@ -95,8 +105,27 @@ export async function main(
     throw error;
   });
   metrics?.attach(adaptor);
+  // One reload at a time; SIGHUPs that come meanwhile make one more (a storm is a few reloads).
+  let reloading: Promise<void> | undefined;
+  let again = false;
+  const reloadOnce = async () => {
+    const clients = adaptor.reloadClients();
+    const servers = await adaptor.reloadServers().catch((error) => {
+      log().warn(literal(`SIGHUP: reconnecting failed: ${oneLine(error)}`));
+      return [];
+    });
+    if (!clients && !servers) {
+      log().info("SIGHUP: nothing to reload (no --curve-clients), nor --curve-servers");
+    }
+  };
   signals.on("SIGHUP", () => {
-    if (!adaptor.reloadClients()) log().info("SIGHUP: nothing to reload (no --curve-clients)");
+    if (reloading) return void (again = true);
+    reloading = (async () => {
+      do {
+        again = false;
+        await reloadOnce();
+      } while (again);
+    })().finally(() => reloading = undefined);
   });
   signals.on("SIGUSR1", async () => {
     const stats = await adaptor.statistics({ timeoutMs: 300 });
@@ -111,7 +140,7 @@ export async function main(
   const reason = await Promise.race([
     signals.stop.then((signal) => ({ failed: false, text: `${signal} received, stopping` })),
     adaptor.failure.then((why) => ({ failed: true, text: `failure: ${why}` })),
-    fatal.then((why) => ({ failed: true, text: `failure: ${why}` })),
+    guard.failure.then((why) => ({ failed: true, text: `failure: ${why}` })),
   ]);
   if (reason.failed) log().error(literal(reason.text));
   else log().info(literal(reason.text));
@@ -123,22 +152,4 @@ export async function main(
   clearTimeout(deadline);
   log().info("stopped");
   return reason.failed ? 1 : 0;
-}
-
-/**
- * Turns an unhandled rejection or uncaught exception anywhere (a listener, a timer, a library)
- * into one log line and a clean stop with exit 1, instead of Deno's stack trace and an exit that
- * leaves the socket files behind. Resolves with the line.
- */
-function catchUnhandled(): Promise<string> {
-  return new Promise((resolve) => {
-    globalThis.addEventListener("unhandledrejection", (event) => {
-      event.preventDefault();
-      resolve(`unhandled error: ${oneLine(event.reason)}`);
-    });
-    globalThis.addEventListener("error", (event) => {
-      event.preventDefault();
-      resolve(`uncaught error: ${oneLine(event.error ?? event.message)}`);
-    });
-  });
 }

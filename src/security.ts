@@ -9,9 +9,16 @@
  *
  * Every problem with a certificate given on the command line is a `UsageError` naming the flag
  * and the file: the adaptor exits 2 with one line, before it opens anything.
+ *
+ * Files are read from outside the adaptor's control (a clients directory others may fill), so
+ * what an error quotes from them is escaped and cut short (`sanitize`: an escape sequence in a
+ * certificate must not reach the terminal, a 3 MB line must not become a 3 MB log line), and no
+ * file is read past `MAX_CERTIFICATE_BYTES` (a certificate is under 1 KiB; a 200 MB one was
+ * read whole before).
  */
 
 import { StartupError, UsageError } from "./errors.ts";
+import { sanitize } from "./sanitize.ts";
 import { curveKeypair, curvePublic, hasCapability, z85Decode } from "./zmq.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -36,6 +43,11 @@ export class ZplError extends Error {
 
 const NAME = /^[A-Za-z0-9$\-_@.&+/]+/;
 
+/** `text` from a file, quoted for an error message: escaped, at most 60 characters. */
+function quoted(text: string): string {
+  return `'${sanitize(text, 60)}'`;
+}
+
 /**
  * Parses ZPL text into a tree under a root node, as CZMQ's `zconfig_str_load` does; the whole
  * text is valid or a `ZplError` says where it is not.
@@ -53,11 +65,11 @@ export function parseZpl(text: string): ZplNode {
     let rest = line.slice(indent);
     const name = NAME.exec(rest)?.[0] ?? "";
     if (name === "") {
-      if (!rest.startsWith("#")) throw new ZplError(lineNo, `invalid syntax '${rest}'`);
+      if (!rest.startsWith("#")) throw new ZplError(lineNo, `invalid syntax ${quoted(rest)}`);
       continue;
     }
     if (name.startsWith("/") || name.endsWith("/")) {
-      throw new ZplError(lineNo, `'/' is not valid at the start or end of a name ('${name}')`);
+      throw new ZplError(lineNo, `'/' is not valid at the start or end of a name (${quoted(name)})`);
     }
     rest = rest.slice(name.length).trimStart();
     let value = "";
@@ -85,7 +97,9 @@ export function parseZpl(text: string): ZplNode {
 
 function checkEndOfLine(rest: string, lineNo: number): void {
   const trimmed = rest.trimStart();
-  if (trimmed !== "" && !trimmed.startsWith("#")) throw new ZplError(lineNo, `invalid syntax '${trimmed}'`);
+  if (trimmed !== "" && !trimmed.startsWith("#")) {
+    throw new ZplError(lineNo, `invalid syntax ${quoted(trimmed)}`);
+  }
 }
 
 // The latest node at `depth` (root = 0), which an item indented `depth` levels belongs under.
@@ -151,7 +165,7 @@ export function parseCertificate(text: string): Certificate {
   const publicKey = zplLocate(root, "curve/public-key")?.value;
   if (publicKey === undefined) throw new CertificateError("no curve/public-key (not a CURVE certificate)");
   if (!isCurveKey(publicKey)) {
-    throw new CertificateError(`curve/public-key is not a 40-character Z85 key ('${publicKey}')`);
+    throw new CertificateError(`curve/public-key is not a 40-character Z85 key (${quoted(publicKey)})`);
   }
   const secretKey = zplLocate(root, "curve/secret-key")?.value;
   if (secretKey !== undefined) {
@@ -238,8 +252,9 @@ export function readSecretCertificate(path: string, flag = "--curve-cert"): Secr
 function readCertificateFile(path: string, where: string): Certificate {
   let text: string;
   try {
-    text = Deno.readTextFileSync(path);
+    text = readCertificateText(path);
   } catch (error) {
+    if (error instanceof CertificateError) throw new UsageError(`${where}: ${error.message}`);
     throw new UsageError(`${where}: cannot read: ${describeFsError(error)}`);
   }
   try {
@@ -247,6 +262,40 @@ function readCertificateFile(path: string, where: string): Certificate {
   } catch (error) {
     if (error instanceof CertificateError) throw new UsageError(`${where}: ${error.message}`);
     throw error;
+  }
+}
+
+/**
+ * The most of a certificate file that is read. CZMQ's certificates are about 300 bytes (a
+ * secret one with a few metadata items well under 1 KiB); this leaves room for comments.
+ */
+export const MAX_CERTIFICATE_BYTES = 16_384;
+
+/**
+ * The text of the certificate file at `path`, read up to `MAX_CERTIFICATE_BYTES` (a file that
+ * grows while being read is not followed past it). Throws `CertificateError` for a larger
+ * file, file-system errors as they come.
+ */
+export function readCertificateText(path: string): string {
+  const file = Deno.openSync(path, { read: true });
+  try {
+    const buffer = new Uint8Array(MAX_CERTIFICATE_BYTES + 1);
+    let length = 0;
+    for (;;) {
+      const n = file.readSync(buffer.subarray(length));
+      if (n === null || n === 0) break;
+      length += n;
+      if (length > MAX_CERTIFICATE_BYTES) {
+        const size = file.statSync().size;
+        throw new CertificateError(
+          `too large for a certificate (${size > length ? size : "over " + MAX_CERTIFICATE_BYTES} bytes; ` +
+            `they are under 1 KiB, and at most ${MAX_CERTIFICATE_BYTES} bytes are read)`,
+        );
+      }
+    }
+    return new TextDecoder().decode(buffer.subarray(0, length));
+  } finally {
+    file.close();
   }
 }
 
@@ -273,7 +322,7 @@ function describeFsError(error: unknown): string {
   if (error instanceof Deno.errors.NotFound) return "no such file or directory";
   if (error instanceof Deno.errors.NotCapable) return "the adaptor lacks --allow-read for it";
   const text = error instanceof Error ? error.message : String(error);
-  return text.replace(/\s*\(os error \d+\).*$/, "");
+  return sanitize(text.replace(/\s*\(os error \d+\).*$/, ""));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,27 +367,29 @@ export function readClientKeys(dir: string, flag = "--curve-clients"): ClientKey
   for (const name of names) {
     if (name.startsWith(".")) continue;
     const path = `${dir.replace(/\/+$/, "")}/${name}`;
+    // What is said about the file: its name may hold anything a file name can.
+    const shown = `${dir.replace(/\/+$/, "")}/${sanitize(name, 100)}`;
     if (name.endsWith("_secret")) {
-      ignored.push({ file: path, reason: "a secret certificate; only public certificates belong here" });
+      ignored.push({ file: shown, reason: "a secret certificate; only public certificates belong here" });
       continue;
     }
     let fileInfo: Deno.FileInfo;
     try {
       fileInfo = Deno.statSync(path);
     } catch (error) {
-      invalid.push({ file: path, reason: describeFsError(error) });
+      invalid.push({ file: shown, reason: describeFsError(error) });
       continue;
     }
     if (!fileInfo.isFile) {
-      ignored.push({ file: path, reason: "not a regular file" });
+      ignored.push({ file: shown, reason: "not a regular file" });
       continue;
     }
     try {
-      const cert = parseCertificate(Deno.readTextFileSync(path));
-      if (!keys.has(cert.publicKey)) keys.set(cert.publicKey, path);
+      const cert = parseCertificate(readCertificateText(path));
+      if (!keys.has(cert.publicKey)) keys.set(cert.publicKey, shown);
     } catch (error) {
       const reason = error instanceof CertificateError ? error.message : describeFsError(error);
-      invalid.push({ file: path, reason });
+      invalid.push({ file: shown, reason });
     }
   }
   return { dir, keys, invalid, ignored };
@@ -358,6 +409,15 @@ export interface KeygenResult {
  * Writes a new CURVE certificate pair as `zcert_save` does: `path` (public) and `path_secret`
  * (mode 0600). Never overwrites: if either file exists, nothing is written and a
  * `StartupError` says which. Also a `StartupError` when this libzmq has no CURVE.
+ *
+ * @example A node's pair, as `adaptor keygen /etc/api-gateway/curve/node1` makes it
+ * ```ts
+ * import { keygen } from "./src/security.ts";
+ *
+ * const { publicPath, secretPath, publicKey } = keygen("/tmp/node1", { hostname: "node1" });
+ * // publicPath "/tmp/node1" goes to the other side; secretPath "/tmp/node1_secret" is --curve-cert
+ * console.log(publicKey.length); // 40 (Z85)
+ * ```
  */
 export function keygen(path: string, metadata: Record<string, string> = {}, now = new Date()): KeygenResult {
   if (!hasCapability("curve")) {

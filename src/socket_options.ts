@@ -22,6 +22,7 @@ import {
   ZMQ_TCP_KEEPALIVE,
   ZMQ_TCP_KEEPALIVE_IDLE,
   ZMQ_TCP_MAXRT,
+  ZMQ_XPUB,
   type ZmqError,
 } from "./zmq.ts";
 
@@ -47,6 +48,18 @@ export function explain(error: ZmqError): string {
  */
 const LISTEN_BACKLOG = 1024;
 
+/**
+ * The ZMQ_MAXMSGSIZE of a socket of `type` (-1: no limit). The XPUB receives nothing but
+ * subscriptions, which every publisher keeps (issue 13: 200 × 60 KB grew each by 375 MB), so it
+ * gets `--max-subscription-size`; the others `--max-message-size`.
+ */
+export function maxFrameSize(type: number, config: Config): number {
+  const limit = type === ZMQ_XPUB && config.maxSubscriptionSize > 0
+    ? config.maxSubscriptionSize
+    : config.maxMessageSize;
+  return limit === 0 ? -1 : limit;
+}
+
 /** Sets every option the adaptor gives its sockets; call before bind or connect. */
 export function applyOptions(socket: Socket, config: Config, endpoints: readonly Endpoint[]): void {
   socket.setInt(ZMQ_SNDHWM, config.sndhwm);
@@ -55,7 +68,7 @@ export function applyOptions(socket: Socket, config: Config, endpoints: readonly
   socket.setInt(ZMQ_RECONNECT_IVL, config.reconnectIvl);
   socket.setInt(ZMQ_RECONNECT_IVL_MAX, config.reconnectIvlMax);
   // libzmq's defaults suit a trusted LAN; these suit a daemon that must outlive its peers.
-  socket.setInt64(ZMQ_MAXMSGSIZE, config.maxMessageSize === 0 ? -1 : config.maxMessageSize);
+  socket.setInt64(ZMQ_MAXMSGSIZE, maxFrameSize(socket.type, config));
   socket.setInt(ZMQ_HANDSHAKE_IVL, config.handshakeTimeout);
   socket.setInt(ZMQ_BACKLOG, LISTEN_BACKLOG);
   socket.setInt(ZMQ_TCP_MAXRT, config.tcpUserTimeout);

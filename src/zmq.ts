@@ -9,9 +9,9 @@
  *
  * The addon exports libzmq's `zmq_*` symbols. We pick the prebuilt addon the way zeromq's
  * loader would (its manifest, this libc, the highest Node-API level that loads) and `dlopen` it
- * ourselves: zeromq's JavaScript never runs. Inside a `deno compile` binary, where the addon is
- * extracted only when Node's loader asks for it, zeromq loads it and we `dlopen` that file again,
- * which returns the same, already loaded library.
+ * ourselves: zeromq's JavaScript never runs. Inside a `deno compile` binary the same path is in
+ * the embedded file system, which `Deno.dlopen` reads from (Deno ≥ 2.3 extracts the library);
+ * should that fail, zeromq's own loader loads the addon and we `dlopen` the file it opened.
  *
  * Threading rule: a socket is used by one call at a time. A socket given to an async call
  * (`recvAsync`, `proxySteerable`) is not touched from JS until that call resolves.
@@ -151,6 +151,7 @@ const symbols = {
   zmq_close: { parameters: ["pointer"], result: "i32" },
   zmq_bind: { parameters: ["pointer", "buffer"], result: "i32" },
   zmq_unbind: { parameters: ["pointer", "buffer"], result: "i32" },
+  zmq_disconnect: { parameters: ["pointer", "buffer"], result: "i32" },
   zmq_connect: { parameters: ["pointer", "buffer"], result: "i32" },
   zmq_setsockopt: { parameters: ["pointer", "i32", "buffer", "usize"], result: "i32" },
   zmq_getsockopt: { parameters: ["pointer", "i32", "buffer", "buffer"], result: "i32" },
@@ -181,9 +182,6 @@ const symbols = {
     result: "i32",
     optional: true,
   },
-  // libc's umask, found through the addon's own dependency on libc (dlsym searches it): the
-  // ipc guard binds socket files under umask 0777. Deno.umask would need --allow-sys (all of it).
-  umask: { parameters: ["u32"], result: "u32", optional: true },
   zmq_has: { parameters: ["buffer"], result: "i32" },
   zmq_curve_keypair: { parameters: ["buffer", "buffer"], result: "i32" },
   zmq_curve_public: { parameters: ["buffer", "buffer"], result: "i32" },
@@ -284,13 +282,6 @@ function watchAddonLoads(): () => void {
   return () => void (extensions[".node"] = original);
 }
 
-// Fallback: the mapped addon file, e.g. where a compiled binary extracted it. Needs -A.
-function mappedAddon(): string | undefined {
-  const maps = Deno.readTextFileSync("/proc/self/maps");
-  const line = maps.split("\n").find((l) => l.endsWith("addon.node") && l.includes("zeromq"));
-  return line?.slice(line.indexOf("/"));
-}
-
 /** libzmq opened from an addon file, or why none could be. */
 export type Opened = { lib: Lib; path: string } | { problem: unknown };
 
@@ -322,9 +313,7 @@ export function openThroughZeromq(): Opened {
   } finally {
     unwatch();
   }
-  const opened = openFirst([...addonLoads.filter((f) => f.includes("zeromq")).reverse()]);
-  const mapped = "problem" in opened ? mappedAddon() : undefined;
-  return mapped ? openFirst([mapped]) : opened;
+  return openFirst([...addonLoads.filter((f) => f.includes("zeromq")).reverse()]);
 }
 
 /**
@@ -380,15 +369,6 @@ export function zmqVersion(): string {
   const [a, b, c] = [new Int32Array(1), new Int32Array(1), new Int32Array(1)];
   zmq().zmq_version(a, b, c);
   return `${a[0]}.${b[0]}.${c[0]}`;
-}
-
-/**
- * Sets the process's file-creation mask and returns the previous one; undefined (nothing set)
- * where libc's `umask` cannot be found. Process-wide: restore it right after use.
- */
-export function setUmask(mask: number): number | undefined {
-  const umask = zmq().umask;
-  return umask ? umask(mask) : undefined;
 }
 
 /** Whether this libzmq was built with `capability` ("curve", "ipc", "draft", …). */
@@ -549,6 +529,10 @@ export class Socket {
 
   connect(endpoint: string): void {
     check(zmq().zmq_connect(this.ptr, cstr(endpoint)));
+  }
+
+  disconnect(endpoint: string): void {
+    check(zmq().zmq_disconnect(this.ptr, cstr(endpoint)));
   }
 
   setInt(option: number, value: number): void {

@@ -21,42 +21,110 @@ function captureLog(): string[] {
   return lines;
 }
 
-Deno.test("AuthTracker: every decision counted and hooked, the log quiet for a minute per peer and reason", () => {
+Deno.test("AuthTracker: every decision counted and hooked; one line per socket, host and reason whatever the key, then an exact summary", async () => {
   const lines = captureLog();
-  let now = 0;
   const hooked: (AuthEvent & { role: string })[] = [];
-  const tracker = new AuthTracker((e) => hooked.push(e), () => now);
+  const tracker = new AuthTracker((e) => hooked.push(e), { windowMs: 300 });
   const key = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID";
   const denial: AuthEvent = {
     allowed: false,
-    address: "10.0.0.7",
+    address: "tcp://10.0.0.7:4000",
     reason: "unknown client key",
     domain: "publish",
     clientKey: key,
   };
-  for (let i = 0; i < 5; i++) tracker.record(denial, "publish", "XPUB");
-  tracker.record(
-    { ...denial, address: "tcp://10.0.0.8:4000", reason: "cryptographic error", clientKey: undefined },
-    "publish",
-    "XPUB",
-  );
-  tracker.record(
-    { allowed: true, address: "10.0.0.9", reason: "allowed by /c/t1", domain: "publish" },
-    "publish",
-    "XPUB",
-  );
-  now = 61_000;
-  tracker.record(denial, "publish", "XPUB");
+  try {
+    tracker.record(denial, "publish", "XPUB");
+    // 500 more from the same host, each with a fresh key and port: one window, no more lines.
+    for (let i = 0; i < 500; i++) {
+      const random = curveKeypair().publicKey;
+      tracker.record(
+        { ...denial, address: `tcp://10.0.0.7:${5000 + i}`, clientKey: random },
+        "publish",
+        "XPUB",
+      );
+    }
+    tracker.record(
+      { ...denial, address: "tcp://10.0.0.8:4000", reason: "cryptographic error", clientKey: undefined },
+      "publish",
+      "XPUB",
+    );
+    tracker.record({ ...denial, reason: "cryptographic error", clientKey: undefined }, "publish", "XPUB");
+    tracker.record(denial, "listen", "SUB");
+    tracker.record(
+      { allowed: true, address: "10.0.0.9", reason: "allowed by /c/t1", domain: "publish" },
+      "publish",
+      "XPUB",
+    );
+    assert.deepEqual(tracker.counts, { allowed: 1, denied: 504 });
+    assert.equal(hooked.length, 505);
+    assert.equal(hooked[0].role, "publish");
+    let auth = lines.filter((l) => l.includes("adaptor·auth"));
+    // 5 examples of the flood (the first and 4 random keys), then one line per other combination.
+    assert.equal(auth.length, 9, auth.join("\n"));
+    assert.ok(
+      auth[0].endsWith(`Denied XPUB connection from tcp://10.0.0.7:4000 key ${key}: unknown client key`),
+    );
+    for (let i = 1; i < 5; i++) {
+      const example = new RegExp(`from tcp://10\\.0\\.0\\.7:${5000 + i - 1} key .{40}: unknown client key$`);
+      assert.match(auth[i], example);
+    }
+    assert.ok(auth[5].includes("Denied XPUB connection from tcp://10.0.0.8:4000: cryptographic error"));
+    assert.ok(auth[6].includes("Denied XPUB connection from tcp://10.0.0.7:4000: cryptographic error"));
+    assert.ok(auth[7].includes("Denied SUB connection from tcp://10.0.0.7:4000 key"));
+    assert.ok(auth[8].includes("[INF] adaptor·auth: Allowed XPUB client from 10.0.0.9: allowed by /c/t1"));
+    // When the window ends, one summary with the exact count, although nothing else came.
+    await until(() => lines.filter((l) => l.includes("more like it")).length > 0, "the summary");
+    auth = lines.filter((l) => l.includes("adaptor·auth"));
+    assert.equal(auth.length, 10, auth.join("\n"));
+    const summary =
+      "Denied XPUB connection from 10.0.0.7: unknown client key (496 more like it in the last 0.3 s)";
+    assert.ok(auth[9].endsWith(summary), auth[9]);
+  } finally {
+    tracker.close();
+  }
+});
 
-  assert.deepEqual(tracker.counts, { allowed: 1, denied: 7 });
-  assert.equal(hooked.length, 8);
-  assert.equal(hooked[0].role, "publish");
+Deno.test("AuthTracker: a flood from more hosts than it follows shares one line; close() tells the pending count", () => {
+  const lines = captureLog();
+  const tracker = new AuthTracker(undefined, { maxKeys: 3, perWindow: 1 });
+  const denial = (host: number): AuthEvent => ({
+    allowed: false,
+    address: `tcp://10.1.0.${host}:4000`,
+    reason: "unknown client key",
+    domain: "publish",
+  });
+  for (let host = 0; host < 200; host++) tracker.record(denial(host), "publish", "XPUB");
+  assert.deepEqual(tracker.counts, { allowed: 0, denied: 200 });
+  tracker.close();
   const auth = lines.filter((l) => l.includes("adaptor·auth"));
-  assert.equal(auth.length, 4, auth.join("\n"));
-  assert.ok(auth[0].endsWith(`Denied XPUB connection from 10.0.0.7 key ${key}: unknown client key`), auth[0]);
-  assert.ok(auth[1].includes("Denied XPUB connection from tcp://10.0.0.8:4000: cryptographic error"));
-  assert.ok(auth[2].includes("[INF] adaptor·auth: Allowed XPUB client from 10.0.0.9: allowed by /c/t1"));
-  assert.ok(auth[3].endsWith("unknown client key (4 more like it since the last report)"), auth[3]);
+  assert.equal(auth.length, 5, auth.join("\n"));
+  assert.ok(auth[3].includes("Decisions about more than 3 hosts in a minute"), auth[3]);
+  assert.ok(auth[3].includes("from tcp://10.1.0.3:4000"), auth[3]);
+  assert.ok(auth[4].endsWith("(196 more like it in the last 60 s)"), auth[4]);
+  // Closed: nothing more is logged, everything still counted.
+  tracker.record(denial(1), "publish", "XPUB");
+  assert.equal(lines.filter((l) => l.includes("adaptor·auth")).length, 5);
+  assert.deepEqual(tracker.counts, { allowed: 0, denied: 201 });
+});
+
+Deno.test("AuthTracker: escape sequences in an address or reason are escaped, not written", () => {
+  const lines = captureLog();
+  const tracker = new AuthTracker();
+  tracker.record(
+    {
+      allowed: false,
+      address: "tcp://10.0.0.1:1\x1b[2J",
+      reason: "bad\u202ekey\n2nd line",
+      domain: "publish",
+    },
+    "publish",
+    "XPUB",
+  );
+  tracker.close();
+  const auth = lines.filter((l) => l.includes("adaptor·auth"));
+  assert.equal(auth.length, 1);
+  assert.ok(auth[0].endsWith("from tcp://10.0.0.1:1\\x1b[2J: bad\\u202ekey\\n2nd line"), auth[0]);
 });
 
 Deno.test("failed handshakes from monitor events: reasons named, ZAP's own refusals and other events left out", () => {

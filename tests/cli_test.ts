@@ -93,6 +93,7 @@ Deno.test("protective limits from flags and ADAPTOR_* variables", () => {
     ADAPTOR_HEARTBEAT_TIMEOUT: "6000",
     ADAPTOR_TCP_USER_TIMEOUT: "7000",
     ADAPTOR_OUT_BATCH_SIZE: "8192",
+    ADAPTOR_MAX_SUBSCRIPTION_SIZE: "256",
   };
   const fromEnv = run([], env);
   assert.deepEqual(
@@ -103,16 +104,20 @@ Deno.test("protective limits from flags and ADAPTOR_* variables", () => {
       fromEnv.heartbeatTimeout,
       fromEnv.tcpUserTimeout,
       fromEnv.outBatchSize,
+      fromEnv.maxSubscriptionSize,
     ],
-    [4096, 1000, 2000, 6000, 7000, 8192],
+    [4096, 1000, 2000, 6000, 7000, 8192, 256],
   );
   const flags = run(["--max-message-size", "0", "--heartbeat-interval", "0"], env);
   assert.equal(flags.maxMessageSize, 0);
   assert.equal(flags.heartbeatInterval, 0);
   assert.throws(() => parseArgs(["--max-message-size", "64k"]), /--max-message-size '64k'/);
+  assert.equal(run(["--max-subscription-size", "0"], env).maxSubscriptionSize, 0);
+  assert.throws(() => parseArgs(["--max-subscription-size", "1k"]), /--max-subscription-size '1k'/);
   const help = (parseArgs(["-h"]) as { text: string }).text;
   const limits = [
     "--max-message-size",
+    "--max-subscription-size",
     "--handshake-timeout",
     "--heartbeat-interval",
     "--heartbeat-timeout",

@@ -85,6 +85,7 @@ Deno.test("peerOf: peers connect where the adaptor binds (any-address made loopb
 Deno.test("protective limits: defaults, 0 turns each off, heartbeat timeout must exceed the interval", () => {
   const config = makeConfig();
   assert.equal(config.maxMessageSize, 65_536);
+  assert.equal(config.maxSubscriptionSize, 1024);
   assert.equal(config.handshakeTimeout, 5_000);
   assert.equal(config.heartbeatInterval, 10_000);
   assert.equal(config.heartbeatTimeout, 30_000);
@@ -109,6 +110,16 @@ Deno.test("protective limits: defaults, 0 turns each off, heartbeat timeout must
     (e: unknown) => e instanceof UsageError && /--heartbeat-timeout '1000': must be longer/.test(e.message),
   );
   assert.throws(() => makeConfig({ maxMessageSize: 2 ** 33 }), /--max-message-size/);
+  assert.throws(() => makeConfig({ maxSubscriptionSize: -1 }), /--max-subscription-size/);
+  assert.equal(makeConfig({ maxSubscriptionSize: 0 }).maxSubscriptionSize, 0);
+  // A CURVE client's handshake is a frame of ~270 bytes, which the XPUB's limit applies to.
+  assert.equal(makeConfig({ maxSubscriptionSize: 100 }).maxSubscriptionSize, 100);
+  assert.throws(
+    () => makeConfig({ maxSubscriptionSize: 300, curveCert: "/x_secret" }),
+    /^UsageError: --max-subscription-size '300': at least 512 with --curve-cert/,
+  );
+  assert.equal(makeConfig({ maxSubscriptionSize: 512, curveCert: "/x_secret" }).maxSubscriptionSize, 512);
+  assert.equal(makeConfig({ maxSubscriptionSize: 0, curveCert: "/x_secret" }).maxSubscriptionSize, 0);
   assert.throws(() => makeConfig({ heartbeatInterval: 7_000_000 }), /--heartbeat-interval/);
   assert.throws(() => makeConfig({ handshakeTimeout: -1 }), /--handshake-timeout/);
 });

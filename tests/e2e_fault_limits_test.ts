@@ -37,24 +37,27 @@ Deno.test("--max-message-size: an oversized frame drops that publisher, not the 
   });
 });
 
-Deno.test("--max-message-size: an oversized subscription drops that subscriber; the others are served", async () => {
-  await withAdaptor(["--max-message-size", "1024"], async ({ bind, publish, adaptor, peers }) => {
-    const upstream = peers.upstream(bind);
-    const hugeTopic = "t".repeat(2000);
-    const offender = peers.socket(ZMQ_SUB);
-    offender.setBytes(ZMQ_SUBSCRIBE, hugeTopic);
-    offender.connect(publish);
-    await adaptor.waitFor(disconnectWarning("XPUB"));
+Deno.test("--max-message-size: with --max-subscription-size 0, an oversized subscription drops that subscriber; the others are served", async () => {
+  await withAdaptor(
+    ["--max-message-size", "1024", "--max-subscription-size", "0"],
+    async ({ bind, publish, adaptor, peers }) => {
+      const upstream = peers.upstream(bind);
+      const hugeTopic = "t".repeat(2000);
+      const offender = peers.socket(ZMQ_SUB);
+      offender.setBytes(ZMQ_SUBSCRIBE, hugeTopic);
+      offender.connect(publish);
+      await adaptor.waitFor(disconnectWarning("XPUB"));
 
-    const sub = peers.subscriber(publish, ["usage."]);
-    const pub = peers.publisher(bind);
-    await syncUp([pub], [sub]);
-    await upstream.expect("usage.");
-    assert.ok(!upstream.topics.has(hugeTopic), "the oversized subscription reached the publishers");
-    await pub.sendAll(300, (i) => `usage.${i}`);
-    await sub.expect(300);
-    assert.equal(sub.messages.length, 300);
-  });
+      const sub = peers.subscriber(publish, ["usage."]);
+      const pub = peers.publisher(bind);
+      await syncUp([pub], [sub]);
+      await upstream.expect("usage.");
+      assert.ok(!upstream.topics.has(hugeTopic), "the oversized subscription reached the publishers");
+      await pub.sendAll(300, (i) => `usage.${i}`);
+      await sub.expect(300);
+      assert.equal(sub.messages.length, 300);
+    },
+  );
 });
 
 Deno.test("heartbeats drop a TCP peer that went silent; its subscription leaves the publishers", async () => {

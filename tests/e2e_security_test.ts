@@ -329,7 +329,21 @@ Deno.test("bad security input: one line, exit 2, nothing bound", async () => {
     Deno.mkdirSync(badClients);
     Deno.writeTextFileSync(`${badClients}/tracker`, "curve\n  public-key = 'x'\n");
     const cert = keys.server.secretPath;
+    const huge = `${keys.dir}/huge_secret`;
+    const file = Deno.openSync(huge, { write: true, create: true, mode: 0o600 });
+    file.truncateSync(200_000_000); // sparse: no disk used; read whole before
+    file.close();
+    Deno.chmodSync(huge, 0o600);
+    const escapes = `${keys.dir}/escapes_secret`;
+    Deno.writeTextFileSync(escapes, `curve\n    public-key = "\x1b[2J\x1b[31m${"x".repeat(3_000)}"\n`, {
+      mode: 0o600,
+    });
     const cases: [string, string[], string[]][] = [
+      ["200 MB certificate", ["--curve-cert", huge], [huge, "too large for a certificate (200000000 bytes"]],
+      ["escape sequences in a certificate", ["--curve-cert", escapes], [
+        "'\\x1b[2J\\x1b[31mxxx",
+        "more characters",
+      ]],
       ["missing certificate", ["--curve-cert", `${keys.dir}/nope`], [
         "--curve-cert",
         "/nope'",

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { cannotWriteDirectory, trimMalloc } from "../src/libc.ts";
+import {
+  cannotWriteDirectory,
+  fileLimit,
+  groupId,
+  libcLoader,
+  raiseFileLimit,
+  setUmask,
+  trimMalloc,
+} from "../src/libc.ts";
 import { freePort, sleep } from "./support/net.ts";
 import { Peers } from "./support/peers.ts";
 import { ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq.ts";
@@ -13,6 +21,37 @@ Deno.test("cannotWriteDirectory: a writable directory passes, a missing one says
     assert.equal(cannotWriteDirectory(`${dir}/missing`), "no such file or directory");
   } finally {
     Deno.removeSync(dir);
+  }
+});
+
+/** The "Max open files" soft and hard limits, as the kernel shows them. */
+function procFileLimit(): { soft: number; hard: number } {
+  const line = Deno.readTextFileSync("/proc/self/limits").split("\n").find((l) =>
+    l.startsWith("Max open files")
+  )!;
+  const [soft, hard] = line.replace("Max open files", "").trim().split(/\s+/).map(Number);
+  return { soft, hard };
+}
+
+Deno.test("raiseFileLimit: a soft RLIMIT_NOFILE below the hard one is raised to it", () => {
+  const original = procFileLimit();
+  assert.deepEqual(fileLimit(), original);
+  // Lower this test process's soft limit (the runner's own descriptors stay far below 256).
+  const libc = libcLoader({ setrlimit: { parameters: ["i32", "buffer"], result: "i32" } })()!;
+  assert.equal(libc.setrlimit(7, new BigUint64Array([256n, BigInt(original.hard)])), 0);
+  try {
+    assert.deepEqual(procFileLimit(), { soft: 256, hard: original.hard });
+    const result = raiseFileLimit()!;
+    assert.deepEqual(result, {
+      before: { soft: 256, hard: original.hard },
+      after: { soft: original.hard, hard: original.hard },
+      raised: true,
+    });
+    assert.deepEqual(procFileLimit(), { soft: original.hard, hard: original.hard });
+    // Already at the hard limit: nothing to do.
+    assert.deepEqual(raiseFileLimit(), { before: result.after, after: result.after, raised: false });
+  } finally {
+    libc.setrlimit(7, new BigUint64Array([BigInt(original.soft), BigInt(original.hard)]));
   }
 });
 
@@ -43,4 +82,17 @@ Deno.test("after trimMalloc, a queue libzmq freed no longer counts in RSS", asyn
   await peers.close();
   assert.ok(trimmed <= freed + 1024, `RSS grew on trimming: ${freed} -> ${trimmed} KiB`);
   assert.ok(queued - trimmed > 25_000, `only ${queued - trimmed} KiB of a ~35 MiB queue went back`);
+});
+
+Deno.test("groupId resolves groups through the C library (NSS), null for none; setUmask returns the old mask", () => {
+  assert.equal(groupId("root"), 0);
+  const line = Deno.readTextFileSync("/etc/group").split("\n").find((l) => l.startsWith("www-data:"));
+  if (line) assert.equal(groupId("www-data"), Number(line.split(":")[2]));
+  assert.equal(groupId("no-such-group-here"), null);
+  const before = setUmask(0o077)!;
+  try {
+    assert.equal(setUmask(0o027), 0o077);
+  } finally {
+    setUmask(before);
+  }
 });

@@ -22,6 +22,23 @@ const event = (name: string, value = 0, remote = "tcp://10.0.0.7:51234") => ({
   remote,
 });
 
+Deno.test("PeerEventLog: an XPUB disconnect names --max-subscription-size, other sockets --max-message-size", () => {
+  const lines = capture();
+  const events = new PeerEventLog({
+    limits: { ...limits, maxSubscriptionSize: 1024 },
+    logger: log("socket"),
+  });
+  events.report("XPUB", event("disconnected", 50));
+  events.report("XSUB", { ...event("disconnected", 51), endpoint: "ipc:///tmp/q", remote: "" });
+  events.close();
+  assert.equal(lines.length, 2, lines.join("\n"));
+  assert.match(lines[0], /XPUB .* disconnected .*e\.g\. a subscription over --max-subscription-size 1024\)/);
+  assert.match(
+    lines[1],
+    /XSUB ipc:\/\/\/tmp\/q: a peer disconnected .*e\.g\. a frame over --max-message-size 65536\)/,
+  );
+});
+
 Deno.test("PeerEventLog: warnings without -d, one per failed handshake, throttled with a summary", () => {
   const lines = capture();
   const events = new PeerEventLog({ limits, logger: log("socket") });

@@ -11,6 +11,7 @@ import { StartupError, UsageError } from "../src/errors.ts";
 import {
   formatCertificate,
   keygen,
+  MAX_CERTIFICATE_BYTES,
   parseCertificate,
   parseZpl,
   readClientKeys,
@@ -187,6 +188,91 @@ Deno.test("--curve-clients: public certificates admitted; secret, hidden and inv
   assert.throws(() => readClientKeys(`${dir}/tracker-a`), /not a directory/);
   Deno.chmodSync(dir, 0o777);
   assert.throws(() => readClientKeys(dir), /writable by every user \(mode 0777\), so anyone could add a key/);
+});
+
+Deno.test("hostile certificate files: escape sequences escaped, a 3 MB line cut, a 200 MB file not read whole", () => {
+  const dir = tempDir();
+  try {
+    const write = (name: string, text: string) => {
+      Deno.writeTextFileSync(`${dir}/${name}`, text, { mode: 0o600 });
+      Deno.chmodSync(`${dir}/${name}`, 0o600);
+      return `${dir}/${name}`;
+    };
+    const message = (path: string) => {
+      try {
+        readSecretCertificate(path);
+      } catch (error) {
+        assert.ok(error instanceof UsageError, String(error));
+        return error.message;
+      }
+      throw new Error(`${path} was accepted`);
+    };
+    // An escape sequence (clear screen, OSC title) in a value and in a syntax error.
+    const escapes = message(write("esc", 'curve\n    public-key = "\x1b[2J\x1b]0;pwned\x07"\n'));
+    assert.match(escapes, /public-key is not a 40-character Z85 key \('\\x1b\[2J\\x1b\]0;pwned\\x07'\)$/);
+    const syntax = message(write("syntax", 'curve\n    public-key = "k" \u202e\x9b31m'));
+    assert.match(syntax, /line 2: invalid syntax '\\u202e\\x9b31m'$/);
+    // A long line: the error quotes its start only (the cap below keeps 3 MB from being read).
+    const long = message(write("long", `curve\n    public-key = "${"A".repeat(10_000)}"\n`));
+    assert.ok(long.length < 300, `${long.length} characters`);
+    assert.match(long, /'A{60}… \(9940 more characters\)'\)$/);
+    for (const text of [escapes, syntax, long]) {
+      // deno-lint-ignore no-control-regex -- checking that none is left
+      assert.doesNotMatch(text, /[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e]/);
+    }
+    // 3 MB and 200 MB files (sparse: no disk used): refused after MAX_CERTIFICATE_BYTES + 1 bytes.
+    for (const size of [3_000_000, 200_000_000]) {
+      const path = `${dir}/big-${size}`;
+      const file = Deno.openSync(path, { write: true, create: true, mode: 0o600 });
+      file.truncateSync(size);
+      file.close();
+      Deno.chmodSync(path, 0o600);
+      assert.equal(
+        message(path),
+        `--curve-cert '${path}': too large for a certificate (${size} bytes; they are under 1 KiB, ` +
+          `and at most ${MAX_CERTIFICATE_BYTES} bytes are read)`,
+      );
+    }
+    // A file of exactly the cap is read (and judged on its content).
+    const padded = keygen(`${dir}/padded`);
+    const text = Deno.readTextFileSync(padded.secretPath);
+    const comment = "#" + "x".repeat(MAX_CERTIFICATE_BYTES - text.length - 2) + "\n";
+    Deno.writeTextFileSync(padded.secretPath, comment + text);
+    assert.equal(Deno.statSync(padded.secretPath).size, MAX_CERTIFICATE_BYTES);
+    assert.equal(readSecretCertificate(padded.secretPath).publicKey, padded.publicKey);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("--curve-clients (and SIGHUP's reread): hostile file names and contents reach the warnings escaped and short", () => {
+  const dir = tempDir();
+  try {
+    const ok = keygen(`${dir}/tracker`);
+    Deno.removeSync(ok.secretPath);
+    Deno.writeTextFileSync(`${dir}/evil\x1b[31m`, "curve\n    public-key = '\x1b]0;title\x07'\n");
+    Deno.writeTextFileSync(`${dir}/long-line`, `curve\n    x = 1 ${"y".repeat(3_000_000)}\n`);
+    const big = Deno.openSync(`${dir}/huge`, { write: true, create: true });
+    big.truncateSync(200_000_000);
+    big.close();
+    Deno.writeTextFileSync(`${dir}/secret\u2028x_secret`, "");
+    const keys = readClientKeys(dir);
+    assert.deepEqual([...keys.keys.keys()], [ok.publicKey]);
+    const said = [...keys.invalid, ...keys.ignored].map(({ file, reason }) => `${file}: ${reason}`);
+    assert.equal(said.length, 4, said.join("\n"));
+    for (const line of said) {
+      // deno-lint-ignore no-control-regex -- checking that none is left
+      assert.doesNotMatch(line, /[\x00-\x1f\x7f-\x9f\u2028\u2029]/, line);
+      assert.ok(line.length < 400, `${line.length} characters`);
+    }
+    const by = (name: string) => said.find((l) => l.startsWith(`${dir}/${name}`))!;
+    assert.match(by("evil\\x1b[31m"), /public-key is not a 40-character Z85 key \('\\x1b\]0;title\\x07'\)/);
+    assert.match(by("long-line"), /too large for a certificate \(3000017 bytes;/);
+    assert.match(by("huge"), /too large for a certificate \(200000000 bytes;/);
+    assert.match(by("secret\\u2028x_secret"), /a secret certificate/);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
 
 Deno.test("Z85 through libzmq: round trip, and invalid text refused", () => {

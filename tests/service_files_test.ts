@@ -146,3 +146,13 @@ Deno.test({
     }
   },
 });
+
+Deno.test("the unit bounds the adaptor's memory and raises its descriptors (issue 13: what libzmq cannot bound)", () => {
+  const lines = Deno.readTextFileSync(UNIT).split("\n");
+  const setting = (name: string) => lines.find((l) => l.startsWith(`${name}=`))?.slice(name.length + 1);
+  // A never-ending multipart message grows the adaptor by ~1 GiB a second: the kernel stops it.
+  assert.equal(setting("MemoryMax"), "1G");
+  assert.equal(setting("LimitNOFILE"), "65536");
+  // ...and systemd restarts it: an OOM kill is an abnormal end, which on-failure covers.
+  assert.equal(setting("Restart"), "on-failure");
+});

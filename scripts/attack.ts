@@ -1,0 +1,265 @@
+/**
+ * `deno task attack`: the long floods of issue 13 against a spawned adaptor, with figures.
+ * Not part of `deno task test` (minutes, and gigabytes of memory); the figures go to
+ * docs/reliability.md.
+ *
+ * Each scenario starts a fresh adaptor (as `deno task start` runs it, defaults unless
+ * `--adaptor-args` adds some) with two gateway-worker stand-ins (pyzmq where available, see
+ * tests/support/worker.ts) and a legitimate subscriber, then:
+ *
+ * - `multipart-xpub`, `multipart-xsub`: one raw ZMTP connection (a SUB on the XPUB's tcp
+ *   endpoint, a PUB on the XSUB's ipc one) sends frames with the MORE flag set and never the
+ *   last one, until the adaptor grew by `--limit-mib` or `--seconds` passed. Frames stay under
+ *   the socket's frame limit (1000 bytes on the XPUB, 60 000 on the XSUB), so no limit applies.
+ * - `topics`: one raw SUB on the XPUB sends `--topics` random 20-byte subscriptions (2 M
+ *   by default) in one go.
+ *
+ * Printed per scenario: bytes sent and for how long, the adaptor's RSS (start, peak, after the
+ * attacker left, and after `--trim-wait` seconds, when the once-a-minute malloc_trim has run), each worker's RSS, whether the legitimate subscriber kept receiving, and how
+ * long SIGTERM took.
+ *
+ *   deno task attack                        # every scenario
+ *   deno task attack --scenario topics --topics 500000
+ *   deno task attack --adaptor-args "--max-subscription-size 0"
+ */
+
+import { parseArgs } from "node:util";
+import { freePort, ipcPath, sleep } from "../tests/support/net.ts";
+import { Peers } from "../tests/support/peers.ts";
+import { AdaptorProcess } from "../tests/support/process.ts";
+import { scrape, value } from "../tests/support/scrape.ts";
+import { rssKiB, WorkerProcess } from "../tests/support/worker.ts";
+import { concat, connectRaw, frame, handshake, longFrameHeader } from "../tests/support/zmtp.ts";
+
+const { values: options } = parseArgs({
+  options: {
+    scenario: { type: "string", default: "all" },
+    topics: { type: "string", default: "2000000" },
+    "limit-mib": { type: "string", default: "1024" },
+    seconds: { type: "string", default: "20" },
+    "trim-wait": { type: "string", default: "65" },
+    "adaptor-args": { type: "string", default: "" },
+  },
+});
+
+const SCENARIOS = ["multipart-xpub", "multipart-xsub", "topics"] as const;
+type Scenario = typeof SCENARIOS[number];
+const chosen: Scenario[] = options.scenario === "all"
+  ? [...SCENARIOS]
+  : options.scenario!.split(",").map((s) => {
+    if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`unknown scenario ${s}`);
+    return s as Scenario;
+  });
+const extraArgs = options["adaptor-args"]!.split(/\s+/).filter((a) => a !== "");
+const MiB = 1024;
+
+const mib = (kib: number) => `${(kib / 1024).toFixed(0)} MiB`;
+
+interface Setup {
+  adaptor: AdaptorProcess;
+  xsub: string;
+  xpub: string;
+  url: string;
+  workers: WorkerProcess[];
+  peers: Peers;
+  received: () => number;
+}
+
+async function setUp(): Promise<Setup> {
+  const xsub = `ipc://${ipcPath("attack-xsub")}`;
+  const xpub = `tcp://127.0.0.1:${freePort()}`;
+  const metricsPort = freePort();
+  const adaptor = new AdaptorProcess([
+    "-b",
+    xsub,
+    "-p",
+    xpub,
+    "--metrics",
+    `127.0.0.1:${metricsPort}`,
+    ...extraArgs,
+  ]);
+  await adaptor.ready();
+  const workers = [new WorkerProcess(xsub, "usage"), new WorkerProcess(xsub, "usage")];
+  await Promise.all(workers.map((w) => w.started));
+  const peers = new Peers();
+  const sub = peers.subscriber(xpub, ["usage."]);
+  const deadline = performance.now() + 10_000;
+  while (sub.messages.length === 0 && performance.now() < deadline) await sleep(20);
+  if (sub.messages.length === 0) throw new Error("the workers' events never reached the subscriber");
+  return {
+    adaptor,
+    xsub,
+    xpub,
+    url: `http://127.0.0.1:${metricsPort}`,
+    workers,
+    peers,
+    received: () => sub.messages.length,
+  };
+}
+
+async function tearDown(setup: Setup): Promise<number> {
+  await setup.peers.close();
+  const { ms } = await setup.adaptor.stop();
+  await Promise.all(setup.workers.map((w) => w.stop()));
+  return ms;
+}
+
+/** The legitimate subscriber's messages in the next second (the workers send 100/s each). */
+async function receivedInOneSecond(setup: Setup): Promise<number> {
+  const before = setup.received();
+  await sleep(1000);
+  return setup.received() - before;
+}
+
+function report(lines: [string, string][]): void {
+  const width = Math.max(...lines.map(([k]) => k.length));
+  for (const [key, text] of lines) console.log(`  ${key.padEnd(width)}  ${text}`);
+}
+
+async function multipart(scenario: "multipart-xpub" | "multipart-xsub"): Promise<void> {
+  const setup = await setUp();
+  const onXpub = scenario === "multipart-xpub";
+  const size = onXpub ? 1000 : 60_000;
+  const body = new Uint8Array(size).fill(0x78);
+  const one = size < 256 ? frame(body, true) : concat(longFrameHeader(BigInt(size), true), body);
+  const chunk = concat(...Array.from({ length: Math.max(1, Math.floor(1_000_000 / one.length)) }, () => one));
+  const start = rssKiB(setup.adaptor.pid);
+  const workersStart = setup.workers.map((w) => w.rssKiB());
+  const limit = Number(options["limit-mib"]) * MiB;
+  const conn = await connectRaw(onXpub ? setup.xpub : setup.xsub);
+  await handshake(conn, onXpub ? "SUB" : "PUB");
+  let sent = 0;
+  let peak = start;
+  const began = performance.now();
+  const stopAt = began + Number(options.seconds) * 1000;
+  let why = "time limit";
+  try {
+    while (performance.now() < stopAt) {
+      for (let at = 0; at < chunk.length;) at += await conn.write(chunk.subarray(at));
+      sent += chunk.length;
+      if ((sent / chunk.length) % 20 === 0) {
+        peak = Math.max(peak, rssKiB(setup.adaptor.pid));
+        if (peak - start >= limit) {
+          why = `adaptor grew by ${mib(limit)}`;
+          break;
+        }
+      }
+    }
+  } catch (error) {
+    why = `connection closed by the adaptor (${(error as Error).name})`;
+  }
+  const seconds = (performance.now() - began) / 1000;
+  peak = Math.max(peak, rssKiB(setup.adaptor.pid));
+  const during = await receivedInOneSecond(setup);
+  const workersEnd = setup.workers.map((w) => w.rssKiB());
+  conn.close();
+  await sleep(2000);
+  const after = rssKiB(setup.adaptor.pid);
+  // The adaptor gives freed heap pages back once a minute (malloc_trim): wait for one.
+  await sleep(Math.max(0, Number(options["trim-wait"]) * 1000 - 2000));
+  const trimmed = rssKiB(setup.adaptor.pid);
+  const warnings = setup.adaptor.lines.filter((l) => / \[(WRN|ERR)\] /.test(l)).map((l) =>
+    l.replace(/^.* \[(WRN|ERR)\] /, "").slice(0, 200)
+  );
+  const stopMs = await tearDown(setup);
+  console.log(`${scenario}: never-ending message of ${size}-byte MORE frames on one connection`);
+  report([
+    ["sent", `${(sent / 2 ** 20).toFixed(0)} MiB in ${seconds.toFixed(1)} s (stopped: ${why})`],
+    [
+      "adaptor RSS",
+      `${mib(start)} -> peak ${mib(peak)} (+${mib(peak - start)}); ${
+        mib(after)
+      } 2 s after the attacker left, ` +
+      `${mib(trimmed)} after ${options["trim-wait"]} s (malloc_trim)`,
+    ],
+    [
+      "workers' RSS",
+      `${workersStart.map(mib).join(", ")} at start, ${workersEnd.map(mib).join(", ")} at the end`,
+    ],
+    ["adaptor said", warnings.length ? warnings.join(" | ") : "nothing"],
+    ["subscriber", `${during} events in the second after the flood (the 2 workers send ~200/s)`],
+    ["SIGTERM", `${stopMs.toFixed(0)} ms`],
+  ]);
+}
+
+async function topics(): Promise<void> {
+  const setup = await setUp();
+  const count = Number(options.topics);
+  const start = rssKiB(setup.adaptor.pid);
+  const workersStart = setup.workers.map((w) => w.rssKiB());
+  const conn = await connectRaw(setup.xpub);
+  await handshake(conn, "SUB");
+  const began = performance.now();
+  // Subscriptions as ZMTP 3.0 messages: 0x01 and the topic, 22 bytes a frame with its header.
+  const batch = 50_000;
+  const random = new Uint8Array(20);
+  let sent = 0;
+  while (sent < count) {
+    const n = Math.min(batch, count - sent);
+    const bytes = new Uint8Array(n * 23);
+    for (let i = 0; i < n; i++) {
+      crypto.getRandomValues(random);
+      const at = i * 23;
+      bytes[at] = 0;
+      bytes[at + 1] = 21;
+      bytes[at + 2] = 1;
+      // Printable topics (hex would double the length): 20 bytes from 0x21..0x7e.
+      for (let j = 0; j < 20; j++) bytes[at + 3 + j] = 0x21 + (random[j] % 94);
+    }
+    for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+    sent += n;
+  }
+  const written = (performance.now() - began) / 1000;
+  // Wait until the adaptor has passed them upstream (its counter), or 120 s.
+  let upstream = 0;
+  let peak = start;
+  const workerPeaks = [...workersStart];
+  const deadline = performance.now() + 120_000;
+  let lastChange = performance.now();
+  while (performance.now() < deadline) {
+    const now = value(await scrape(setup.url), "adaptor_upstream_messages_total", { channel: "main" }) ?? 0;
+    if (now !== upstream) lastChange = performance.now();
+    upstream = now;
+    peak = Math.max(peak, rssKiB(setup.adaptor.pid));
+    setup.workers.forEach((w, i) => workerPeaks[i] = Math.max(workerPeaks[i], w.rssKiB()));
+    if (upstream >= count || performance.now() - lastChange > 10_000) break;
+    await sleep(500);
+  }
+  const taken = (performance.now() - began) / 1000;
+  await sleep(2000);
+  setup.workers.forEach((w, i) => workerPeaks[i] = Math.max(workerPeaks[i], w.rssKiB()));
+  peak = Math.max(peak, rssKiB(setup.adaptor.pid));
+  const during = await receivedInOneSecond(setup);
+  conn.close();
+  await sleep(3000);
+  const after = rssKiB(setup.adaptor.pid);
+  const workersAfter = setup.workers.map((w) => w.rssKiB());
+  const stopMs = await tearDown(setup);
+  console.log(`topics: ${count} random 20-byte subscriptions from one subscriber`);
+  report([
+    ["sent", `${(sent * 23 / 2 ** 20).toFixed(0)} MiB in ${written.toFixed(1)} s`],
+    ["upstream", `${upstream} subscription messages passed on within ${taken.toFixed(1)} s`],
+    [
+      "adaptor RSS",
+      `${mib(start)} -> peak ${mib(peak)} (+${mib(peak - start)}); ${mib(after)} 3 s after it left`,
+    ],
+    [
+      "workers' RSS",
+      setup.workers.map((w, i) =>
+        `${w.kind} ${mib(workersStart[i])} -> peak ${mib(workerPeaks[i])}, ${mib(workersAfter[i])} after`
+      ).join("; "),
+    ],
+    ["subscriber", `${during} events in one second after the flood (the 2 workers send ~200/s)`],
+    ["SIGTERM", `${stopMs.toFixed(0)} ms`],
+  ]);
+}
+
+console.log(
+  `attack figures (${new Date().toISOString()}, Deno ${Deno.version.deno}; adaptor args: ${
+    extraArgs.join(" ") || "defaults"
+  })`,
+);
+for (const scenario of chosen) {
+  if (scenario === "topics") await topics();
+  else await multipart(scenario);
+}

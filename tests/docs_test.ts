@@ -1,0 +1,87 @@
+/**
+ * Docs that cannot drift: the README's metrics table names every metric family and label that
+ * `/metrics` emits (and nothing it does not), and its flag table lists exactly the flags that
+ * `--help` prints.
+ */
+
+import assert from "node:assert/strict";
+import { parseArgs } from "../src/cli.ts";
+import { freePort, ipcPath } from "./support/net.ts";
+import { AdaptorProcess, ROOT } from "./support/process.ts";
+
+const readme = Deno.readTextFileSync(`${ROOT}README.md`);
+
+/** The rows of the README table whose header row starts with `| ${first} `. */
+function tableRows(first: string): string[][] {
+  const lines = readme.split("\n");
+  const start = lines.findIndex((l) => new RegExp(`^\\|\\s*${first}\\s*\\|`).test(l));
+  assert.ok(start >= 0, `README has no table headed '${first}'`);
+  const rows: string[][] = [];
+  for (const line of lines.slice(start + 2)) {
+    if (!line.startsWith("|")) break;
+    rows.push(line.split("|").slice(1, -1).map((cell) => cell.trim()));
+  }
+  return rows;
+}
+
+Deno.test("the README's metrics table names every family and label /metrics emits, and no other", async () => {
+  const port = freePort();
+  const adaptor = new AdaptorProcess([
+    ...["-b", `ipc://${ipcPath("xsub")}`, "-p", `tcp://127.0.0.1:${freePort()}`],
+    ...[
+      "-l",
+      `tcp://127.0.0.1:${freePort()}`,
+      "-u",
+      `ipc://${ipcPath("push")}`,
+      "--metrics",
+      `127.0.0.1:${port}`,
+    ],
+  ]);
+  try {
+    await adaptor.ready();
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const emitted = new Map<string, Set<string>>();
+    const sampled = new Set<string>();
+    for (const line of text.split("\n")) {
+      const type = /^# TYPE (\w+) /.exec(line);
+      if (type) emitted.set(type[1], emitted.get(type[1]) ?? new Set());
+      const sample = /^(\w+)(?:\{([^}]*)\})? /.exec(line);
+      if (sample && !line.startsWith("#")) {
+        sampled.add(sample[1]);
+        for (const label of (sample[2] ?? "").matchAll(/(\w+)="/g)) emitted.get(sample[1])?.add(label[1]);
+      }
+    }
+    const documented = new Map<string, Set<string>>();
+    for (const [metric] of tableRows("metric")) {
+      for (const [, name, labels] of metric.matchAll(/`(\w+)(?:\{([\w,]*)\})?`/g)) {
+        documented.set(name, new Set(labels ? labels.split(",") : []));
+      }
+    }
+    for (const [name, labels] of emitted) {
+      assert.ok(documented.has(name), `README's metrics table lacks ${name}`);
+      // A family with no sample yet (auth counters without CURVE) shows no labels to compare.
+      if (sampled.has(name)) {
+        assert.deepEqual([...labels].sort(), [...documented.get(name)!].sort(), `labels of ${name}`);
+      }
+    }
+    for (const name of documented.keys()) {
+      assert.ok(emitted.has(name), `README documents ${name}, not emitted`);
+    }
+  } finally {
+    await adaptor.stop();
+  }
+});
+
+Deno.test("the README's flag table and --help list the same flags", () => {
+  const help = parseArgs(["--help"], {});
+  assert.equal(help.kind, "help");
+  const fromHelp = new Set(
+    [...(help.kind === "help" ? help.text : "").matchAll(/^\s{2}(?:-\w, )?(--[\w-]+)/gm)].map((m) => m[1]),
+  );
+  fromHelp.delete("--help");
+  const fromReadme = new Set(
+    tableRows("flag").flatMap(([flag]) => [...flag.matchAll(/(--[\w-]+)/g)].map((m) => m[1])),
+  );
+  fromReadme.delete("--help");
+  assert.deepEqual([...fromHelp].sort(), [...fromReadme].sort());
+});

@@ -1,0 +1,281 @@
+/**
+ * CURVE on the aggregation hop, on loopback (the same across network namespaces: see
+ * e2e_fleet_test.ts): the aggregator's XSUB is a CURVE client of each edge (`--curve-servers`),
+ * the edge a CURVE server with an allow-list holding the aggregator's public certificate.
+ *
+ * - every message published at the edge reaches the aggregator's subscriber;
+ * - an aggregator with a wrong server key gets nothing, and the edge logs the denial;
+ * - a connecting endpoint without a certificate in DIR: one line naming both files, exit 2;
+ * - a remote publisher (a CURVE server) feeding `-l` over CURVE reaches the PULL workers;
+ * - a bound tcp XSUB is a CURVE server: a plaintext publisher gets nothing in, a CURVE one does;
+ * - SIGHUP rereads DIR: a rotated server key reconnects that endpoint.
+ */
+
+import assert from "node:assert/strict";
+import { keygen, type KeygenResult } from "../src/security.ts";
+import { ZMQ_LINGER, ZMQ_PUB, ZMQ_SNDHWM } from "../src/zmq.ts";
+import { freePort, ipcPath, sleep, until } from "./support/net.ts";
+import { type CurveClient, Peers, syncUp } from "./support/peers.ts";
+import { AdaptorProcess, runAdaptor } from "./support/process.ts";
+
+const secretOf = (pair: KeygenResult) =>
+  /secret-key = "(.{40})"/.exec(Deno.readTextFileSync(pair.secretPath))![1];
+
+/** A temp dir of key pairs, a clients directory and a servers directory. */
+class Fleet {
+  readonly dir = Deno.makeTempDirSync({ prefix: "adaptor-e2e-curve-client-" });
+  readonly clients = `${this.dir}/clients`;
+  readonly servers = `${this.dir}/servers`;
+
+  constructor() {
+    Deno.mkdirSync(this.clients);
+    Deno.mkdirSync(this.servers);
+  }
+
+  pair(name: string): KeygenResult {
+    return keygen(`${this.dir}/${name}`);
+  }
+
+  /** Puts `pair`'s public certificate into the servers directory as `name` (HOST:PORT or HOST). */
+  knowServer(pair: KeygenResult, name: string): void {
+    Deno.copyFileSync(pair.publicPath, `${this.servers}/${name}`);
+  }
+
+  admit(pair: KeygenResult): void {
+    Deno.copyFileSync(pair.publicPath, `${this.clients}/${pair.publicPath.split("/").pop()}`);
+  }
+
+  /** CURVE options for a test peer with `pair`'s keys against `server`. */
+  client(pair: KeygenResult, server: KeygenResult): CurveClient {
+    return { serverKey: server.publicKey, publicKey: pair.publicKey, secretKey: secretOf(pair) };
+  }
+
+  dispose(): void {
+    Deno.removeSync(this.dir, { recursive: true });
+  }
+}
+
+/** An edge (CURVE server, allow-list) and an aggregator that connects to it as a CURVE client. */
+async function edgeAndAggregator(fleet: Fleet, options: { knowEdgeAs?: KeygenResult } = {}) {
+  const edgeKeys = fleet.pair("edge"), aggKeys = fleet.pair("aggregator");
+  fleet.admit(aggKeys);
+  const edgeBind = ipcPath("edge");
+  const edgePort = freePort(), aggPort = freePort();
+  fleet.knowServer(options.knowEdgeAs ?? edgeKeys, `127.0.0.1:${edgePort}`);
+  const edge = new AdaptorProcess([
+    ...["-b", `ipc://${edgeBind}`, "-p", `tcp://127.0.0.1:${edgePort}`],
+    ...["--curve-cert", edgeKeys.secretPath, "--curve-clients", fleet.clients],
+  ]);
+  await edge.ready();
+  const aggregator = new AdaptorProcess([
+    ...["-b", `>tcp://127.0.0.1:${edgePort}`, "-p", `tcp://127.0.0.1:${aggPort}`],
+    ...["--curve-cert", aggKeys.secretPath, "--curve-servers", fleet.servers],
+  ]);
+  await aggregator.ready();
+  return { edge, aggregator, edgeBind, edgePort, aggPort, edgeKeys, aggKeys };
+}
+
+Deno.test("aggregator as a CURVE client of an edge: every message arrives; the start says whose key it uses", async () => {
+  const fleet = new Fleet();
+  const { edge, aggregator, edgeBind, aggPort, aggKeys, edgePort } = await edgeAndAggregator(fleet);
+  const peers = new Peers();
+  try {
+    assert.ok(
+      aggregator.lines.some((l) =>
+        l.includes(`CURVE client of tcp://127.0.0.1:${edgePort}: server key from ${fleet.servers}/127.0.0.1:`)
+      ),
+      aggregator.lines.join("\n"),
+    );
+    const tracker = fleet.pair("tracker");
+    const sub = peers.subscriber(`tcp://127.0.0.1:${aggPort}`, ["e."], {
+      curve: fleet.client(tracker, aggKeys),
+    });
+    const pub = peers.publisher(`ipc://${edgeBind}`);
+    await syncUp([pub], [sub], 20_000);
+    await pub.sendAll(1000, (i) => `e.${i}`);
+    await sub.expect(1000);
+    assert.deepEqual(sub.texts(), Array.from({ length: 1000 }, (_, i) => `e.${i}`));
+    assert.ok(
+      edge.lines.some((l) => /Allowed XPUB client .*allowed by .*aggregator/.test(l)),
+      edge.lines.join("\n"),
+    );
+  } finally {
+    await peers.close();
+    for (const a of [aggregator, edge]) assert.equal((await a.stop()).status.code, 0, a.lines.join("\n"));
+    fleet.dispose();
+  }
+});
+
+Deno.test("an aggregator with a wrong server key gets nothing, and the edge logs the denial", async () => {
+  const fleet = new Fleet();
+  const impostor = fleet.pair("impostor");
+  const { edge, aggregator, edgeBind, aggPort, aggKeys } = await edgeAndAggregator(fleet, {
+    knowEdgeAs: impostor,
+  });
+  const peers = new Peers();
+  try {
+    const sub = peers.subscriber(`tcp://127.0.0.1:${aggPort}`, [""], {
+      curve: fleet.client(fleet.pair("tracker"), aggKeys),
+    });
+    const pub = peers.publisher(`ipc://${edgeBind}`);
+    await edge.waitFor(/Denied XPUB connection from .*cryptographic error/, 10_000);
+    for (let i = 0; i < 50; i++) {
+      pub.socket.trySend(`x.${i}`);
+      await sleep(10);
+    }
+    await sleep(300);
+    assert.equal(sub.messages.length, 0);
+  } finally {
+    await peers.close();
+    for (const a of [aggregator, edge]) await a.stop();
+    fleet.dispose();
+  }
+});
+
+Deno.test("--curve-servers: a connecting endpoint without a certificate is a usage error naming both files", async () => {
+  const fleet = new Fleet();
+  try {
+    const own = fleet.pair("aggregator");
+    const port = freePort();
+    const result = await runAdaptor([
+      ...["-b", `>tcp://edge9.example:${port}`, "-p", `tcp://127.0.0.1:${freePort()}`],
+      ...["--curve-cert", own.secretPath, "--curve-servers", fleet.servers],
+    ]);
+    assert.equal(result.code, 2, result.stderr.join("\n"));
+    assert.equal(result.stderr.length, 1, result.stderr.join("\n"));
+    assert.equal(
+      result.stderr[0],
+      `adaptor: error: --curve-servers '${fleet.servers}': no certificate for -b/--bind '>tcp://edge9.example:${port}' ` +
+        `(looked for ${fleet.servers}/edge9.example:${port} and ${fleet.servers}/edge9.example) (see adaptor --help)`,
+    );
+    const without = await runAdaptor(["--curve-servers", fleet.servers]);
+    assert.equal(without.code, 2);
+    assert.match(without.stderr.at(-1)!, /--curve-servers .*needs --curve-cert/);
+  } finally {
+    fleet.dispose();
+  }
+});
+
+Deno.test("a remote publisher feeds -l over CURVE: the inbound SUB is its CURVE client", async () => {
+  const fleet = new Fleet();
+  const remote = fleet.pair("remote"), own = fleet.pair("node");
+  const port = freePort();
+  fleet.knowServer(remote, "127.0.0.1"); // HOST alone: any port of that host
+  const pushPath = ipcPath("push");
+  const adaptor = new AdaptorProcess([
+    ...["-b", `ipc://${ipcPath("xsub")}`, "-p", `tcp://127.0.0.1:${freePort()}`],
+    ...["-l", `>tcp://127.0.0.1:${port}`, "-u", `ipc://${pushPath}`],
+    ...["--curve-cert", own.secretPath, "--curve-servers", fleet.servers],
+  ]);
+  const peers = new Peers();
+  try {
+    await adaptor.ready();
+    const pub = peers.socket(ZMQ_PUB);
+    pub.setInt(ZMQ_SNDHWM, 100_000);
+    pub.curveServer(secretOf(remote));
+    pub.bind(`tcp://127.0.0.1:${port}`);
+    const pull = peers.puller(`ipc://${pushPath}`);
+    await until(() => {
+      pub.trySend("probe");
+      return pull.messages.length > 0;
+    }, "the first message through the CURVE inbound channel");
+    await sleep(50);
+    const before = pull.messages.length;
+    for (let i = 0; i < 200; i++) pub.trySend(`in.${i}`);
+    await pull.expect(before + 200);
+    assert.equal(pull.texts().filter((t) => t.startsWith("in.")).length, 200);
+  } finally {
+    await peers.close();
+    assert.equal((await adaptor.stop()).status.code, 0, adaptor.lines.join("\n"));
+    fleet.dispose();
+  }
+});
+
+Deno.test("a bound tcp XSUB is a CURVE server with --curve-cert: plaintext publishers get nothing in", async () => {
+  const fleet = new Fleet();
+  const server = fleet.pair("node"), worker = fleet.pair("worker");
+  fleet.admit(worker);
+  const xsubPort = freePort(), xpubPort = freePort();
+  const gateway = ipcPath("xsub");
+  const adaptor = new AdaptorProcess([
+    ...["-b", `tcp://127.0.0.1:${xsubPort}`, "-b", `ipc://${gateway}`],
+    ...[
+      "-p",
+      `tcp://127.0.0.1:${xpubPort}`,
+      "--curve-cert",
+      server.secretPath,
+      "--curve-clients",
+      fleet.clients,
+    ],
+  ]);
+  const peers = new Peers();
+  try {
+    await adaptor.ready();
+    assert.ok(adaptor.lines.some((l) => l.includes("CURVE on XSUB and XPUB")), adaptor.lines.join("\n"));
+    assert.ok(!adaptor.lines.some((l) => /XSUB tcp:.*plaintext and unauthenticated/.test(l)));
+    const sub = peers.subscriber(`tcp://127.0.0.1:${xpubPort}`, [""], {
+      curve: fleet.client(worker, server),
+    });
+    const curvePub = peers.publisher(`tcp://127.0.0.1:${xsubPort}`, false, {
+      curve: fleet.client(worker, server),
+    });
+    const plainPub = peers.socket(ZMQ_PUB);
+    plainPub.setInt(ZMQ_LINGER, 0);
+    plainPub.connect(`tcp://127.0.0.1:${xsubPort}`);
+    await syncUp([curvePub], [sub]);
+    for (let i = 0; i < 100; i++) {
+      plainPub.trySend(`plain.${i}`);
+      await curvePub.send(`curve.${i}`);
+    }
+    await sub.expect(100);
+    await sleep(200);
+    assert.deepEqual(sub.texts(), Array.from({ length: 100 }, (_, i) => `curve.${i}`));
+    // The gateway's ipc endpoint of the same XSUB stays plaintext (no ZAP asked about it).
+    const ipcSub = peers.subscriber(`tcp://127.0.0.1:${xpubPort}`, ["ipc."], {
+      curve: fleet.client(worker, server),
+    });
+    const workerPub = peers.publisher(`ipc://${gateway}`);
+    await syncUp([workerPub], [ipcSub]);
+    await workerPub.sendAll(50, (i) => `ipc.${i}`);
+    await ipcSub.expect(50);
+    assert.equal(ipcSub.messages.length, 50);
+  } finally {
+    await peers.close();
+    assert.equal((await adaptor.stop()).status.code, 0, adaptor.lines.join("\n"));
+    fleet.dispose();
+  }
+});
+
+Deno.test("SIGHUP rereads --curve-servers: a rotated edge key reconnects the aggregator, messages flow again", async () => {
+  const fleet = new Fleet();
+  const { edge, aggregator, edgeBind, aggPort, aggKeys, edgePort } = await edgeAndAggregator(fleet);
+  const peers = new Peers();
+  let second: AdaptorProcess | undefined;
+  try {
+    const sub = peers.subscriber(`tcp://127.0.0.1:${aggPort}`, ["r."], {
+      curve: fleet.client(fleet.pair("tracker"), aggKeys),
+    });
+    // The edge is restarted with a new key pair: the aggregator's known key is now wrong.
+    assert.equal((await edge.stop()).status.code, 0);
+    const rotated = fleet.pair("edge-rotated");
+    second = new AdaptorProcess([
+      ...["-b", `ipc://${edgeBind}`, "-p", `tcp://127.0.0.1:${edgePort}`],
+      ...["--curve-cert", rotated.secretPath, "--curve-clients", fleet.clients],
+    ]);
+    await second.ready();
+    await second.waitFor(/Denied XPUB connection from .*cryptographic error/, 10_000);
+    fleet.knowServer(rotated, `127.0.0.1:${edgePort}`);
+    aggregator.kill("SIGHUP");
+    await aggregator.waitFor(/new server key from .*127\.0\.0\.1:/);
+    await aggregator.waitFor(/Reread .*: 1 endpoint reconnected/);
+    const pub = peers.publisher(`ipc://${edgeBind}`);
+    await syncUp([pub], [sub], 20_000);
+    await pub.sendAll(300, (i) => `r.${i}`);
+    await sub.expect(300);
+    assert.equal(sub.messages.length, 300);
+  } finally {
+    await peers.close();
+    for (const a of [aggregator, second, edge]) if (a) await a.stop();
+    fleet.dispose();
+  }
+});
