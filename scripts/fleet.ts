@@ -116,13 +116,14 @@ function spread(xs: (number | undefined)[], f: (x: number) => string): string {
   const [mid, lo, hi] = [median(got), Math.min(...got), Math.max(...got)].map(f);
   return lo === hi ? mid : `${mid} (${lo}–${hi})`;
 }
-const seconds = (ms: number) => (ms / 1000).toFixed(1);
+/** Seconds with one decimal; a few ms before the heal's timestamp (-0.0) is 0.0. */
+const seconds = (ms: number) => (ms / 1000).toFixed(1).replace(/^-0\.0$/, "0.0");
 const count = (x: number) => Math.round(x).toLocaleString("en-US");
 
 function render(outcomes: Outcome[], meta: Record<string, string>, o: FleetOptions): string {
   const lines: string[] = [];
   lines.push(
-    `Measured with \`deno task fleet${curve ? " --curve" : ""}\` on ${meta.date}: ${outcomes.length} round${
+    `Measured with \`deno task fleet${o.curve ? " --curve" : ""}\` on ${meta.date}: ${outcomes.length} round${
       outcomes.length === 1 ? "" : "s"
     }, each on a fresh fleet`,
     `of namespaces; ${meta.machine}. ${o.edges} edges, each worker publishing ${o.rate} events/s; on every adaptor`,

@@ -15,7 +15,7 @@
  */
 
 import { keygen } from "../../src/security.ts";
-import { type End, type Host, type Link, netnsUnavailable, Network } from "./netns.ts";
+import { type Host, type Link, netnsUnavailable, Network } from "./netns.ts";
 import { sleep } from "./net.ts";
 import { AdaptorProcess, ROOT, RUN_FLAGS } from "./process.ts";
 
@@ -642,5 +642,3 @@ export class Fleet {
     if (this.#dir) await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
   }
 }
-
-export type { End };
