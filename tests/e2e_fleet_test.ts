@@ -3,7 +3,7 @@
  * budget: 3 edge hosts, an aggregator host, a tracker host, each link a veth pair of its own
  * (tests/support/fleet.ts). One edge's link is cut silently (its interface down: no FIN, no RST)
  * for longer than the heartbeats allow, then restored; then the aggregator is SIGKILLed and
- * started again. Every event is counted by worker and sequence number. `deno task fleet` runs
+ * started again; then the tracker's link is cut for longer than the heartbeat timeout. Every event is counted by worker and sequence number. `deno task fleet` runs
  * all four faults of the issue with longer outages and writes the figures to docs/deployment.md.
  *
  * Needs root and iproute2; elsewhere the tests report themselves skipped with the reason. The
@@ -46,13 +46,14 @@ async function scenario(curve: boolean): Promise<void> {
   try {
     await fleet.partitionEdge(0, PARTITION_MS, 1_000);
     await fleet.killAggregator(1_000);
+    await fleet.partitionTracker(HEARTBEAT_TIMEOUT + 1_500, 1_000);
     outcome = await fleet.finish();
   } catch (error) {
     throw new Error(`${(error as Error).message}\n${fleet.transcript()}`);
   } finally {
     await fleet.destroy();
   }
-  const [partition, kill] = outcome.faults;
+  const [partition, kill, tracker] = outcome.faults;
   const shown = JSON.stringify(outcome, null, 1);
   if (curve) {
     // Every hop was CURVE: the aggregator a client of each edge with the edge's key from
@@ -111,6 +112,19 @@ async function scenario(curve: boolean): Promise<void> {
       `${loss.edge}:\n${shown}`,
     );
   }
+  // The tracker's link cut for longer than the heartbeat timeout: the aggregator dropped it
+  // within the bound, every worker lost the subscription and got it back once the link was up.
+  const trackerAddress = fleet.trackerLink.b.address;
+  const dropped = tracker.detections.find((d) =>
+    d.who === "aggregator" && d.message.includes(trackerAddress)
+  );
+  assert.ok(dropped, `the aggregator never logged the tracker's connection dropped:\n${shown}`);
+  assert.ok(dropped.ms < bound, `the aggregator took ${dropped.ms} ms to drop the tracker (bound ${bound})`);
+  for (const loss of tracker.losses) {
+    assert.ok(loss.unsubscribedMs !== undefined && loss.unsubscribedMs < bound, `${loss.edge}:\n${shown}`);
+    assert.ok(loss.resubscribedMs !== undefined && loss.flowingMs !== undefined, `${loss.edge}:\n${shown}`);
+    assert.ok(loss.lost > 0, `${loss.edge} lost nothing while the tracker was cut off:\n${shown}`);
+  }
   for (const edge of outcome.edges) {
     assert.equal(edge.unexplained, 0, `${edge.edge} lost events outside the faults:\n${shown}`);
     assert.equal(edge.reordered, 0, `${edge.edge}: events out of order or twice:\n${shown}`);
@@ -118,17 +132,17 @@ async function scenario(curve: boolean): Promise<void> {
   }
   for (const name of ["edge1", "edge2"]) {
     const edge = outcome.edges.find((e) => e.edge === name)!;
-    const lostToKill = kill.losses.find((l) => l.edge === name)!.lost;
+    const lost = [kill, tracker].map((f) => f.losses.find((l) => l.edge === name)!.lost);
     assert.equal(
       edge.received,
-      edge.published - lostToKill,
-      `${name}: every event but the kill's:\n${shown}`,
+      edge.published - lost[0] - lost[1],
+      `${name}: all but the faults':\n${shown}`,
     );
   }
 }
 
 const NAME = "fleet in network namespaces: a silent partition of one edge is detected by the heartbeats, " +
-  "the others lose nothing, subscriptions come back; so after the aggregator's SIGKILL";
+  "the others lose nothing, subscriptions come back; so after the aggregator's SIGKILL and a cut tracker link";
 
 if (netns) {
   Deno.test({ name: `${NAME} (skipped: ${netns})`, ignore: true, fn: () => {} });

@@ -7,7 +7,8 @@
  * as `deno task start` runs them.
  *
  * Faults cut links silently (`ip link set … down`), SIGKILL or restart adaptors; `Fleet` records
- * what the adaptors log (JSON lines), what the workers saw (subscriptions leaving and coming
+ * what the adaptors log (JSON lines; their `disconnected` warnings date the detections — not `-d`,
+ * whose debug subscriber would hold every subscription at the workers through a fault), what the workers saw (subscriptions leaving and coming
  * back, with the sequence number they were at) and what the tracker got (every gap in every
  * worker's sequence), and `outcome()` accounts for every event each worker published.
  *
