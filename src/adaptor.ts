@@ -20,7 +20,7 @@
  */
 
 import { type AuthCounts, AuthTracker } from "./auth.ts";
-import { type Channel, type ChannelName, INBOUND, MAIN, openChannel } from "./channel.ts";
+import { type Channel, type ChannelName, INBOUND, MAIN, MAIN_LOCAL, openChannel } from "./channel.ts";
 import { type Config, type Endpoint, peerOf, type Role, ROLES } from "./config.ts";
 import {
   curveFor,
@@ -266,8 +266,14 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
         log().warn("libc's umask is out of reach: socket files have the umask's mode until chmod");
       },
     };
-    channels.push(openChannel(stack, deps, MAIN));
-    log().info("Forwarding XSUB -> XPUB (ZeroMQ {zmqVersion})", { zmqVersion: zmqVersion() });
+    const local = config.subscriptions === "local";
+    channels.push(openChannel(stack, deps, local ? MAIN_LOCAL : MAIN));
+    if (local) {
+      log().info(
+        "Forwarding XSUB -> PUB (ZeroMQ {zmqVersion}); subscriptions stay here, the workers send everything",
+        { zmqVersion: zmqVersion() },
+      );
+    } else log().info("Forwarding XSUB -> XPUB (ZeroMQ {zmqVersion})", { zmqVersion: zmqVersion() });
     if (config.listen.length > 0) {
       channels.push(openChannel(stack, deps, INBOUND));
       log().info("Forwarding inbound SUB -> PUSH");

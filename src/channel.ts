@@ -28,6 +28,7 @@ import {
   type Socket,
   ZMQ_CURVE_SERVER,
   ZMQ_LAST_ENDPOINT,
+  ZMQ_PUB,
   ZMQ_PUSH,
   ZMQ_SUB,
   ZMQ_SUBSCRIBE,
@@ -52,6 +53,17 @@ export const MAIN: ChannelSpec = {
   name: "main",
   frontend: { role: "bind", type: ZMQ_XSUB },
   backend: { role: "publish", type: ZMQ_XPUB },
+};
+
+/**
+ * The main channel with `--subscriptions local`: a PUB, which keeps its subscribers'
+ * subscriptions (and any other frame they send) to itself; the XSUB subscribes the workers to
+ * everything once (`openChannel`), and libzmq replays that to every worker that connects.
+ */
+export const MAIN_LOCAL: ChannelSpec = {
+  name: "main",
+  frontend: { role: "bind", type: ZMQ_XSUB },
+  backend: { role: "publish", type: ZMQ_PUB },
 };
 
 /** The inbound channel: a remote publisher's messages to the gateway's PULL workers. */
@@ -137,6 +149,8 @@ export function openChannel(stack: AsyncDisposableStack, deps: ChannelDeps, spec
   };
   const frontend = open(spec.frontend);
   const backend = open(spec.backend);
+  // A PUB backend passes nothing upstream: the workers get one subscription, to everything.
+  if (spec.frontend.type === ZMQ_XSUB && spec.backend.type === ZMQ_PUB) frontend.trySend(new Uint8Array([1]));
   const socketOf = (role: Role) => role === spec.frontend.role ? frontend : backend;
   const forwarder = Forwarder.start(deps.ctx, frontend, backend, {
     onRestart: (count) => deps.onRestart(spec.name, count),

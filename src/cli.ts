@@ -48,6 +48,7 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   publisherGrace: { env: "ADAPTOR_PUBLISHER_GRACE", kind: "number" },
   logLevel: { env: "ADAPTOR_LOG_LEVEL", kind: "text" },
   logFormat: { env: "ADAPTOR_LOG_FORMAT", kind: "text" },
+  subscriptions: { env: "ADAPTOR_SUBSCRIPTIONS", kind: "text" },
   curveCert: { env: "ADAPTOR_CURVE_CERT", kind: "text" },
   curveClients: { env: "ADAPTOR_CURVE_CLIENTS", kind: "text" },
   curveServers: { env: "ADAPTOR_CURVE_SERVERS", kind: "text" },
@@ -176,6 +177,13 @@ function program(): Command {
   );
   opt("--log-level <level>", "debug, info, warning or error", "logLevel", DEFAULTS.logLevel);
   opt("--log-format <format>", "text or json (JSON lines)", "logFormat", DEFAULTS.logFormat);
+  opt(
+    "--subscriptions <mode>",
+    "forward: subscriptions reach the gateway's workers; local: they subscribe to everything once and " +
+      "the adaptor filters",
+    "subscriptions",
+    DEFAULTS.subscriptions,
+  );
   opt(
     "--curve-cert <file>",
     "secret CURVE certificate: XPUB, inbound SUB and a tcp XSUB become CURVE servers",

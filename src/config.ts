@@ -33,6 +33,10 @@ export type LogLevel = typeof LOG_LEVELS[number];
 export const LOG_FORMATS = ["text", "json"] as const;
 export type LogFormat = typeof LOG_FORMATS[number];
 
+/** Where subscriptions are kept (`--subscriptions`): at the gateway's workers, or here. */
+export const SUBSCRIPTION_MODES = ["forward", "local"] as const;
+export type SubscriptionMode = typeof SUBSCRIPTION_MODES[number];
+
 /** A TCP address for an HTTP listener, e.g. the metrics server's `127.0.0.1:6002`. */
 export interface ListenAddress {
   /** An IP address or host name; `0.0.0.0` for all IPv4 interfaces. */
@@ -106,6 +110,14 @@ export interface Config {
   readonly publisherGrace: number;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
+  /**
+   * `forward`: tracking services' subscriptions travel to the gateway's workers, which send only
+   * what someone subscribed to (the original's contract). `local`: the workers are subscribed to
+   * everything once and the adaptor filters at its own PUB, so every worker holds one
+   * subscription whatever the subscribers do (`--subscriptions`).
+   * @default `forward`
+   */
+  readonly subscriptions: SubscriptionMode;
   /** Secret CURVE certificate (`--curve-cert`): makes the XPUB and the inbound SUB CURVE servers. */
   readonly curveCert?: string;
   /** Directory of client certificates (`--curve-clients`): only those keys may connect. */
@@ -175,6 +187,7 @@ export const DEFAULTS = {
   publisherGrace: 30,
   logLevel: "info" as LogLevel,
   logFormat: "text" as LogFormat,
+  subscriptions: "forward" as SubscriptionMode,
   /** Owner and group may connect (publish, pull); others may not. */
   ipcMode: "0660",
 } as const;
@@ -379,6 +392,11 @@ export function makeConfig(input: ConfigInput = {}): Config {
     publisherGrace: integer("--publisher-grace", input.publisherGrace ?? DEFAULTS.publisherGrace, 0, 86_400),
     logLevel: oneOf("--log-level", input.logLevel ?? DEFAULTS.logLevel, LOG_LEVELS),
     logFormat: oneOf("--log-format", input.logFormat ?? DEFAULTS.logFormat, LOG_FORMATS),
+    subscriptions: oneOf(
+      "--subscriptions",
+      input.subscriptions ?? DEFAULTS.subscriptions,
+      SUBSCRIPTION_MODES,
+    ),
     ...(curveCert !== undefined ? { curveCert } : {}),
     ...(curveClients !== undefined ? { curveClients } : {}),
     ...(curveServers !== undefined ? { curveServers } : {}),

@@ -15,6 +15,7 @@ import {
   ZMQ_LINGER,
   ZMQ_MAXMSGSIZE,
   ZMQ_OUT_BATCH_SIZE,
+  ZMQ_PUB,
   ZMQ_RCVHWM,
   ZMQ_RECONNECT_IVL,
   ZMQ_RECONNECT_IVL_MAX,
@@ -49,12 +50,13 @@ export function explain(error: ZmqError): string {
 const LISTEN_BACKLOG = 1024;
 
 /**
- * The ZMQ_MAXMSGSIZE of a socket of `type` (-1: no limit). The XPUB receives nothing but
+ * The ZMQ_MAXMSGSIZE of a socket of `type` (-1: no limit). The XPUB (or PUB, with
+ * `--subscriptions local`) receives nothing but
  * subscriptions, which every publisher keeps (issue 13: 200 × 60 KB grew each by 375 MB), so it
  * gets `--max-subscription-size`; the others `--max-message-size`.
  */
 export function maxFrameSize(type: number, config: Config): number {
-  const limit = type === ZMQ_XPUB && config.maxSubscriptionSize > 0
+  const limit = (type === ZMQ_XPUB || type === ZMQ_PUB) && config.maxSubscriptionSize > 0
     ? config.maxSubscriptionSize
     : config.maxMessageSize;
   return limit === 0 ? -1 : limit;

@@ -184,10 +184,15 @@ export class Upstream {
   readonly topics = new Set<string>();
   /** Every subscribe ("+topic") and unsubscribe ("-topic"), in order. */
   readonly log: string[] = [];
+  /** Frames that were not subscriptions (a subscriber's `\x02…`, passed upstream by an XPUB). */
+  strays = 0;
 
   take(frames: Frames): void {
     const data = frames[0];
-    if (data.length === 0 || data[0] > 1) return;
+    if (data.length === 0 || data[0] > 1) {
+      this.strays++;
+      return;
+    }
     const topic = decoder.decode(data.subarray(1));
     if (data[0] === 1) this.topics.add(topic);
     else this.topics.delete(topic);

@@ -1,0 +1,57 @@
+/**
+ * `--subscriptions local` protects the gateway's workers from what subscribers send: the workers
+ * hold one subscription (to everything) whatever the subscribers do, the adaptor filters at its
+ * own PUB, and frames that are not subscriptions stay in the adaptor. The same subscriber traffic
+ * with the default `forward` reaches every worker, which is what the mode is for.
+ */
+
+import assert from "node:assert/strict";
+import { ZMQ_XSUB } from "../src/zmq.ts";
+import { sleep } from "./support/net.ts";
+import { syncUp } from "./support/peers.ts";
+import { withAdaptor } from "./support/session.ts";
+
+/** 1000 subscriptions and a non-subscription frame from one raw subscriber; what reaches a worker. */
+async function flood(mode: string) {
+  let upstreamLog: string[] = [];
+  let received = { a: 0, b: 0 };
+  let strayFrames = 0;
+  await withAdaptor(["--subscriptions", mode], async ({ bind, publish, peers }) => {
+    const worker = peers.upstream(bind); // an XPUB in a worker's place: what reaches the publishers
+    const pub = peers.publisher(bind);
+    const subA = peers.subscriber(publish, ["a."]);
+    await syncUp([pub], [subA]);
+    // An XSUB, which may send what it likes upstream: 1000 subscriptions, then a stray frame.
+    const noisy = peers.socket(ZMQ_XSUB);
+    noisy.connect(publish);
+    await sleep(200);
+    for (let i = 0; i < 1000; i++) noisy.trySend(new TextEncoder().encode(`\x01topic.${i}.`));
+    await sleep(300);
+    noisy.trySend(new Uint8Array([2, 0x41, 0x42])); // not a subscription: passed upstream by an XPUB
+    await sleep(300);
+    await pub.sendAll(100, (i) => `${i % 2 ? "a" : "b"}.${i}`);
+    await subA.expect(50);
+    await sleep(200);
+    received = {
+      a: subA.texts().filter((t) => t.startsWith("a.")).length,
+      b: subA.texts().filter((t) => t.startsWith("b.")).length,
+    };
+    upstreamLog = worker.log;
+    strayFrames = worker.strays;
+  });
+  return { upstreamLog, received, strayFrames };
+}
+
+Deno.test("--subscriptions local: the workers hold one subscription whatever the subscribers send; filtering still holds", async () => {
+  const { upstreamLog, received, strayFrames } = await flood("local");
+  assert.deepEqual(received, { a: 50, b: 0 }, "the adaptor's PUB filters by topic");
+  assert.deepEqual(upstreamLog, ["+"], `the worker saw ${upstreamLog.length} subscriptions`);
+  assert.equal(strayFrames, 0, "a non-subscription frame reached the worker");
+});
+
+Deno.test("--subscriptions forward (the default): every subscription, and a stray frame, reach the workers", async () => {
+  const { upstreamLog, received, strayFrames } = await flood("forward");
+  assert.deepEqual(received, { a: 50, b: 0 });
+  assert.ok(upstreamLog.length > 1000, `the worker saw ${upstreamLog.length} subscriptions`);
+  assert.equal(strayFrames, 1);
+});
