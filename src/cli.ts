@@ -59,7 +59,8 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
-function program(): Command {
+/** The commander program; `onKeygen` hears the keygen subcommand's path when it is parsed. */
+function program(onKeygen: (path: string) => void = () => {}): Command {
   const cmd = new Command(PROGRAM)
     .description(
       "Forwards API-gateway usage events: gateway workers PUB-connect to the XSUB (-b),\n" +
@@ -221,17 +222,12 @@ function program(): Command {
       "write a new CURVE certificate pair (CZMQ format) to PATH and PATH_secret, never overwriting",
     )
     .helpOption("-h, --help", "show this help")
-    .action((path: string) => {
-      keygenPath = path;
-    });
+    .action((path: string) => onKeygen(path));
   opt("--metrics <host:port>", "serve Prometheus /metrics and /healthz over HTTP", "metrics", "off");
   // With a subcommand defined, commander needs a root action to run without one.
   cmd.action(() => {});
   return cmd;
 }
-
-// Set by the keygen subcommand's action during parsing.
-let keygenPath: string | undefined;
 
 /** The help text, as `-h` prints it. */
 export function helpText(): string {
@@ -246,7 +242,8 @@ export function parseArgs(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>> = {},
 ): Invocation {
-  const cmd = program();
+  let keygenPath: string | undefined;
+  const cmd = program((path) => keygenPath = path);
   let help = "";
   for (const command of [cmd, ...cmd.commands]) {
     command.exitOverride().configureOutput({
@@ -255,7 +252,6 @@ export function parseArgs(
       outputError: () => {},
     });
   }
-  keygenPath = undefined;
   try {
     cmd.parse([...argv], { from: "user" });
   } catch (error) {
