@@ -19,7 +19,7 @@
  * `/healthz` says so.
  */
 
-import { type AuthCounts, AuthTracker } from "./auth.ts";
+import { type AuthCounts, type AuthEvent, AuthTracker, ZapHandler } from "./auth.ts";
 import { type Channel, type ChannelName, INBOUND, MAIN, MAIN_LOCAL, openChannel } from "./channel.ts";
 import { type Config, type Endpoint, peerOf, type Role, ROLES } from "./config.ts";
 import {
@@ -29,7 +29,7 @@ import {
   reportClients,
   type ServerKeys,
   warnAboutExposure,
-} from "./curve_setup.ts";
+} from "./curve.ts";
 import { oneLine } from "./errors.ts";
 import {
   type PeerEndpoint,
@@ -39,7 +39,7 @@ import {
   startTestPublisher,
   type Tap,
 } from "./debug.ts";
-import type { ProxyStatistics } from "./engine.ts";
+import type { ProxyStatistics } from "./proxy.ts";
 import { assessHealth, type Health } from "./health.ts";
 import { type GuardedPath, IpcGuard, resolveGroup } from "./ipc.ts";
 import { fileLimit, openDescriptors, startMallocTrim } from "./libc.ts";
@@ -49,7 +49,6 @@ import { PeerEventLog, routeSocketEvents } from "./peer_events.ts";
 import { PublisherPresence } from "./presence.ts";
 import { connectionBudget, ConnectionCap, listenBacklog } from "./connection_cap.ts";
 import { describe } from "./socket_options.ts";
-import { type AuthEvent, ZapHandler } from "./zap.ts";
 import { Context, type CurveKeyPair, curveKeypair, zmqVersion } from "./zmq.ts";
 
 export type { ChannelName };

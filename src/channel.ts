@@ -15,8 +15,8 @@
 
 import type { Config, Endpoint, Role } from "./config.ts";
 import { ROLES } from "./config.ts";
-import type { CurveSetting } from "./curve_setup.ts";
-import { Forwarder } from "./engine.ts";
+import type { CurveSetting } from "./curve.ts";
+import { Forwarder } from "./proxy.ts";
 import { StartupError } from "./errors.ts";
 import { gatewayAccessProblem } from "./gateway_access.ts";
 import type { BindProtection, IpcGuard } from "./ipc.ts";

@@ -14,7 +14,7 @@ import { raiseFileLimit } from "./libc.ts";
 import { literal, log, setupLogging, writeStderr } from "./log.ts";
 import { AdaptorMetrics } from "./metrics.ts";
 import { serveMetrics } from "./metrics_server.ts";
-import { keygen } from "./security.ts";
+import { keygen } from "./cert.ts";
 import { shieldWaits, type SignalListeners } from "./signals.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
 import { addonBuild, zmqVersion } from "./zmq.ts";

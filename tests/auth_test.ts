@@ -6,11 +6,10 @@
 
 import assert from "node:assert/strict";
 import { startAdaptor } from "../src/adaptor.ts";
-import { AuthTracker, handshakeFailure } from "../src/auth.ts";
+import { type AuthEvent, AuthTracker, handshakeFailure } from "../src/auth.ts";
 import { makeConfig } from "../src/config.ts";
 import { literal, log, setupLogging } from "../src/log.ts";
-import { keygen } from "../src/security.ts";
-import type { AuthEvent } from "../src/zap.ts";
+import { keygen } from "../src/cert.ts";
 import { curveKeypair } from "../src/zmq.ts";
 import { freePort, ipcPath, until } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";

@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { keygen } from "../src/security.ts";
+import { keygen } from "../src/cert.ts";
 import { curveKeypair, type Socket, ZMQ_RECONNECT_IVL, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq.ts";
 import { freePort, ipcPath, sleep } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";

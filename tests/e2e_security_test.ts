@@ -14,7 +14,7 @@
  */
 
 import assert from "node:assert/strict";
-import { keygen, type KeygenResult } from "../src/security.ts";
+import { keygen, type KeygenResult } from "../src/cert.ts";
 import { curveKeypair } from "../src/zmq.ts";
 import { exists, freePort, ipcPath, sleep } from "./support/net.ts";
 import { type CurveClient, Peers, syncUp } from "./support/peers.ts";

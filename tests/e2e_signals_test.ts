@@ -12,7 +12,7 @@
 
 import assert from "node:assert/strict";
 import { lockPathOf } from "../src/ipc.ts";
-import { keygen } from "../src/security.ts";
+import { keygen } from "../src/cert.ts";
 import { exists, freePort, ipcPath, sleep, until } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";
 import { AdaptorProcess, runAdaptor } from "./support/process.ts";

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { startAdaptor } from "../src/adaptor.ts";
 import { makeConfig } from "../src/config.ts";
-import { keygen } from "../src/security.ts";
+import { keygen } from "../src/cert.ts";
 import { exists, freePort, ipcPath } from "./support/net.ts";
 
 Deno.test("startAdaptor's and AdaptorHandle's examples", async () => {

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Forwarder } from "../src/engine.ts";
+import { Forwarder } from "../src/proxy.ts";
 import { assessHealth } from "../src/health.ts";
 import { ownSocketFile } from "../src/ipc.ts";
 import { Context, ZMQ_LINGER, ZMQ_XPUB, ZMQ_XSUB } from "../src/zmq.ts";

@@ -11,7 +11,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Forwarder } from "../src/engine.ts";
+import { Forwarder } from "../src/proxy.ts";
 import { monitorSocket, type SocketEvent } from "../src/monitor.ts";
 import {
   Context,

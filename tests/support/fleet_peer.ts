@@ -37,7 +37,7 @@ import {
   ZMQ_SUBSCRIBE,
   ZMQ_XPUB,
 } from "../../src/zmq.ts";
-import { parseCertificate, readSecretCertificate } from "../../src/security.ts";
+import { parseCertificate, readSecretCertificate } from "../../src/cert.ts";
 
 const ZMQ_XPUB_NODROP = 69;
 const ZMQ_CONNECT_TIMEOUT = 79;

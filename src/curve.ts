@@ -15,7 +15,7 @@ import {
   readClientKeys,
   readSecretCertificate,
   type SecretCertificate,
-} from "./security.ts";
+} from "./cert.ts";
 import { hasCapability } from "./zmq.ts";
 
 /**

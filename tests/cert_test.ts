@@ -1,5 +1,5 @@
 /**
- * Certificates (src/security.ts): keygen writes CZMQ's exact format and never overwrites;
+ * Certificates (src/cert.ts): keygen writes CZMQ's exact format and never overwrites;
  * certificates from CZMQ-style and hand-written files parse; every bad certificate, directory
  * and setting is refused with one line naming the flag and the file.
  */
@@ -17,7 +17,7 @@ import {
   readClientKeys,
   readSecretCertificate,
   zplLocate,
-} from "../src/security.ts";
+} from "../src/cert.ts";
 import { curveKeypair, curvePublic, z85Decode, z85Encode } from "../src/zmq.ts";
 
 const tempDir = () => Deno.makeTempDirSync({ prefix: "adaptor-sec-" });

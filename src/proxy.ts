@@ -24,7 +24,7 @@ import { type Context, proxySteerable, type Socket, ZMQ_LINGER, ZMQ_PAIR } from 
 export interface SideStatistics {
   /**
    * Frames received on this side's socket: libzmq 4.3.5 counts each part of a multipart
-   * message (checked by tests/engine_test.ts). Bytes are the frames' payload bytes.
+   * message (checked by tests/proxy_test.ts). Bytes are the frames' payload bytes.
    */
   readonly messagesIn: bigint;
   readonly bytesIn: bigint;

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Forwarder } from "../src/engine.ts";
+import { Forwarder } from "../src/proxy.ts";
 import {
   Context,
   ZMQ_LINGER,
