@@ -19,6 +19,7 @@ import type { Logger } from "@logtape/logtape";
 import { type AuthTracker, handshakeFailure } from "./auth.ts";
 import type { Role } from "./config.ts";
 import { literal } from "./log.ts";
+import { LogThrottle } from "./throttle.ts";
 import type { SocketEvent } from "./monitor.ts";
 import { errorFor, PROTOCOL_ERRORS } from "./zmq.ts";
 
@@ -42,21 +43,12 @@ export interface PeerEventLogOptions {
   readonly windowMs?: number;
 }
 
-interface Window {
-  readonly where: string;
-  readonly kind: string;
-  start: number;
-  logged: number;
-  suppressed: number;
-  timer?: ReturnType<typeof setTimeout>;
-}
-
 /** Turns socket events into warnings; one per adaptor. */
 export class PeerEventLog {
   readonly #options: PeerEventLogOptions;
   readonly #perWindow: number;
   readonly #windowMs: number;
-  readonly #windows = new Map<string, Window>();
+  readonly #throttle: LogThrottle;
   /** Handshake failures per socket whose `disconnected` event is still to come. */
   readonly #failedHandshakes = new Map<string, number>();
   #closed = false;
@@ -65,6 +57,12 @@ export class PeerEventLog {
     this.#options = options;
     this.#perWindow = options.perWindow ?? 5;
     this.#windowMs = options.windowMs ?? 10_000;
+    this.#throttle = new LogThrottle({
+      write: (line) => options.logger.warn(literal(line)),
+      windowMs: this.#windowMs,
+      perWindow: this.#perWindow,
+      maxKeys: 10_000,
+    });
   }
 
   /**
@@ -108,8 +106,7 @@ export class PeerEventLog {
 
   /** Logs the pending summaries and stops logging (the adaptor is stopping). */
   close(): void {
-    for (const window of this.#windows.values()) this.#flush(window);
-    this.#windows.clear();
+    this.#throttle.close();
     this.#closed = true;
   }
 
@@ -150,39 +147,11 @@ export class PeerEventLog {
   }
 
   #warn(where: string, kind: string, text: string): void {
-    const key = `${where} ${kind}`;
-    const now = performance.now();
-    let window = this.#windows.get(key);
-    if (!window || now - window.start >= this.#windowMs) {
-      if (window) this.#flush(window);
-      window = { where, kind, start: now, logged: 0, suppressed: 0 };
-      this.#windows.set(key, window);
-    }
-    if (window.logged < this.#perWindow) {
-      window.logged++;
-      this.#options.logger.warn(literal(`${where}: ${text}`));
-      return;
-    }
-    window.suppressed++;
-    if (window.timer === undefined) {
-      const current = window;
-      current.timer = setTimeout(() => {
-        current.timer = undefined;
-        if (this.#windows.get(key) === current) this.#windows.delete(key);
-        this.#flush(current);
-      }, Math.max(0, current.start + this.#windowMs - now));
-    }
-  }
-
-  #flush(window: Window): void {
-    clearTimeout(window.timer);
-    window.timer = undefined;
-    if (window.suppressed === 0 || this.#closed) return;
     const seconds = (this.#windowMs / 1000).toFixed(0);
-    this.#options.logger.warn(literal(
-      `${window.where}: ${window.suppressed} more '${window.kind}' warnings in ${seconds} s (not logged one by one)`,
-    ));
-    window.suppressed = 0;
+    this.#throttle.report(`${where} ${kind}`, `${where}: ${text}`, {
+      summary: (count) =>
+        `${where}: ${count} more '${kind}' warnings in ${seconds} s (not logged one by one)`,
+    });
   }
 }
 

@@ -28,7 +28,7 @@ export interface LogThrottleOptions {
 }
 
 interface Window {
-  readonly first: string;
+  readonly first: string | ((count: number, seconds: number) => string);
   logged: number;
   suppressed: number;
   readonly timer: ReturnType<typeof setTimeout>;
@@ -63,10 +63,15 @@ export class LogThrottle {
 
   /**
    * Writes `line` unless `key` already had `perWindow` lines in this window. `summary`: the
-   * text the window's summary starts with (default: the window's first line); `overflow`: what
-   * stands for `line` when `maxKeys` keys are tracked and `key` is not one of them.
+   * text the window's summary starts with (default: the window's first line), or the whole
+   * summary line made from the count and the window's seconds; `overflow`: what stands for
+   * `line` when `maxKeys` keys are tracked and `key` is not one of them.
    */
-  report(key: string, line: string, options: { summary?: string; overflow?: string } = {}): void {
+  report(
+    key: string,
+    line: string,
+    options: { summary?: string | ((count: number, seconds: number) => string); overflow?: string } = {},
+  ): void {
     if (this.#closed) return;
     let window = this.#windows.get(key);
     let summary = options.summary ?? line;
@@ -101,7 +106,13 @@ export class LogThrottle {
     clearTimeout(window.timer);
     this.#windows.delete(key);
     if (window.suppressed > 0) {
-      this.#write(this.#summary(window.first, window.suppressed, Math.round(this.#windowMs / 100) / 10));
+      const seconds = Math.round(this.#windowMs / 100) / 10;
+      const { first } = window;
+      this.#write(
+        typeof first === "function"
+          ? first(window.suppressed, seconds)
+          : this.#summary(first, window.suppressed, seconds),
+      );
     }
   }
 }
