@@ -13,22 +13,9 @@
 import assert from "node:assert/strict";
 import { freePort, ipcPath, sleep } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";
-import { AdaptorProcess, ROOT, RUN_FLAGS } from "./support/process.ts";
+import { AdaptorProcess, underFileLimit } from "./support/process.ts";
 
 const DESCRIPTORS = 256;
-
-/** The adaptor as `deno task start` runs it, under `ulimit -n limit` (soft and hard). */
-function underLimit(limit: number): string[] {
-  return [
-    "bash",
-    "-c",
-    `ulimit -n ${limit} && exec "$0" "$@"`,
-    Deno.execPath(),
-    "run",
-    ...RUN_FLAGS,
-    `${ROOT}src/main.ts`,
-  ];
-}
 
 /**
  * A process that opens `count` tcp connections to `port` at once and holds those that were
@@ -88,7 +75,7 @@ async function scenario(extraArgs: string[]) {
       "0",
       ...extraArgs,
     ],
-    { command: underLimit(DESCRIPTORS) },
+    { command: underFileLimit(DESCRIPTORS) },
   );
   const peers = new Peers();
   const floods: Deno.ChildProcess[] = [];

@@ -11,23 +11,10 @@ import assert from "node:assert/strict";
 import { assertForwards } from "./support/forwarding.ts";
 import { freePort, ipcPath, sleep } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";
-import { AdaptorProcess, ROOT, RUN_FLAGS } from "./support/process.ts";
+import { AdaptorProcess, underFileLimit } from "./support/process.ts";
 import { health, scrape } from "./support/scrape.ts";
 
 const DESCRIPTORS = 256;
-
-/** The adaptor as `deno task start` runs it, under `ulimit -n limit` (soft and hard). */
-function underLimit(limit: number): string[] {
-  return [
-    "bash",
-    "-c",
-    `ulimit -n ${limit} && exec "$0" "$@"`,
-    Deno.execPath(),
-    "run",
-    ...RUN_FLAGS,
-    `${ROOT}src/main.ts`,
-  ];
-}
 
 /** `promise`, or `fallback` after `ms`. */
 async function within<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
@@ -102,7 +89,7 @@ Deno.test("--metrics under ulimit -n 256: 300 idle, slowloris and unread connect
   const metricsPort = freePort();
   const url = `http://127.0.0.1:${metricsPort}`;
   const adaptor = new AdaptorProcess(["-b", xsub, "-p", xpub, "--metrics", `127.0.0.1:${metricsPort}`], {
-    command: underLimit(DESCRIPTORS),
+    command: underFileLimit(DESCRIPTORS),
   });
   const peers = new Peers();
   const held: Deno.Conn[] = [];
@@ -193,7 +180,7 @@ Deno.test("--metrics under ulimit -n 256 with every descriptor taken by XPUB con
       ...["-b", xsub, "-p", xpub, "--metrics", `127.0.0.1:${metricsPort}`, "--handshake-timeout", "60000"],
       ...["--max-connections", "100000"],
     ],
-    { command: underLimit(DESCRIPTORS) },
+    { command: underFileLimit(DESCRIPTORS) },
   );
   const peers = new Peers();
   const held: Deno.Conn[] = [];

@@ -25,6 +25,19 @@ export function taskFlags(name: string): string[] {
   return words.slice(2, end);
 }
 
+/** The command of the adaptor as `deno task start` runs it, under `ulimit -n limit` (soft and hard). */
+export function underFileLimit(limit: number): string[] {
+  return [
+    "bash",
+    "-c",
+    `ulimit -n ${limit} && exec "$0" "$@"`,
+    Deno.execPath(),
+    "run",
+    ...RUN_FLAGS,
+    `${ROOT}src/main.ts`,
+  ];
+}
+
 /** A running adaptor process. */
 export class AdaptorProcess {
   readonly lines: string[] = [];
