@@ -31,14 +31,7 @@ import {
   warnAboutExposure,
 } from "./curve.ts";
 import { oneLine } from "./errors.ts";
-import {
-  type PeerEndpoint,
-  SentTimes,
-  startDebugSubscriber,
-  startInboundTest,
-  startTestPublisher,
-  type Tap,
-} from "./debug.ts";
+import { startTaps } from "./debug.ts";
 import type { ProxyStatistics } from "./proxy.ts";
 import { assessHealth, type Health } from "./health.ts";
 import { type GuardedPath, IpcGuard, resolveGroup } from "./ipc.ts";
@@ -208,9 +201,9 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     }
     // The XSUB's publishers: warned about, and unhealthy, when none is there for the grace.
     const xsubWhere = `XSUB ${config.bind.map((e) => e.address).join(", ")}`;
-    const watch = new PublisherPresence(xsubWhere, config.publisherGrace);
-    presence = watch;
-    stack.defer(() => watch.close());
+    const publishers = new PublisherPresence(xsubWhere, config.publisherGrace);
+    presence = publishers;
+    stack.defer(() => publishers.close());
     // The network may not take the last descriptors (libzmq's ipc listener aborts on EMFILE).
     const tcpRoles = (Object.keys(ROLES) as Role[])
       .filter((r) => config[r].some((e) => e.mode === "bind" && e.transport === "tcp"));
@@ -240,7 +233,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
           peerEvents,
           logger: log("socket"),
           hook: (event) => {
-            if (role === "bind") watch.report(event);
+            if (role === "bind") publishers.report(event);
             caps.get(role)?.report(event);
             hooks.onSocketEvent?.(channel, role, event);
           },
@@ -290,26 +283,21 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     warnAboutExposure(config, security);
     const endpoint = (role: Role) => channels.flatMap((c) => c.endpoints.get(role) ?? [])[0];
     if (config.debug) {
-      const sent = new SentTimes();
       // A tap is a CURVE client where the endpoint it goes to is one of our CURVE servers.
       const curve = cert && tapKeys ? { serverKey: cert.publicKey, ...tapKeys } : undefined;
-      const tapOf = (role: Role): PeerEndpoint => {
-        const peer = peerOf(config[role][0], endpoint(role));
-        return curve && curveFor(security, role, config[role][0])?.kind === "server"
-          ? { ...peer, curve }
-          : peer;
-      };
-      const taps: Tap[] = [];
-      const tap = (...started: Tap[]) => {
-        for (const t of started) {
-          stack.defer(() => t.stop());
-          taps.push(t);
-        }
-      };
-      tap(startDebugSubscriber(ctx, tapOf("publish"), sent));
-      if (config.test) tap(startTestPublisher(ctx, tapOf("bind"), sent));
-      if (config.receiverTest) tap(...startInboundTest(ctx, tapOf("listen"), tapOf("push")));
-      loops.push(...taps.map((t) => ({ done: t.done.then((why) => `${t.name} ended (${why})`) })));
+      startTaps(ctx, {
+        test: config.test,
+        receiverTest: config.receiverTest,
+        peer: (role) => {
+          const peer = peerOf(config[role][0], endpoint(role));
+          return curve && curveFor(security, role, config[role][0])?.kind === "server"
+            ? { ...peer, curve }
+            : peer;
+        },
+      }, (tap) => {
+        stack.defer(() => tap.stop());
+        loops.push({ done: tap.done.then((why) => `${tap.name} ended (${why})`) });
+      });
     }
     // Queues freed after a burst (a slow subscriber at --sndhwm) go back to the system.
     const trim = startMallocTrim();

@@ -238,3 +238,26 @@ export function startInboundTest(ctx: Context, sub: PeerEndpoint, push: PeerEndp
     throw error;
   }
 }
+
+/** Where the taps of `startTaps` go, and as whom. */
+export interface TapPlan {
+  /** `-d` (always, when taps start), `-t`, `-r`. */
+  readonly test: boolean;
+  readonly receiverTest: boolean;
+  /** Where a tap for each role goes: the adaptor's endpoint there, as `peerOf` turns it round. */
+  readonly peer: (role: "publish" | "bind" | "listen" | "push") => PeerEndpoint;
+}
+
+/**
+ * The taps of `-d/-t/-r`: the debug subscriber on the XPUB, the test publisher on the XSUB
+ * (`-t`), the inbound test sender and receiver (`-r`). Each is handed to `own` the moment it
+ * runs, so that a later one that cannot bind leaves no earlier one unowned.
+ */
+export function startTaps(ctx: Context, plan: TapPlan, own: (tap: Tap) => void): void {
+  const sent = new SentTimes();
+  own(startDebugSubscriber(ctx, plan.peer("publish"), sent));
+  if (plan.test) own(startTestPublisher(ctx, plan.peer("bind"), sent));
+  if (plan.receiverTest) {
+    for (const tap of startInboundTest(ctx, plan.peer("listen"), plan.peer("push"))) own(tap);
+  }
+}
