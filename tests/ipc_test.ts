@@ -212,8 +212,13 @@ Deno.test("watchSocketFiles: stop() ends the kernel wait and closes its descript
 });
 
 /** Waits until the clock has moved on by 2 ms: Deno reports birth times to the millisecond. */
+/**
+ * Waits until a file made now gets a later birth time than one made before the call. File
+ * times come from the kernel's coarse clock, which advances a jiffy at a time (1–10 ms), so
+ * 2 ms was not always enough (a clean-clone CI run met an equal birth time): 25 ms is.
+ */
 function nextMillisecond(): void {
-  const until = performance.now() + 2;
+  const until = performance.now() + 25;
   while (performance.now() < until) {
     // spin: the tests around it are synchronous
   }
