@@ -96,8 +96,6 @@ export interface AdaptorHandle {
   readonly publisherAbsence: string | undefined;
   /** Resolves (never rejects) if a part of the adaptor ends while it was not stopping. */
   readonly failure: Promise<string>;
-  /** Topics the gateway's workers are subscribed to now (the main channel's live subscriptions). */
-  readonly topics: number;
   /** Each bound tcp socket's connection cap (`--max-connections`): held, cap, times reached. */
   connectionCaps(): {
     socket: string;
@@ -351,9 +349,6 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     failure,
     get auth() {
       return auth.counts;
-    },
-    get topics() {
-      return channels[0].topics?.count ?? 0;
     },
     connectionCaps() {
       return [...caps.entries()].map(([role, watch]) => ({

@@ -22,7 +22,6 @@ import { gatewayAccessProblem } from "./gateway_access.ts";
 import type { BindProtection, IpcGuard } from "./ipc.ts";
 import { literal, log } from "./log.ts";
 import { monitorSocket, type SocketEvent } from "./monitor.ts";
-import { countTopics, type TopicCount } from "./topics.ts";
 import { applyOptions, describe, explain } from "./socket_options.ts";
 import {
   type Context,
@@ -103,8 +102,6 @@ export interface Channel {
   readonly endpoints: ReadonlyMap<Role, readonly string[]>;
   /** Settles with what ended, if the proxy or a monitor ends by itself (never while running well). */
   readonly done: Promise<string>;
-  /** The topics its XSUB passes upstream (the main channel's; undefined for the inbound one). */
-  readonly topics?: TopicCount;
   /**
    * Connects `endpoint` of `role` again with its current mechanism (`deps.curve`: a server key
    * reread on SIGHUP), with the proxy paused meanwhile: libzmq took the old key when it connected.
@@ -151,9 +148,6 @@ export function openChannel(stack: AsyncDisposableStack, deps: ChannelDeps, spec
     return socket;
   };
   const frontend = open(spec.frontend);
-  // What the workers are subscribed to, counted before the proxy owns the XSUB.
-  const topics = spec.frontend.type === ZMQ_XSUB ? countTopics(deps.ctx, frontend) : undefined;
-  if (topics) ended.push(topics.done.then((why) => `the topic count ended (${why})`));
   const backend = open(spec.backend);
   // A PUB backend passes nothing upstream: the workers get one subscription, to everything.
   if (spec.frontend.type === ZMQ_XSUB && spec.backend.type === ZMQ_PUB) frontend.trySend(new Uint8Array([1]));
@@ -168,7 +162,6 @@ export function openChannel(stack: AsyncDisposableStack, deps: ChannelDeps, spec
     forwarder,
     endpoints,
     done: Promise.race(ended),
-    topics,
     reconnect: (role, endpoint) =>
       forwarder.pause(() => {
         const socket = socketOf(role);

@@ -238,13 +238,6 @@ export class AdaptorMetrics {
         samples: [{ value: handle?.publisherAbsence ? 1 : 0 }],
       },
       {
-        name: "adaptor_topics",
-        help: "Topics the gateway's publishers are subscribed to now (distinct subscriptions passed " +
-          "upstream; 1 with --subscriptions local). A topic flood, or a subscriber that leaks topics, shows here.",
-        type: "gauge",
-        samples: [{ labels: { channel: "main" }, value: handle?.topics ?? 0 }],
-      },
-      {
         name: "adaptor_connection_cap_reached_total",
         help: "Times a bound tcp socket reached --max-connections and stopped listening (new " +
           "connections refused until nine tenths of the cap).",
