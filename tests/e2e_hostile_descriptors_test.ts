@@ -13,6 +13,7 @@
 import assert from "node:assert/strict";
 import { freePort, ipcPath, sleep } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";
+import { healthOnceServed } from "./support/scrape.ts";
 import { AdaptorProcess, underFileLimit } from "./support/process.ts";
 
 const DESCRIPTORS = 256;
@@ -131,15 +132,7 @@ Deno.test("under ulimit -n 256, a tcp flood on the XPUB cannot take the descript
     // The flood ends: the XPUB takes connections again, /healthz answers.
     await endFloods();
     await s.adaptor.waitFor(/XPUB takes tcp connections again/, 15_000);
-    let status = 0;
-    for (let i = 0; i < 50 && status !== 200; i++) {
-      status = await fetch(`http://127.0.0.1:${s.metricsPort}/healthz`).then((r) =>
-        r.text().then(() => r.status)
-      )
-        .catch(() => 0);
-      if (status !== 200) await sleep(200);
-    }
-    assert.equal(status, 200);
+    assert.equal((await healthOnceServed(`http://127.0.0.1:${s.metricsPort}`))?.status, 200);
     // And the worker that connected during the flood is served.
     await syncUp([s.first, s.worker], [s.sub]);
     await s.worker.sendAll(200, (i) => `ev.b.${i}`);

@@ -12,7 +12,7 @@ import { assertForwards } from "./support/forwarding.ts";
 import { freePort, ipcPath, sleep } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";
 import { AdaptorProcess, underFileLimit } from "./support/process.ts";
-import { health, scrape } from "./support/scrape.ts";
+import { healthOnceServed, scrape } from "./support/scrape.ts";
 
 const DESCRIPTORS = 256;
 
@@ -140,12 +140,7 @@ Deno.test("--metrics under ulimit -n 256: 300 idle, slowloris and unread connect
     assert.deepEqual(sub.texts(), Array.from({ length: 1000 }, (_, i) => `event.${i}`));
 
     closeAll(held);
-    let answer: { status: number; body: string } | undefined;
-    for (let tries = 0; tries < 100 && answer?.status !== 200; tries++) {
-      answer = await health(url).catch(() => undefined);
-      if (answer?.status !== 200) await sleep(100);
-    }
-    assert.deepEqual(answer, { status: 200, body: "ok\n" });
+    assert.deepEqual(await healthOnceServed(url), { status: 200, body: "ok\n" });
     const series = await scrape(url);
     assert.ok((series.get("adaptor_healthy") ?? 0) === 1);
     await assertForwards({ publishTo: xsub, subscribeTo: xpub });
@@ -206,12 +201,7 @@ Deno.test("--metrics under ulimit -n 256 with every descriptor taken by XPUB con
 
     closeAll(held.splice(0));
     // Scrapes are answered once descriptors are free again.
-    let answer: { status: number; body: string } | undefined;
-    for (let tries = 0; tries < 100 && answer?.status !== 200; tries++) {
-      answer = await health(url).catch(() => undefined);
-      if (answer?.status !== 200) await sleep(100);
-    }
-    assert.deepEqual(answer, { status: 200, body: "ok\n" });
+    assert.deepEqual(await healthOnceServed(url), { status: 200, body: "ok\n" });
     const series = await scrape(url);
     assert.equal(series.get("adaptor_healthy"), 1);
     const sent = await within(pub.sendAll(1000, (i) => `event.${i}`).then(() => true), 20_000, false);

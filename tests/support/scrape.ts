@@ -44,6 +44,22 @@ export async function health(url: string): Promise<{ status: number; body: strin
   return { status: response.status, body: await response.text() };
 }
 
+/**
+ * Asks `/healthz` every 100 ms until it answers (a flood may hold the port for a while) with a
+ * 200, `tries` times at most; returns the last answer (undefined if none came).
+ */
+export async function healthOnceServed(
+  url: string,
+  tries = 100,
+): Promise<{ status: number; body: string } | undefined> {
+  let answer: { status: number; body: string } | undefined;
+  for (let i = 0; i < tries && answer?.status !== 200; i++) {
+    answer = await health(url).catch(() => undefined);
+    if (answer?.status !== 200) await sleep(100);
+  }
+  return answer;
+}
+
 /** One series' value (undefined when absent). */
 export function value(series: Series, name: string, labels: Record<string, string> = {}): number | undefined {
   const entries = Object.entries(labels);
