@@ -97,11 +97,11 @@ async function setUp(): Promise<Setup> {
   };
 }
 
-async function tearDown(setup: Setup): Promise<number> {
+async function tearDown(setup: Setup): Promise<{ ms: number; code: number }> {
   await setup.peers.close();
-  const { ms } = await setup.adaptor.stop();
+  const { ms, status } = await setup.adaptor.stop();
   await Promise.all(setup.workers.map((w) => w.stop()));
-  return ms;
+  return { ms, code: status.code };
 }
 
 /** The legitimate subscriber's messages in the next second (the workers send 100/s each). */
@@ -161,7 +161,7 @@ async function multipart(scenario: "multipart-xpub" | "multipart-xsub"): Promise
   const warnings = setup.adaptor.lines.filter((l) => / \[(WRN|ERR)\] /.test(l)).map((l) =>
     l.replace(/^.* \[(WRN|ERR)\] /, "").slice(0, 200)
   );
-  const stopMs = await tearDown(setup);
+  const { ms: stopMs, code } = await tearDown(setup);
   console.log(`${scenario}: never-ending message of ${size}-byte MORE frames on one connection`);
   report([
     ["sent", `${(sent / 2 ** 20).toFixed(0)} MiB in ${seconds.toFixed(1)} s (stopped: ${why})`],
@@ -178,7 +178,7 @@ async function multipart(scenario: "multipart-xpub" | "multipart-xsub"): Promise
     ],
     ["adaptor said", warnings.length ? warnings.join(" | ") : "nothing"],
     ["subscriber", `${during} events in the second after the flood (the 2 workers send ~200/s)`],
-    ["SIGTERM", `${stopMs.toFixed(0)} ms`],
+    ["SIGTERM", `${stopMs.toFixed(0)} ms, exit ${code}`],
   ]);
 }
 
@@ -212,12 +212,15 @@ async function topics(): Promise<void> {
   const written = (performance.now() - began) / 1000;
   // Wait until the adaptor has passed them upstream (its counter), or 120 s.
   let upstream = 0;
+  let topicsPeak = 0;
   let peak = start;
   const workerPeaks = [...workersStart];
   const deadline = performance.now() + 120_000;
   let lastChange = performance.now();
   while (performance.now() < deadline) {
-    const now = value(await scrape(setup.url), "adaptor_upstream_messages_total", { channel: "main" }) ?? 0;
+    const series = await scrape(setup.url);
+    const now = value(series, "adaptor_upstream_messages_total", { channel: "main" }) ?? 0;
+    topicsPeak = Math.max(topicsPeak, value(series, "adaptor_topics", { channel: "main" }) ?? 0);
     if (now !== upstream) lastChange = performance.now();
     upstream = now;
     peak = Math.max(peak, rssKiB(setup.adaptor.pid));
@@ -230,11 +233,30 @@ async function topics(): Promise<void> {
   setup.workers.forEach((w, i) => workerPeaks[i] = Math.max(workerPeaks[i], w.rssKiB()));
   peak = Math.max(peak, rssKiB(setup.adaptor.pid));
   const during = await receivedInOneSecond(setup);
+  // The leave: libzmq walks the subscriber's topics on the proxy's thread (and, with forward,
+  // sends an unsubscription for each). Sample forwarding and the gauge meanwhile, for up to 3 s.
   conn.close();
-  await sleep(3000);
+  const left = performance.now();
+  let longestGap = 0;
+  let lastArrival = left;
+  let seen = setup.received();
+  let topicsBackMs: number | undefined;
+  while (performance.now() - left < Number(Deno.env.get("LEAVE_MS") ?? 3000)) {
+    await sleep(50);
+    const now = performance.now();
+    if (setup.received() !== seen) [seen, lastArrival] = [setup.received(), now];
+    longestGap = Math.max(longestGap, now - lastArrival);
+    if (topicsBackMs === undefined && Math.round(now - left) % 250 < 50) {
+      const t = value(await scrape(setup.url), "adaptor_topics", { channel: "main" });
+      if (t !== undefined && t <= 2) topicsBackMs = now - left;
+    }
+  }
+  const topicsAfter = value(await scrape(setup.url), "adaptor_topics", { channel: "main" });
   const after = rssKiB(setup.adaptor.pid);
   const workersAfter = setup.workers.map((w) => w.rssKiB());
-  const stopMs = await tearDown(setup);
+  const logFrom = setup.adaptor.lines.length;
+  const { ms: stopMs, code } = await tearDown(setup);
+  const stopLog = setup.adaptor.lines.slice(logFrom).filter((l) => !l.includes("connected"));
   console.log(`topics: ${count} random 20-byte subscriptions from one subscriber`);
   report([
     ["sent", `${(sent * 23 / 2 ** 20).toFixed(0)} MiB in ${written.toFixed(1)} s`],
@@ -249,9 +271,16 @@ async function topics(): Promise<void> {
         `${w.kind} ${mib(workersStart[i])} -> peak ${mib(workerPeaks[i])}, ${mib(workersAfter[i])} after`
       ).join("; "),
     ],
+    [
+      "adaptor_topics",
+      `peak ${topicsPeak}; ${topicsAfter} 3 s after it left` +
+      (topicsBackMs === undefined ? "" : ` (back to ≤ 2 after ${(topicsBackMs / 1000).toFixed(1)} s)`),
+    ],
     ["subscriber", `${during} events in one second after the flood (the 2 workers send ~200/s)`],
-    ["SIGTERM", `${stopMs.toFixed(0)} ms`],
+    ["the leave", `forwarding stalled up to ${(longestGap / 1000).toFixed(1)} s in the 3 s after it left`],
+    ["SIGTERM", `${stopMs.toFixed(0)} ms, exit ${code}`],
   ]);
+  for (const line of stopLog.slice(-12)) console.log(`    | ${line}`);
 }
 
 console.log(

@@ -83,6 +83,12 @@ export interface AdaptorHandle {
    */
   statistics(options?: { timeoutMs?: number }): Promise<Partial<Record<ChannelName, ProxyStatistics>>>;
   /**
+   * Live subscriptions of each channel that keeps them (main), read without disturbing the
+   * proxy: the distinct topics its XSUB has subscribed every gateway worker to (with
+   * `--subscriptions forward`, all the tracking services' topics; with `local`, 1).
+   */
+  topics(): Partial<Record<ChannelName, number>>;
+  /**
    * Ok while every proxy, monitor, the ZAP handler and every tap runs and every ipc socket file
    * bound is still ours; else why not.
    */
@@ -400,6 +406,14 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
         const stats = await withTimeout(forwarder.statistics(), options.timeoutMs).catch(() => undefined);
         if (stats) result[name] = stats;
       }));
+      return result;
+    },
+    topics() {
+      const result: Partial<Record<ChannelName, number>> = {};
+      for (const channel of channels) {
+        const topics = stopping ? undefined : channel.topics();
+        if (topics !== undefined) result[channel.name] = topics;
+      }
       return result;
     },
     releaseFiles() {

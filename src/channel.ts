@@ -107,6 +107,13 @@ export interface Channel {
    * reread on SIGHUP), with the proxy paused meanwhile: libzmq took the old key when it connected.
    */
   reconnect(role: Role, endpoint: Endpoint): Promise<void>;
+  /**
+   * The distinct topics the upstream socket (an XSUB) has subscribed its publishers to now
+   * (`ZMQ_TOPICS_COUNT`): the live subscriptions every gateway worker keeps. Undefined for the
+   * inbound channel, and once the channel is stopping. (Not the XPUB's own count: libzmq 4.3.5
+   * does not lower it when a subscriber leaves; `tests/libzmq_quirk_test.ts`.)
+   */
+  topics(): number | undefined;
 }
 
 /**
@@ -162,6 +169,7 @@ export function openChannel(stack: AsyncDisposableStack, deps: ChannelDeps, spec
     forwarder,
     endpoints,
     done: Promise.race(ended),
+    topics: () => spec.frontend.type === ZMQ_XSUB && forwarder.running ? frontend.topics() : undefined,
     reconnect: (role, endpoint) =>
       forwarder.pause(() => {
         const socket = socketOf(role);

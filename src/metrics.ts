@@ -272,6 +272,17 @@ export class AdaptorMetrics {
         samples: peers("subscribers"),
       },
       {
+        name: "adaptor_topics",
+        help: "Distinct topics the channel's XSUB has subscribed the gateway's workers to now: with " +
+          "--subscriptions forward, the tracking services' live subscriptions, which every worker " +
+          "keeps; with local, 1 (everything).",
+        type: "gauge",
+        samples: Object.entries(handle?.topics() ?? {}).map(([channel, topics]) => ({
+          labels: { channel },
+          value: topics,
+        })),
+      },
+      {
         name: "adaptor_socket_events_total",
         help: "Socket monitor events by channel, socket and event (listening, accepted, connected, " +
           "disconnected, handshake_failed_*, ...).",

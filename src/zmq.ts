@@ -47,6 +47,8 @@ export const ZMQ_TCP_KEEPALIVE_INTVL = 37;
 export const ZMQ_TCP_KEEPALIVE_CNT = 35;
 export const ZMQ_IMMEDIATE = 39;
 export const ZMQ_XPUB_VERBOSE = 40;
+/** Draft (libzmq ≥ 4.3.3): distinct subscriptions an XPUB/PUB or XSUB holds now; read-only. */
+export const ZMQ_TOPICS_COUNT = 116;
 export const ZMQ_RCVMORE = 13;
 export const ZMQ_MECHANISM = 43;
 export const ZMQ_CURVE_SERVER = 47;
@@ -564,6 +566,24 @@ export class Socket {
     const size = new BigUint64Array([4n]);
     check(zmq().zmq_getsockopt(this.ptr, option, buf, size));
     return buf[0];
+  }
+
+  /**
+   * `ZMQ_TOPICS_COUNT`: how many distinct subscriptions an XSUB has sent upstream (or an XPUB
+   * received; but libzmq 4.3.5 does not lower an XPUB's count when a subscriber leaves without
+   * unsubscribing); undefined once the socket is closed or its context shut down.
+   *
+   * The one option that may be read while another thread owns the socket (a running proxy):
+   * libzmq 4.3.5 answers it from the subscription trie's atomic counter alone ("make sure to use
+   * a multi-thread safe function to avoid race conditions with I/O threads", xpub.cpp and
+   * xsub.cpp), without touching the socket's pipes or commands. Call it on the JS thread, which
+   * is also the only one that closes sockets.
+   */
+  topics(): number | undefined {
+    if (this.#closed || this.context.isShutDown) return undefined;
+    const buf = new Int32Array(1);
+    const size = new BigUint64Array([4n]);
+    return zmq().zmq_getsockopt(this.ptr, ZMQ_TOPICS_COUNT, buf, size) === 0 ? buf[0] : undefined;
   }
 
   getString(option: number): string {

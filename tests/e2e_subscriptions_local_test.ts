@@ -2,12 +2,14 @@
  * `--subscriptions local` protects the gateway's workers from what subscribers send: the workers
  * hold one subscription (to everything) whatever the subscribers do, the adaptor filters at its
  * own PUB, and frames that are not subscriptions stay in the adaptor. The same subscriber traffic
- * with the default `forward` reaches every worker, which is what the mode is for.
+ * with the default `forward` reaches every worker, which is what the mode is for. Both count the
+ * live subscriptions on each side (`adaptor_topics`) while the proxy runs, as they come and go.
  */
 
 import assert from "node:assert/strict";
 import { ZMQ_XSUB } from "../src/zmq.ts";
-import { sleep } from "./support/net.ts";
+import { freePort, sleep } from "./support/net.ts";
+import { scrape, value } from "./support/scrape.ts";
 import { syncUp } from "./support/peers.ts";
 import { withAdaptor } from "./support/session.ts";
 
@@ -16,7 +18,15 @@ async function flood(mode: string) {
   let upstreamLog: string[] = [];
   let received = { a: 0, b: 0 };
   let strayFrames = 0;
-  await withAdaptor(["--subscriptions", mode], async ({ bind, publish, peers }) => {
+  /** adaptor_topics at each scrape: with the flood in, then as it leaves. */
+  const topics: (number | undefined)[] = [];
+  const port = freePort();
+  const gauge = async () => {
+    const series = await scrape(`http://127.0.0.1:${port}`);
+    return value(series, "adaptor_topics", { channel: "main" });
+  };
+  const args = ["--subscriptions", mode, "--metrics", `127.0.0.1:${port}`];
+  await withAdaptor(args, async ({ bind, publish, peers }) => {
     const worker = peers.upstream(bind); // an XPUB in a worker's place: what reaches the publishers
     const pub = peers.publisher(bind);
     const subA = peers.subscriber(publish, ["a."]);
@@ -38,20 +48,29 @@ async function flood(mode: string) {
     };
     upstreamLog = worker.log;
     strayFrames = worker.strays;
+    topics.push(await gauge());
+    noisy.close(); // its 1000 topics leave again
+    for (let i = 0; i < 30 && topics.at(-1) !== (mode === "local" ? 1 : 2); i++) {
+      await sleep(100);
+      topics.push(await gauge());
+    }
   });
-  return { upstreamLog, received, strayFrames };
+  return { upstreamLog, received, strayFrames, topics: [topics[0], topics.at(-1)] };
 }
 
 Deno.test("--subscriptions local: the workers hold one subscription whatever the subscribers send; filtering still holds", async () => {
-  const { upstreamLog, received, strayFrames } = await flood("local");
+  const { upstreamLog, received, strayFrames, topics } = await flood("local");
   assert.deepEqual(received, { a: 50, b: 0 }, "the adaptor's PUB filters by topic");
+  assert.deepEqual(topics, [1, 1], "adaptor_topics: the workers' one subscription, to everything");
   assert.deepEqual(upstreamLog, ["+"], `the worker saw ${upstreamLog.length} subscriptions`);
   assert.equal(strayFrames, 0, "a non-subscription frame reached the worker");
 });
 
 Deno.test("--subscriptions forward (the default): every subscription, and a stray frame, reach the workers", async () => {
-  const { upstreamLog, received, strayFrames } = await flood("forward");
+  const { upstreamLog, received, strayFrames, topics } = await flood("forward");
   assert.deepEqual(received, { a: 50, b: 0 });
+  // "a.", the test subscriber's sync topic and the noisy one's 1000; then it leaves.
+  assert.deepEqual(topics, [1002, 2], "adaptor_topics, with the flood in and after it left");
   assert.ok(upstreamLog.length > 1000, `the worker saw ${upstreamLog.length} subscriptions`);
   assert.equal(strayFrames, 1);
 });
