@@ -124,6 +124,13 @@ export interface AdaptorHandle {
    * lacks a certificate now, keeps the keys in use (a warning says why).
    */
   reloadServers(): Promise<string[] | undefined>;
+  /**
+   * Whether `stop()` closed every socket at least `--linger` ms ago: whatever libzmq still does
+   * then (freeing the topics of millions of subscriptions takes seconds) can deliver nothing
+   * more, since linger is how long libzmq keeps trying to. False while a proxy or a send has
+   * not returned, as when libzmq is busy on the proxy's own thread.
+   */
+  lingerOver(): boolean;
   /** Stops forwarding, closes everything within the linger, removes our ipc files. Idempotent. */
   stop(): Promise<void>;
   /**
@@ -167,6 +174,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
   const loops: Loop[] = [];
   const channels: Channel[] = [];
   let stopping = false;
+  let context: Context | undefined;
   let zap: ZapHandler | undefined;
   let guard: IpcGuard;
   let presence: PublisherPresence | undefined;
@@ -184,6 +192,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       }),
     );
     const ctx = new Context({ ioThreads: config.ioThreads });
+    context = ctx;
     stack.defer(() => ctx.terminate()); // ends every wait, closes every socket it opened
     const peerEvents = new PeerEventLog({ limits: config, logger: log("socket") });
     stack.defer(() => peerEvents.close()); // closing our own sockets is no news
@@ -415,6 +424,10 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
         if (topics !== undefined) result[channel.name] = topics;
       }
       return result;
+    },
+    lingerOver() {
+      const closedAt = context?.socketsClosedAt;
+      return closedAt !== undefined && performance.now() - closedAt >= config.linger;
     },
     releaseFiles() {
       guard.releaseFiles();

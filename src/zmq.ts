@@ -428,6 +428,7 @@ export class Context {
   readonly ptr: Deno.PointerValue;
   #shutDown = false;
   #terminated = false;
+  #closedAt: number | undefined;
   readonly #sockets = new Set<Socket>();
 
   constructor(options: { ioThreads?: number } = {}) {
@@ -456,6 +457,14 @@ export class Context {
     return socket;
   }
 
+  /**
+   * When `terminate()` had closed every socket (`performance.now()`); undefined before. From
+   * then on libzmq only delivers what the sockets' linger allows, and frees its state.
+   */
+  get socketsClosedAt(): number | undefined {
+    return this.#closedAt;
+  }
+
   /** How many of this context's sockets are still open. */
   get openSockets(): number {
     return this.#sockets.size;
@@ -478,6 +487,7 @@ export class Context {
     this.shutdown();
     await Promise.all([...this.#sockets].map((s) => s.idle));
     for (const socket of [...this.#sockets]) socket.close();
+    this.#closedAt = performance.now();
     while ((await zmq().zmq_ctx_term(this.ptr)) === -1) {
       // zmq_ctx_term only fails with EINTR, which means "call again"; errno is
       // thread-local and this ran on another thread, so it cannot be read here.
