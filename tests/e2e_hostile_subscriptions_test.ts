@@ -122,16 +122,19 @@ async function holdTopics(adaptor: AdaptorProcess, xpub: string, count: number):
   const conn = await connectRaw(xpub);
   await handshake(conn, "SUB");
   const bytes = new Uint8Array(count * 23); // ZMTP 3.0 short frames: 0x00, 21, 0x01 and the topic
-  const random = new Uint8Array(20);
+  const random = new Uint8Array(65_520); // getRandomValues' most, 20 bytes a topic
   for (let i = 0; i < count; i++) {
-    crypto.getRandomValues(random);
-    bytes.set([0, 21, 1], i * 23);
-    for (let j = 0; j < 20; j++) bytes[i * 23 + 3 + j] = 0x21 + (random[j] % 94);
+    const r = (i * 20) % random.length;
+    if (r === 0) crypto.getRandomValues(random);
+    const at = i * 23;
+    bytes[at + 1] = 21;
+    bytes[at + 2] = 1;
+    for (let j = 0; j < 20; j++) bytes[at + 3 + j] = 0x21 + (random[r + j] % 94);
   }
   for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
   let [last, stable] = [0, 0];
-  for (let i = 0; i < 120 && stable < 4; i++) {
-    await sleep(250);
+  for (let i = 0; i < 150 && stable < 3; i++) {
+    await sleep(200);
     const now = rssKiB(adaptor.pid);
     stable = Math.abs(now - last) < 2 * MiB ? stable + 1 : 0;
     last = now;
