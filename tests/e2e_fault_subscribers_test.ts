@@ -3,10 +3,13 @@
  * their own topics while traffic flows, and one stops reading. The subscribers that stay lose
  * nothing; subscriptions of departed subscribers do not pile up at the publishers; a slow
  * subscriber costs only itself (XPUB drops for it at --sndhwm) and the others are not slowed.
+ * Meanwhile Prometheus scrapes without pause: `adaptor_topics`, read while the proxy works
+ * through the churn, ends at exactly the live topics.
  */
 
 import assert from "node:assert/strict";
-import { sleep, until } from "./support/net.ts";
+import { freePort, sleep, until } from "./support/net.ts";
+import { scrape, value } from "./support/scrape.ts";
 import { SYNC, syncUp } from "./support/peers.ts";
 import { withAdaptor } from "./support/session.ts";
 import { type Socket, ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq.ts";
@@ -15,7 +18,19 @@ const ZMQ_RCVBUF = 12;
 const decoder = new TextDecoder();
 
 Deno.test("500 subscribers churn while traffic flows: the others lose nothing, subscriptions do not pile up", async () => {
-  await withAdaptor([], async ({ bind, publish, peers }) => {
+  const port = freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const topicsGauge = async () => value(await scrape(url), "adaptor_topics", { channel: "main" });
+  await withAdaptor(["--metrics", `127.0.0.1:${port}`], async ({ bind, publish, peers }) => {
+    // Scrapes back to back for as long as the churn lasts.
+    let churning = true;
+    let scrapes = 0;
+    const scraper = (async () => {
+      while (churning) {
+        await topicsGauge();
+        scrapes++;
+      }
+    })();
     // An XPUB in a gateway worker's place sees the net set of subscriptions upstream.
     const upstream = peers.upstream(bind);
     const liveA = peers.subscriber(publish, ["live.a."]);
@@ -50,6 +65,8 @@ Deno.test("500 subscribers churn while traffic flows: the others lose nothing, s
       departing.slice(PER_WAVE / 2).forEach((s) => s.close());
     }
     await sendBatch(PER_BATCH);
+    churning = false;
+    await scraper;
 
     const all = Array.from({ length: sent }, (_, i) => `${topics[i % 4]}${i}`);
     const want = (prefix: string) => all.filter((t) => t.startsWith(prefix));
@@ -71,6 +88,9 @@ Deno.test("500 subscribers churn while traffic flows: the others lose nothing, s
       `upstream should hold only the live topics; extra: ${JSON.stringify(leftovers().slice(0, 10))}, ` +
         `live present: ${[...live].filter((t) => upstream.topics.has(t))}`,
     );
+    assert.ok(scrapes > 10, `only ${scrapes} scrapes during the churn`);
+    // What every worker holds, as the gauge says it: the live topics, no more.
+    assert.equal(await topicsGauge(), live.size, "adaptor_topics after the churn");
   });
 });
 
