@@ -255,7 +255,9 @@ async function topics(): Promise<void> {
       if (t !== undefined && t <= 2) topicsBackMs = now - left;
     }
   }
-  const topicsAfter = value(await scrape(setup.url), "adaptor_topics", { channel: "main" });
+  const final = await scrape(setup.url);
+  const topicsAfter = value(final, "adaptor_topics", { channel: "main" });
+  const unanswered = value(final, "adaptor_statistics_unanswered_total", { channel: "main" }) ?? 0;
   const after = rssKiB(setup.adaptor.pid);
   const workersAfter = setup.workers.map((w) => w.rssKiB());
   const logFrom = setup.adaptor.lines.length;
@@ -287,7 +289,10 @@ async function topics(): Promise<void> {
     ["subscriber", `${during} events in one second after the flood (the 2 workers send ~200/s)`],
     [
       "the leave",
-      `forwarding stalled up to ${(longestGap / 1000).toFixed(1)} s in the ${leaveMs / 1000} s after it left`,
+      `forwarding stalled up to ${(longestGap / 1000).toFixed(1)} s in the ${
+        leaveMs / 1000
+      } s after it left; ` +
+      `${unanswered} scrapes unanswered (adaptor_statistics_unanswered_total)`,
     ],
     ["SIGTERM", `${stopMs.toFixed(0)} ms, exit ${code}`],
   ]);

@@ -222,7 +222,8 @@ export class AdaptorMetrics {
       {
         name: "adaptor_statistics_unanswered_total",
         help: `Scrapes at which the channel's proxy did not answer STATISTICS within ` +
-          `${this.#statisticsTimeoutMs} ms (blocked sending to a full PUSH, or stopped); ` +
+          `${this.#statisticsTimeoutMs} ms (inbound: blocked sending to a full PUSH; main: busy in libzmq ` +
+          "removing the topics of a subscriber that held millions; or stopped); " +
           "the forwarding counters then show its last answer.",
         type: "counter",
         samples: channels.map((channel) => ({
