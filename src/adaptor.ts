@@ -21,7 +21,7 @@
 
 import { type AuthCounts, type AuthEvent, AuthTracker, ZapHandler } from "./auth.ts";
 import { type Channel, type ChannelName, INBOUND, MAIN, MAIN_LOCAL, openChannel } from "./channel.ts";
-import { type Config, type Endpoint, peerOf, type Role, ROLES } from "./config.ts";
+import { type Config, type Endpoint, MAX_LINGER_MS, peerOf, type Role, ROLES } from "./config.ts";
 import {
   curveFor,
   loadSecurity,
@@ -39,6 +39,7 @@ import { fileLimit, openDescriptors, startMallocTrim } from "./libc.ts";
 import { literal, log } from "./log.ts";
 import type { SocketEvent } from "./monitor.ts";
 import { PeerEventLog, routeSocketEvents } from "./peer_events.ts";
+import { SubscriberWait } from "./subscriber_wait.ts";
 import { PublisherPresence } from "./presence.ts";
 import { connectionBudget, ConnectionCap, listenBacklog } from "./connection_cap.ts";
 import { describe } from "./socket_options.ts";
@@ -229,6 +230,9 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       caps.set(role, watch);
     }
     let warnedUmask = false;
+    // After a restart, what the workers queued waits in the XSUB until a subscriber is back.
+    const subscriberWait = new SubscriberWait(config.subscriberWait);
+    stack.defer(() => subscriberWait.close());
     const deps = {
       backlog: listenBacklog({ limit, open: openDescriptors() }),
       ctx,
@@ -249,6 +253,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
           logger: log("socket"),
           hook: (event) => {
             if (role === "bind") publishers.report(event);
+            if (channel === "main" && role === "publish") subscriberWait.report(event);
             caps.get(role)?.report(event);
             hooks.onSocketEvent?.(channel, role, event);
           },
@@ -267,6 +272,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
         );
         hooks.onProxyRestart?.(channel);
       },
+      startWhen: (channel: ChannelName) => channel === "main" ? subscriberWait.ready : undefined,
       onChmodAfterBind: () => {
         if (warnedUmask) return;
         warnedUmask = true;
@@ -434,7 +440,9 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     },
     stop() {
       stopping = true;
-      stopped ??= logTotals(channels).then(() => stack.disposeAsync());
+      stopped ??= drainMain(channels, Math.min(DRAIN_MS, MAX_LINGER_MS - config.linger))
+        .then(() => logTotals(channels))
+        .then(() => stack.disposeAsync());
       return stopped;
     },
   };
@@ -449,6 +457,33 @@ function ipcPaths(config: Config): GuardedPath[] {
         : []
     )
   );
+}
+
+/** The longest a stop waits for the main proxy to forward what the publishers had sent. */
+const DRAIN_MS = 250;
+
+/**
+ * The first step of a stop: the main channel takes nothing more from the gateway's workers
+ * (they keep what they publish from now on for the next adaptor: their PUB keeps its pipe), and
+ * its proxy forwards what they had already sent, until its frontend counter stands still for
+ * 10 ms or `budgetMs` have passed. Without this, a restart lost what the XSUB had queued.
+ */
+async function drainMain(channels: readonly Channel[], budgetMs: number): Promise<void> {
+  const main = channels.find((c) => c.name === "main");
+  if (!main || budgetMs <= 0 || !main.forwarder.running) return;
+  const deadline = performance.now() + budgetMs;
+  try {
+    await withTimeout(main.detachUpstream(), budgetMs);
+    let last = -1n;
+    while (performance.now() < deadline) {
+      const stats = await withTimeout(main.forwarder.statistics(), Math.max(1, deadline - performance.now()));
+      if (!stats || stats.frontend.messagesIn === last) return;
+      last = stats.frontend.messagesIn;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  } catch {
+    // The proxy stopped meanwhile: the stop goes on.
+  }
 }
 
 /**

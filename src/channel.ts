@@ -92,6 +92,8 @@ export interface ChannelDeps {
   readonly backlog: number;
   /** Said once, when socket files get their mode by chmod after bind (no umask here). */
   readonly onChmodAfterBind: () => void;
+  /** What the channel's proxy waits for before its first run (the main one: `SubscriberWait`). */
+  readonly startWhen?: (channel: ChannelName) => Promise<unknown> | undefined;
 }
 
 /** A running channel. */
@@ -114,6 +116,13 @@ export interface Channel {
    * does not lower it when a subscriber leaves; `tests/libzmq_quirk_test.ts`.)
    */
   topics(): number | undefined;
+  /**
+   * Stops taking messages from upstream, with the proxy paused for a moment: unbinds the
+   * upstream socket's bound endpoints (their connections close) and disconnects its connected
+   * ones. What the publishers sent before stays queued in the socket and is forwarded as the
+   * proxy goes on; what they publish from now on they queue for the next adaptor. For a stop.
+   */
+  detachUpstream(): Promise<void>;
 }
 
 /**
@@ -161,6 +170,7 @@ export function openChannel(stack: AsyncDisposableStack, deps: ChannelDeps, spec
   const socketOf = (role: Role) => role === spec.frontend.role ? frontend : backend;
   const forwarder = Forwarder.start(deps.ctx, frontend, backend, {
     onRestart: (count) => deps.onRestart(spec.name, count),
+    startWhen: deps.startWhen?.(spec.name),
   });
   stack.defer(async () => void await forwarder.stop());
   ended.push(forwarder.done.then((rc) => `the ${spec.name} channel's proxy ended unexpectedly (rc ${rc})`));
@@ -170,6 +180,17 @@ export function openChannel(stack: AsyncDisposableStack, deps: ChannelDeps, spec
     endpoints,
     done: Promise.race(ended),
     topics: () => spec.frontend.type === ZMQ_XSUB && forwarder.running ? frontend.topics() : undefined,
+    detachUpstream: () =>
+      forwarder.pause(() => {
+        const role = spec.frontend.role;
+        const resolved = endpoints.get(role) ?? [];
+        deps.config[role].forEach((endpoint, i) => {
+          try {
+            if (endpoint.mode === "connect") frontend.disconnect(endpoint.address);
+            else frontend.unbind(resolved[i]);
+          } catch { /* already gone: nothing more comes from it */ }
+        });
+      }),
     reconnect: (role, endpoint) =>
       forwarder.pause(() => {
         const socket = socketOf(role);

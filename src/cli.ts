@@ -46,6 +46,7 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   ioThreads: { env: "ADAPTOR_IO_THREADS", kind: "number" },
   maxConnections: { env: "ADAPTOR_MAX_CONNECTIONS", kind: "number" },
   publisherGrace: { env: "ADAPTOR_PUBLISHER_GRACE", kind: "number" },
+  subscriberWait: { env: "ADAPTOR_SUBSCRIBER_WAIT", kind: "number" },
   logLevel: { env: "ADAPTOR_LOG_LEVEL", kind: "text" },
   logFormat: { env: "ADAPTOR_LOG_FORMAT", kind: "text" },
   subscriptions: { env: "ADAPTOR_SUBSCRIPTIONS", kind: "text" },
@@ -175,6 +176,13 @@ function program(onKeygen: (path: string) => void = () => {}): Command {
     "warn, and fail /healthz, when no publisher has been connected to the XSUB this long (0 = never)",
     "publisherGrace",
     DEFAULTS.publisherGrace,
+  );
+  opt(
+    "--subscriber-wait <ms>",
+    "at start, forward only once a subscriber is back (or this has passed), so that what the " +
+      "workers queued while the adaptor was down is not discarded (0 = at once)",
+    "subscriberWait",
+    DEFAULTS.subscriberWait,
   );
   opt("--log-level <level>", "debug, info, warning or error", "logLevel", DEFAULTS.logLevel);
   opt("--log-format <format>", "text or json (JSON lines)", "logFormat", DEFAULTS.logFormat);

@@ -108,6 +108,17 @@ export interface Config {
    * @default 30
    */
   readonly publisherGrace: number;
+  /**
+   * Milliseconds the main channel waits at start for its first subscriber before it forwards
+   * (`--subscriber-wait`; 0: forwards at once). After a restart the gateway's workers flush what
+   * they queued while the adaptor was down (their PUB keeps its pipe and subscriptions across
+   * the reconnect) as soon as they reconnect, often before the tracking services are back;
+   * forwarding then would hand it to an XPUB with no subscriber, which discards it. Waiting
+   * keeps it in the XSUB's queue (`--rcvhwm`) until a subscriber is there (and 100 ms more
+   * for the others and their subscriptions to arrive), or until this has passed.
+   * @default 1000
+   */
+  readonly subscriberWait: number;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
   /**
@@ -185,6 +196,7 @@ export const DEFAULTS = {
   ioThreads: 1,
   maxConnections: 0,
   publisherGrace: 30,
+  subscriberWait: 1000,
   logLevel: "info" as LogLevel,
   logFormat: "text" as LogFormat,
   subscriptions: "forward" as SubscriptionMode,
@@ -390,6 +402,7 @@ export function makeConfig(input: ConfigInput = {}): Config {
       10_000_000,
     ),
     publisherGrace: integer("--publisher-grace", input.publisherGrace ?? DEFAULTS.publisherGrace, 0, 86_400),
+    subscriberWait: integer("--subscriber-wait", input.subscriberWait ?? DEFAULTS.subscriberWait, 0, 60_000),
     logLevel: oneOf("--log-level", input.logLevel ?? DEFAULTS.logLevel, LOG_LEVELS),
     logFormat: oneOf("--log-format", input.logFormat ?? DEFAULTS.logFormat, LOG_FORMATS),
     subscriptions: oneOf(

@@ -65,6 +65,12 @@ export interface ForwarderOptions {
    * ends (`done` resolves -1) instead of spinning. Default 1000.
    */
   readonly maxRestartsPerSecond?: number;
+  /**
+   * The proxy's first run waits for this (the main channel: `SubscriberWait`). Meanwhile
+   * messages wait in the sockets' queues, `statistics()` answers zeros at once, `pause()` runs
+   * its job at once (the sockets are the JS thread's), and `stop()` ends it without a run.
+   */
+  readonly startWhen?: Promise<unknown>;
 }
 
 /**
@@ -98,6 +104,9 @@ export class Forwarder {
   /** When the request now in flight was sent (performance.now()), if one is. */
   #awaitingReplySince: number | undefined;
   #running = true;
+  /** Until the first run starts (`startWhen`). */
+  #held = false;
+  readonly #stopped = Promise.withResolvers<void>();
 
   private constructor(ctx: Context, frontend: Socket, backend: Socket, options: ForwarderOptions) {
     this.#ctx = ctx;
@@ -117,6 +126,12 @@ export class Forwarder {
     const limit = options.maxRestartsPerSecond ?? 1000;
     let windowStart = performance.now();
     let inWindow = 0;
+    if (options.startWhen) {
+      this.#held = true;
+      await Promise.race([options.startWhen, this.#stopped.promise]);
+      this.#held = false;
+      if (this.#stopRequested) return 0;
+    }
     for (;;) {
       const rc = await proxySteerable(frontend, backend, null, this.#proxyControl);
       const pause = this.#pause;
@@ -165,6 +180,7 @@ export class Forwarder {
    * earlier runs last reported (what they counted after their last report is not known).
    */
   statistics(): Promise<ProxyStatistics> {
+    if (this.#held) return Promise.resolve(addStatistics(this.#base, this.#last));
     const asked = this.restarts;
     this.#statistics ??= this.#command("STATISTICS", true).then((frames) => {
       const n = frames!.map((f) => new DataView(f.buffer, f.byteOffset, 8).getBigUint64(0, true));
@@ -188,6 +204,7 @@ export class Forwarder {
    */
   async pause(job: () => void): Promise<void> {
     if (!this.#running || this.#stopRequested || this.#pause) throw new Error("proxy is not running");
+    if (this.#held) return job(); // not started yet: the sockets are ours
     await this.statistics();
     const done = Promise.withResolvers<void>();
     this.#pause = { job, done };
@@ -205,6 +222,8 @@ export class Forwarder {
   async stop(timeoutMs = 500): Promise<boolean> {
     const ended = this.done.then(() => true);
     this.#stopRequested = true;
+    this.#stopped.resolve();
+    if (this.#held) return ended; // ends without a run
     if (this.#running) {
       this.#command("TERMINATE", false).catch(() => {}); // fails only if the proxy already ended
     }

@@ -15,6 +15,7 @@ import {
   ZMQ_PUB,
   ZMQ_PULL,
   ZMQ_RCVHWM,
+  ZMQ_RECONNECT_IVL,
   ZMQ_SNDHWM,
   ZMQ_SUB,
   ZMQ_SUBSCRIBE,
@@ -37,6 +38,8 @@ export interface CurveClient {
 export interface PeerOptions {
   /** Connect as a CURVE client (ZMQ_CURVE_SERVERKEY, _PUBLICKEY, _SECRETKEY) — set before connect. */
   readonly curve?: CurveClient;
+  /** ZMQ_RECONNECT_IVL in ms (libzmq's default 100): a peer that comes back later after a restart. */
+  readonly reconnectIvl?: number;
 }
 
 /** The topic of synchronisation messages; every test subscriber takes it. */
@@ -71,6 +74,7 @@ export class Peers {
     const socket = this.socket(ZMQ_SUB);
     socket.setInt(ZMQ_RCVHWM, 0);
     if (options.curve) socket.curveClient(options.curve);
+    if (options.reconnectIvl !== undefined) socket.setInt(ZMQ_RECONNECT_IVL, options.reconnectIvl);
     for (const topic of [...topics, SYNC]) socket.setBytes(ZMQ_SUBSCRIBE, topic);
     socket.connect(address);
     return this.#receiver(socket);

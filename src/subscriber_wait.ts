@@ -1,0 +1,61 @@
+/**
+ * The main channel's start after a restart: forwarding waits for the tracking services.
+ *
+ * A gateway worker's PUB keeps its pipe, and the subscriptions on it, while the adaptor is down
+ * (libzmq keeps a connecting socket's pipe across reconnects, ZMQ_IMMEDIATE being off), queues
+ * what it publishes meanwhile up to its high-water mark, and flushes that into the new adaptor
+ * the moment it reconnects: 100–250 ms after the bind. Tracking services come back on their own
+ * schedule (a back-off, a slower host, an aggregator's XSUB). A proxy running from the start
+ * hands the flush to an XPUB with no subscriber yet, which discards it; a proxy that starts
+ * once a subscriber is back forwards it, the flush having waited in the XSUB's queue.
+ *
+ * So the main channel's proxy starts when the first subscriber has shaken hands on the XPUB,
+ * plus `SETTLE_MS` for the others that reconnect at the same moment and for their
+ * subscriptions to arrive, or after `--subscriber-wait` ms, whichever is first.
+ */
+
+import { literal, log } from "./log.ts";
+import type { SocketEvent } from "./monitor.ts";
+
+/** After the first subscriber: time for the others and for the subscriptions to arrive. */
+export const SETTLE_MS = 100;
+
+/** Settles `ready` once a subscriber is back (and `SETTLE_MS` more) or `waitMs` have passed. */
+export class SubscriberWait {
+  /** Settles when forwarding may start. */
+  readonly ready: Promise<void>;
+  readonly #started = performance.now();
+  readonly #done = Promise.withResolvers<void>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #settled = false;
+
+  /** `waitMs` 0: `ready` settles at once. */
+  constructor(waitMs: number) {
+    this.ready = this.#done.promise;
+    if (waitMs <= 0) this.#finish(undefined);
+    else this.#timer = setTimeout(() => this.#finish(`no subscriber within ${waitMs} ms`), waitMs);
+  }
+
+  /** One event of the XPUB: a handshake with a subscriber starts the settle time. */
+  report(event: SocketEvent): void {
+    if (this.#settled || event.name !== "handshake_succeeded") return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#finish("a subscriber is back"), SETTLE_MS);
+  }
+
+  /** Settles `ready` now (a stop, or the adaptor's start failed): no timer is left behind. */
+  close(): void {
+    this.#finish(undefined);
+  }
+
+  #finish(why: string | undefined): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    clearTimeout(this.#timer);
+    if (why) {
+      const ms = (performance.now() - this.#started).toFixed(0);
+      log().info(literal(`Forwarding starts after ${ms} ms: ${why} (--subscriber-wait)`));
+    }
+    this.#done.resolve();
+  }
+}
