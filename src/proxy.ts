@@ -18,7 +18,15 @@
  * The frontend and backend sockets belong to the proxy thread until `done` resolves.
  */
 
-import { type Context, proxySteerable, type Socket, ZMQ_LINGER, ZMQ_PAIR } from "./zmq.ts";
+import {
+  type Context,
+  proxySteerable,
+  type Socket,
+  ZMQ_LINGER,
+  ZMQ_PAIR,
+  ZMQ_XPUB,
+  ZMQ_XSUB,
+} from "./zmq.ts";
 
 /** Counters of one side of a proxy, as libzmq keeps them. */
 export interface SideStatistics {
@@ -66,9 +74,12 @@ export interface ForwarderOptions {
    */
   readonly maxRestartsPerSecond?: number;
   /**
-   * The proxy's first run waits for this (the main channel: `SubscriberWait`). Meanwhile
-   * messages wait in the sockets' queues, `statistics()` answers zeros at once, `pause()` runs
-   * its job at once (the sockets are the JS thread's), and `stop()` ends it without a run.
+   * The proxy's first run waits for this (the main channel: `SubscriberWait`). Meanwhile what
+   * goes forward waits in the sockets' queues, while an XPUB's subscriptions are passed to the
+   * XSUB at once (every 5 ms, on the JS thread, which owns the sockets until the first run),
+   * so the publishers hear of the subscribers; `statistics()` answers at once (the
+   * subscriptions passed, nothing forwarded), `pause()` runs its job at once, and `stop()` ends
+   * it without a run.
    */
   readonly startWhen?: Promise<unknown>;
 }
@@ -78,6 +89,9 @@ export interface ForwarderOptions {
  * this long is blocked inside a send (a PUSH whose peers stopped reading).
  */
 const BLOCKED_AFTER_MS = 100;
+
+/** While held (`startWhen`): how often what came back from the backend is passed on. */
+const HELD_PUMP_MS = 5;
 
 /** One running proxy between two sockets. */
 export class Forwarder {
@@ -128,7 +142,24 @@ export class Forwarder {
     let inWindow = 0;
     if (options.startWhen) {
       this.#held = true;
-      await Promise.race([options.startWhen, this.#stopped.promise]);
+      // An XPUB's subscriptions go on meanwhile, so that the publishers hear of the subscribers
+      // at once; what goes forward waits for the proxy. (A PUB backend passes nothing back.)
+      const passBack = backend.type === ZMQ_XPUB && frontend.type === ZMQ_XSUB;
+      const pump = passBack
+        ? setInterval(() => {
+          try {
+            this.#passBack(backend, frontend);
+          } catch {
+            clearInterval(pump); // the context is going away: the proxy will not start
+          }
+        }, HELD_PUMP_MS)
+        : undefined;
+      try {
+        await Promise.race([options.startWhen, this.#stopped.promise]);
+      } finally {
+        clearInterval(pump);
+      }
+      if (passBack && !this.#stopRequested) this.#passBack(backend, frontend);
       this.#held = false;
       if (this.#stopRequested) return 0;
     }
@@ -161,6 +192,29 @@ export class Forwarder {
       this.restarts++;
       options.onRestart?.(this.restarts);
     }
+  }
+
+  /**
+   * Moves what waits on `backend` to `frontend` without waiting (while held, on the JS thread,
+   * which owns the sockets then), counted as the proxy counts it: per frame.
+   */
+  #passBack(backend: Socket, frontend: Socket): void {
+    let { messagesIn, bytesIn } = this.#base.backend;
+    let { messagesOut, bytesOut } = this.#base.frontend;
+    for (let n = 0; n < 10_000; n++) {
+      const frames = backend.tryReceive();
+      if (!frames) break;
+      const bytes = BigInt(frames.reduce((sum, f) => sum + f.length, 0));
+      messagesIn += BigInt(frames.length);
+      bytesIn += bytes;
+      if (!frontend.trySend(frames)) continue; // an XSUB sends to every publisher: it never refuses
+      messagesOut += BigInt(frames.length);
+      bytesOut += bytes;
+    }
+    this.#base = {
+      frontend: { ...this.#base.frontend, messagesOut, bytesOut },
+      backend: { ...this.#base.backend, messagesIn, bytesIn },
+    };
   }
 
   /** Starts forwarding `frontend` → `backend` (and subscriptions back, for XSUB/XPUB). */

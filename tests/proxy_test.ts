@@ -180,3 +180,72 @@ Deno.test("a proxy blocked sending to a full PUSH answers no STATISTICS, and sto
     await close();
   }
 });
+
+Deno.test("a held Forwarder (startWhen) passes subscriptions upstream at once, forwards nothing until it starts, and counts both", async () => {
+  const ctx = new Context();
+  const open = (type: number) => {
+    const s = ctx.socket(type);
+    s.setInt(ZMQ_LINGER, 0);
+    return s;
+  };
+  const xsub = open(ZMQ_XSUB), xpub = open(ZMQ_XPUB), worker = open(ZMQ_XPUB), sub = open(ZMQ_SUB);
+  xsub.bind("inproc://held-in");
+  xpub.bind("inproc://held-out");
+  const start = Promise.withResolvers<void>();
+  const forwarder = Forwarder.start(ctx, xsub, xpub, { startWhen: start.promise });
+  try {
+    worker.connect("inproc://held-in"); // a gateway worker's place: it sees the subscriptions
+    sub.setBytes(ZMQ_SUBSCRIBE, "ev.");
+    sub.connect("inproc://held-out");
+    let subscription: string | undefined;
+    await until(
+      () => {
+        const frames = worker.tryReceive();
+        if (frames) subscription = new TextDecoder().decode(frames[0]);
+        return subscription !== undefined;
+      },
+      "the subscription at the worker while held",
+      2000,
+    );
+    assert.equal(subscription, "\x01ev.");
+    // An event now waits in the XSUB: nothing is forwarded while held.
+    worker.trySend("ev.1");
+    await sleep(100);
+    assert.equal(sub.tryReceive(), undefined, "forwarded while held");
+    const held = await forwarder.statistics();
+    assert.deepEqual(
+      [held.backend.messagesIn, held.frontend.messagesOut],
+      [1n, 1n],
+      "the subscription is counted",
+    );
+    assert.equal(held.frontend.messagesIn, 0n);
+    start.resolve();
+    let frames: Uint8Array[] | undefined;
+    await until(() => (frames = sub.tryReceive()) !== undefined, "the waiting event, once started", 2000);
+    assert.equal(new TextDecoder().decode(frames![0]), "ev.1");
+    const after = await forwarder.statistics();
+    assert.deepEqual([after.frontend.messagesIn, after.backend.messagesOut, after.backend.messagesIn], [
+      1n,
+      1n,
+      1n,
+    ]);
+  } finally {
+    await forwarder.stop();
+    await forwarder.close();
+    for (const s of [xsub, xpub, worker, sub]) s.close();
+    await ctx.terminate();
+  }
+});
+
+Deno.test("a held Forwarder stops without ever running", async () => {
+  const ctx = new Context();
+  const [xsub, xpub] = [ctx.socket(ZMQ_XSUB), ctx.socket(ZMQ_XPUB)];
+  for (const s of [xsub, xpub]) s.setInt(ZMQ_LINGER, 0);
+  const forwarder = Forwarder.start(ctx, xsub, xpub, { startWhen: new Promise(() => {}) });
+  assert.equal(await forwarder.stop(), true);
+  assert.equal(await forwarder.done, 0);
+  await forwarder.close();
+  xsub.close();
+  xpub.close();
+  await ctx.terminate();
+});
