@@ -272,7 +272,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
         );
         hooks.onProxyRestart?.(channel);
       },
-      startWhen: (channel: ChannelName) => channel === "main" ? subscriberWait.ready : undefined,
+      startGate: (channel: ChannelName) => channel === "main" ? subscriberWait : undefined,
       onChmodAfterBind: () => {
         if (warnedUmask) return;
         warnedUmask = true;

@@ -92,8 +92,11 @@ export interface ChannelDeps {
   readonly backlog: number;
   /** Said once, when socket files get their mode by chmod after bind (no umask here). */
   readonly onChmodAfterBind: () => void;
-  /** What the channel's proxy waits for before its first run (the main one: `SubscriberWait`). */
-  readonly startWhen?: (channel: ChannelName) => Promise<unknown> | undefined;
+  /**
+   * What the channel's proxy waits for before its first run (the main one: `SubscriberWait`),
+   * and whom it tells that a subscription came in meanwhile.
+   */
+  readonly startGate?: (channel: ChannelName) => { ready: Promise<unknown>; subscribed(): void } | undefined;
 }
 
 /** A running channel. */
@@ -168,9 +171,11 @@ export function openChannel(stack: AsyncDisposableStack, deps: ChannelDeps, spec
   // A PUB backend passes nothing upstream: the workers get one subscription, to everything.
   if (spec.frontend.type === ZMQ_XSUB && spec.backend.type === ZMQ_PUB) frontend.trySend(new Uint8Array([1]));
   const socketOf = (role: Role) => role === spec.frontend.role ? frontend : backend;
+  const gate = deps.startGate?.(spec.name);
   const forwarder = Forwarder.start(deps.ctx, frontend, backend, {
     onRestart: (count) => deps.onRestart(spec.name, count),
-    startWhen: deps.startWhen?.(spec.name),
+    startWhen: gate?.ready,
+    onHeldPass: gate ? () => gate.subscribed() : undefined,
   });
   stack.defer(async () => void await forwarder.stop());
   ended.push(forwarder.done.then((rc) => `the ${spec.name} channel's proxy ended unexpectedly (rc ${rc})`));

@@ -114,8 +114,8 @@ export interface Config {
    * they queued while the adaptor was down (their PUB keeps its pipe and subscriptions across
    * the reconnect) as soon as they reconnect, often before the tracking services are back;
    * forwarding then would hand it to an XPUB with no subscriber, which discards it. Waiting
-   * keeps it in the XSUB's queue (`--rcvhwm`) until a subscriber is there (and 100 ms more
-   * for the others and their subscriptions to arrive), or until this has passed.
+   * keeps it in the XSUB's queue (`--rcvhwm`) until a subscription has come in (and 20 ms more;
+   * `SubscriberWait`), or until this has passed.
    * @default 1000
    */
   readonly subscriberWait: number;

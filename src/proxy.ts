@@ -82,6 +82,8 @@ export interface ForwarderOptions {
    * it without a run.
    */
   readonly startWhen?: Promise<unknown>;
+  /** While held: called when a message came back from the backend and was passed on. */
+  readonly onHeldPass?: () => void;
 }
 
 /**
@@ -148,7 +150,7 @@ export class Forwarder {
       const pump = passBack
         ? setInterval(() => {
           try {
-            this.#passBack(backend, frontend);
+            if (this.#passBack(backend, frontend) > 0) options.onHeldPass?.();
           } catch {
             clearInterval(pump); // the context is going away: the proxy will not start
           }
@@ -196,10 +198,12 @@ export class Forwarder {
 
   /**
    * Moves what waits on `backend` to `frontend` without waiting (while held, on the JS thread,
-   * which owns the sockets then), counted as the proxy counts it: per frame.
+   * which owns the sockets then), counted as the proxy counts it: per frame. Returns how many
+   * messages it passed.
    */
-  #passBack(backend: Socket, frontend: Socket): void {
+  #passBack(backend: Socket, frontend: Socket): number {
     let { messagesIn, bytesIn } = this.#base.backend;
+    let passed = 0;
     let { messagesOut, bytesOut } = this.#base.frontend;
     for (let n = 0; n < 10_000; n++) {
       const frames = backend.tryReceive();
@@ -210,11 +214,13 @@ export class Forwarder {
       if (!frontend.trySend(frames)) continue; // an XSUB sends to every publisher: it never refuses
       messagesOut += BigInt(frames.length);
       bytesOut += bytes;
+      passed++;
     }
     this.#base = {
       frontend: { ...this.#base.frontend, messagesOut, bytesOut },
       backend: { ...this.#base.backend, messagesIn, bytesIn },
     };
+    return passed;
   }
 
   /** Starts forwarding `frontend` → `backend` (and subscriptions back, for XSUB/XPUB). */

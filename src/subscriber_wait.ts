@@ -9,16 +9,21 @@
  * hands the flush to an XPUB with no subscriber yet, which discards it; a proxy that starts
  * once a subscriber is back forwards it, the flush having waited in the XSUB's queue.
  *
- * So the main channel's proxy starts when the first subscriber has shaken hands on the XPUB,
- * plus `SETTLE_MS` for the others that reconnect at the same moment and for their
- * subscriptions to arrive, or after `--subscriber-wait` ms, whichever is first.
+ * So the main channel's proxy starts when the first subscription has come in (the held proxy
+ * passes subscriptions upstream and says so), plus `SUBSCRIBED_SETTLE_MS` for the rest of that
+ * burst; or `SETTLE_MS` after the first subscriber's handshake, where no subscription can be
+ * seen (a PUB backend, `--subscriptions local`, keeps them to itself); or after
+ * `--subscriber-wait` ms, whichever is first.
  */
 
 import { literal, log } from "./log.ts";
 import type { SocketEvent } from "./monitor.ts";
 
-/** After the first subscriber: time for the others and for the subscriptions to arrive. */
+/** After the first subscriber's handshake: time for its subscriptions to arrive. */
 export const SETTLE_MS = 100;
+
+/** After the first subscription: time for the rest of its burst. */
+export const SUBSCRIBED_SETTLE_MS = 20;
 
 /** Settles `ready` once a subscriber is back (and `SETTLE_MS` more) or `waitMs` have passed. */
 export class SubscriberWait {
@@ -28,6 +33,7 @@ export class SubscriberWait {
   readonly #done = Promise.withResolvers<void>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #settled = false;
+  #seen: "nothing" | "handshake" | "subscription" = "nothing";
 
   /** `waitMs` 0: `ready` settles at once. */
   constructor(waitMs: number) {
@@ -36,11 +42,22 @@ export class SubscriberWait {
     else this.#timer = setTimeout(() => this.#finish(`no subscriber within ${waitMs} ms`), waitMs);
   }
 
-  /** One event of the XPUB: a handshake with a subscriber starts the settle time. */
+  /** One event of the XPUB: the first handshake with a subscriber starts `SETTLE_MS`. */
   report(event: SocketEvent): void {
-    if (this.#settled || event.name !== "handshake_succeeded") return;
+    if (this.#settled || event.name !== "handshake_succeeded" || this.#seen !== "nothing") return;
+    this.#settleIn(SETTLE_MS, "handshake");
+  }
+
+  /** A subscription came in (the held proxy passed it upstream): `SUBSCRIBED_SETTLE_MS` more. */
+  subscribed(): void {
+    if (this.#settled || this.#seen === "subscription") return;
+    this.#settleIn(SUBSCRIBED_SETTLE_MS, "subscription");
+  }
+
+  #settleIn(ms: number, seen: "handshake" | "subscription"): void {
+    this.#seen = seen;
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => this.#finish("a subscriber is back"), SETTLE_MS);
+    this.#timer = setTimeout(() => this.#finish("a subscriber is back"), ms);
   }
 
   /** Settles `ready` now (a stop, or the adaptor's start failed): no timer is left behind. */
