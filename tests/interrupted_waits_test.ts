@@ -24,6 +24,7 @@ import {
   ZMQ_XSUB,
 } from "../src/zmq.ts";
 import { sleep, until } from "./support/net.ts";
+import { lingerless } from "./support/peers.ts";
 import { tgkill, waitingPoolThreads } from "./support/threads.ts";
 
 const SIGHUP = 1;
@@ -49,11 +50,7 @@ async function withSighupHandled(body: (interrupt: () => number) => Promise<void
 Deno.test("a proxy interrupted by a signal is restarted on the same sockets; its counters go on exactly", async () => {
   await withSighupHandled(async (interrupt) => {
     const ctx = new Context();
-    const open = (type: number) => {
-      const s = ctx.socket(type);
-      s.setInt(ZMQ_LINGER, 0);
-      return s;
-    };
+    const open = lingerless(ctx);
     const xsub = open(ZMQ_XSUB), xpub = open(ZMQ_XPUB), pub = open(ZMQ_PUB), sub = open(ZMQ_SUB);
     xsub.bind("inproc://eintr-in");
     xpub.bind("inproc://eintr-out");

@@ -20,6 +20,7 @@ import {
   ZMQ_XSUB,
 } from "../src/zmq.ts";
 import { sleep, until } from "./support/net.ts";
+import { lingerless } from "./support/peers.ts";
 
 /** XSUB → XPUB forwarder over inproc with a PUB and a SUB (subscribed to everything) around it. */
 function xsubXpubRig(name: string, options: { unlimitedHwm?: boolean } = {}) {
@@ -118,11 +119,7 @@ Deno.test("STATISTICS counts frames, not messages: a 3-part message counts 3 (li
 /** A SUB → PUSH forwarder over inproc whose PULL peer never reads; `queued` messages wait at the SUB. */
 function blockedInbound(queued: number) {
   const ctx = new Context();
-  const open = (type: number) => {
-    const s = ctx.socket(type);
-    s.setInt(ZMQ_LINGER, 0);
-    return s;
-  };
+  const open = lingerless(ctx);
   const frontend = open(ZMQ_SUB), push = open(ZMQ_PUSH), pub = open(ZMQ_PUB), pull = open(ZMQ_PULL);
   frontend.setBytes(ZMQ_SUBSCRIBE, "");
   push.setInt(ZMQ_SNDHWM, 1);
@@ -183,11 +180,7 @@ Deno.test("a proxy blocked sending to a full PUSH answers no STATISTICS, and sto
 
 Deno.test("a held Forwarder (startWhen) passes subscriptions upstream at once, forwards nothing until it starts, and counts both", async () => {
   const ctx = new Context();
-  const open = (type: number) => {
-    const s = ctx.socket(type);
-    s.setInt(ZMQ_LINGER, 0);
-    return s;
-  };
+  const open = lingerless(ctx);
   const xsub = open(ZMQ_XSUB), xpub = open(ZMQ_XPUB), worker = open(ZMQ_XPUB), sub = open(ZMQ_SUB);
   xsub.bind("inproc://held-in");
   xpub.bind("inproc://held-out");
@@ -239,8 +232,8 @@ Deno.test("a held Forwarder (startWhen) passes subscriptions upstream at once, f
 
 Deno.test("a held Forwarder stops without ever running", async () => {
   const ctx = new Context();
-  const [xsub, xpub] = [ctx.socket(ZMQ_XSUB), ctx.socket(ZMQ_XPUB)];
-  for (const s of [xsub, xpub]) s.setInt(ZMQ_LINGER, 0);
+  const open = lingerless(ctx);
+  const [xsub, xpub] = [open(ZMQ_XSUB), open(ZMQ_XPUB)];
   const forwarder = Forwarder.start(ctx, xsub, xpub, { startWhen: new Promise(() => {}) });
   assert.equal(await forwarder.stop(), true);
   assert.equal(await forwarder.done, 0);

@@ -42,6 +42,15 @@ export interface PeerOptions {
   readonly reconnectIvl?: number;
 }
 
+/** An opener of `ctx`'s sockets with linger 0, as every test peer has: `open(ZMQ_XSUB)`. */
+export function lingerless(ctx: Context): (type: number) => Socket {
+  return (type) => {
+    const socket = ctx.socket(type);
+    socket.setInt(ZMQ_LINGER, 0);
+    return socket;
+  };
+}
+
 /** The topic of synchronisation messages; every test subscriber takes it. */
 export const SYNC = "sync|";
 
