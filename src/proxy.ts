@@ -203,8 +203,8 @@ export class Forwarder {
    */
   #passBack(backend: Socket, frontend: Socket): number {
     let { messagesIn, bytesIn } = this.#base.backend;
-    let passed = 0;
     let { messagesOut, bytesOut } = this.#base.frontend;
+    let passed = 0;
     for (let n = 0; n < 10_000; n++) {
       const frames = backend.tryReceive();
       if (!frames) break;
