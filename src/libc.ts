@@ -9,6 +9,7 @@
  *   --allow-sys, all of it).
  * - getgrnam(3): `--ipc-group` by name, through NSS (LDAP, SSSD), not /etc/group alone.
  * - pthread_sigmask(3): keep signals off the threads that wait in libzmq (see `blockSignals`).
+ * - signal(2): ignore SIGUSR1 and SIGUSR2 for the whole process (see `ignoreSignals`).
  * - open(2)/flock(2)/fstat(2): the lock that makes one adaptor per ipc path (see `lockFile`).
  * - malloc_trim(3): give freed heap pages back to the system. A subscriber that falls behind
  *   makes the XPUB queue up to --sndhwm messages for it, in libzmq's (glibc) heap; once they are
@@ -35,6 +36,7 @@ const SYMBOLS = {
   getgrnam: { parameters: ["buffer"], result: "pointer" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   pthread_sigmask: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  signal: { parameters: ["i32", "pointer"], result: "pointer" },
   // The same call run on a thread of Deno's blocking pool: it blocks the signals there.
   pthread_sigmask_pool: {
     name: "pthread_sigmask",
@@ -128,6 +130,43 @@ export const SIGNAL_NUMBERS: Readonly<Record<string, number>> = {
 };
 
 const SIG_BLOCK = 0;
+const SIG_ERR = -1n;
+
+/**
+ * Sets the disposition of `signals` to SIG_IGN for the whole process: the kernel then discards
+ * them, and no handler anyone installed earlier runs. Returns false where libc cannot be opened
+ * or a call failed.
+ */
+export function ignoreSignals(signals: readonly number[]): boolean {
+  const c = load();
+  if (!c) return false;
+  const ignore = Deno.UnsafePointer.create(1n); // SIG_IGN
+  return signals.every((n) => BigInt(Deno.UnsafePointer.value(c.signal(n, ignore))) !== SIG_ERR);
+}
+
+/** This process's signal dispositions, as /proc/self/status shows them (bit n-1 is signal n). */
+export interface SignalDispositions {
+  /** SigIgn: ignored by the process. */
+  readonly ignored: bigint;
+  /** SigCgt: caught (a handler is installed). */
+  readonly caught: bigint;
+  /** SigBlk of the calling thread. */
+  readonly blocked: bigint;
+}
+
+/** Reads this process's signal dispositions; undefined where libc or /proc cannot be read. */
+export function signalDispositions(): SignalDispositions | undefined {
+  const c = load();
+  if (!c) return undefined;
+  const status = readSmallFile(c, "/proc/thread-self/status");
+  const field = (name: string) => {
+    const hex = new RegExp(`^${name}:\\s*([0-9a-f]+)`, "m").exec(status ?? "")?.[1];
+    return hex === undefined ? undefined : BigInt(`0x${hex}`);
+  };
+  const [ignored, caught, blocked] = [field("SigIgn"), field("SigCgt"), field("SigBlk")];
+  if (ignored === undefined || caught === undefined || blocked === undefined) return undefined;
+  return { ignored, caught, blocked };
+}
 
 /**
  * Blocks `signals` on the calling (JavaScript) thread and on every thread of Deno's blocking

@@ -15,7 +15,7 @@ import { literal, log, setupLogging, writeStderr } from "./log.ts";
 import { AdaptorMetrics } from "./metrics.ts";
 import { serveMetrics } from "./metrics_server.ts";
 import { keygen } from "./cert.ts";
-import { shieldWaits, type SignalListeners } from "./signals.ts";
+import { ignoredSignalsHold, shieldWaits, type SignalListeners } from "./signals.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
 import { addonBuild, zmqVersion } from "./zmq.ts";
 
@@ -27,6 +27,9 @@ import { addonBuild, zmqVersion } from "./zmq.ts";
  * state was left: exit as if it had finished. Otherwise something could not finish: exit 1.
  */
 export const STOP_DEADLINE_MS = 1750;
+
+/** Deno starts listening for SIGUSR1 500 ms after start; checked again once that is long past. */
+const RUNTIME_SIGNAL_GRACE_MS = 1500;
 
 /**
  * `main` for the process: `deno task start -- -t` passes the "--" through (it means nothing to
@@ -94,8 +97,6 @@ export async function main(
     "SIGHUP",
     () => log().info("SIGHUP during start-up: the clients directory is being read anyway"),
   );
-  signals.on("SIGUSR1", () => log().info("SIGUSR1 during start-up: no totals yet"));
-  signals.on("SIGUSR2", () => log().info("SIGUSR2 ignored (SIGHUP reloads, SIGINT/SIGTERM stop)"));
   // Again now that the program is loaded (loading it used the pool): before the first libzmq wait.
   const exposed = await shieldWaits();
   if (exposed) log().info(literal(`${exposed} pool thread(s) could not be made to block signals`));
@@ -119,6 +120,8 @@ export async function main(
     if (!clients && !servers) {
       log().info("SIGHUP: nothing to reload (no --curve-clients), nor --curve-servers");
     }
+    const stats = await adaptor.statistics({ timeoutMs: 300 });
+    for (const [name, s] of Object.entries(stats)) log().info(literal(describeTotals(name as never, s)));
   };
   signals.on("SIGHUP", () => {
     if (reloading) return void (again = true);
@@ -129,10 +132,10 @@ export async function main(
       } while (again);
     })().finally(() => reloading = undefined);
   });
-  signals.on("SIGUSR1", async () => {
-    const stats = await adaptor.statistics({ timeoutMs: 300 });
-    for (const [name, s] of Object.entries(stats)) log().info(literal(describeTotals(name as never, s)));
-  });
+  // Deno subscribes to SIGUSR1 itself once it has run a while: check that it is still ignored.
+  const recheck = setTimeout(() => {
+    if (!ignoredSignalsHold()) log().error("SIGUSR1/SIGUSR2 had a handler again: ignored again");
+  }, RUNTIME_SIGNAL_GRACE_MS);
   log().info("{program} {version} ready (pid {pid})", {
     program: PROGRAM,
     version: ADAPTOR_VERSION,
@@ -158,6 +161,7 @@ export async function main(
     log().error(literal(`stopping took longer than ${STOP_DEADLINE_MS} ms: exiting now`));
     Deno.exit(1);
   }, STOP_DEADLINE_MS);
+  clearTimeout(recheck);
   await Promise.all([server?.stop(), adaptor.stop()]);
   clearTimeout(deadline);
   log().info("stopped");
