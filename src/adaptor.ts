@@ -21,7 +21,9 @@
 
 import { type AuthCounts, type AuthEvent, AuthTracker, ZapHandler } from "./auth.ts";
 import { type Channel, type ChannelName, INBOUND, MAIN, MAIN_LOCAL, openChannel } from "./channel.ts";
-import { type Config, type Endpoint, MAX_LINGER_MS, peerOf, type Role, ROLES } from "./config.ts";
+import type { Config } from "./config.ts";
+import { type Endpoint, peerOf, type Role, ROLES } from "./endpoint.ts";
+import { MAX_LINGER_MS } from "./options.ts";
 import {
   curveFor,
   loadSecurity,

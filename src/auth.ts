@@ -31,7 +31,7 @@
  * record of the same key arrives (or on dispose), so an attack's last count would never be told.
  */
 
-import type { Role } from "./config.ts";
+import type { Role } from "./endpoint.ts";
 import { type ClientKeys, readClientKeys } from "./cert.ts";
 import { literal, log } from "./log.ts";
 import type { SocketEvent } from "./monitor.ts";

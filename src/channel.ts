@@ -13,8 +13,8 @@
  * half-way. `done` settles if the proxy or a monitor ends by itself.
  */
 
-import type { Config, Endpoint, Role } from "./config.ts";
-import { ROLES } from "./config.ts";
+import type { Config } from "./config.ts";
+import { type Endpoint, type Role, ROLES } from "./endpoint.ts";
 import type { CurveSetting } from "./curve.ts";
 import { Forwarder } from "./proxy.ts";
 import { StartupError } from "./errors.ts";

@@ -5,7 +5,8 @@
  * and what it leaves open.
  */
 
-import { type Config, type Endpoint, type Role, ROLES } from "./config.ts";
+import type { Config } from "./config.ts";
+import { type Endpoint, type Role, ROLES } from "./endpoint.ts";
 import { StartupError, UsageError } from "./errors.ts";
 import { literal, log } from "./log.ts";
 import {

@@ -13,7 +13,7 @@
 
 import process from "node:process";
 import type { AdaptorHandle, AdaptorHooks, ChannelName, ProxyStatistics } from "./adaptor.ts";
-import { type Role, ROLES } from "./config.ts";
+import { type Role, ROLES } from "./endpoint.ts";
 import type { Health } from "./health.ts";
 import type { SocketEvent } from "./monitor.ts";
 import { ADAPTOR_VERSION } from "./version.ts";

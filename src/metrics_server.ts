@@ -22,7 +22,7 @@
  *   address. Nothing here rejects unhandled.
  */
 
-import type { ListenAddress } from "./config.ts";
+import type { ListenAddress } from "./endpoint.ts";
 import { StartupError } from "./errors.ts";
 import { log } from "./log.ts";
 import { type AdaptorMetrics, EXPOSITION_CONTENT_TYPE } from "./metrics.ts";

@@ -17,7 +17,7 @@
 
 import type { Logger } from "@logtape/logtape";
 import { type AuthTracker, handshakeFailure } from "./auth.ts";
-import type { Role } from "./config.ts";
+import type { Role } from "./endpoint.ts";
 import { literal } from "./log.ts";
 import { LogThrottle } from "./throttle.ts";
 import type { SocketEvent } from "./monitor.ts";

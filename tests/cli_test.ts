@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { ENV, parseArgs } from "../src/cli.ts";
+import { parseArgs } from "../src/cli.ts";
+import { OPTIONS } from "../src/options.ts";
 import { UsageError } from "../src/errors.ts";
 
 const run = (argv: string[], env: Record<string, string> = {}) => {
@@ -56,9 +57,9 @@ Deno.test("environment variables fill what flags leave; flags win", () => {
 });
 
 Deno.test("every setting has a documented ADAPTOR_ variable", () => {
-  for (const { env } of Object.values(ENV)) assert.match(env, /^ADAPTOR_[A-Z_]+$/);
+  for (const { env } of OPTIONS) assert.match(env, /^ADAPTOR_[A-Z_]+$/);
   const readme = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
-  for (const { env } of Object.values(ENV)) assert.ok(readme.includes(env), `README lacks ${env}`);
+  for (const { env } of OPTIONS) assert.ok(readme.includes(env), `README lacks ${env}`);
 });
 
 Deno.test("help and version", () => {
@@ -126,5 +127,36 @@ Deno.test("protective limits from flags and ADAPTOR_* variables", () => {
   ];
   for (const flag of limits) {
     assert.ok(help.includes(flag), `help lacks ${flag}`);
+  }
+});
+
+Deno.test("a bad value from a variable is named by its variable, endpoints and combinations included", () => {
+  const fails = (env: Record<string, string>, re: RegExp) => assert.throws(() => parseArgs([], env), re);
+  fails({ ADAPTOR_BIND: "foo://x" }, /^UsageError: ADAPTOR_BIND 'foo:\/\/x': unsupported transport/);
+  fails({ ADAPTOR_PUBLISH: "tcp://h:99999" }, /^UsageError: ADAPTOR_PUBLISH 'tcp:\/\/h:99999'/);
+  fails({ ADAPTOR_SNDHWM: "-3" }, /^UsageError: ADAPTOR_SNDHWM '-3'/);
+  fails({ ADAPTOR_IO_THREADS: "0" }, /^UsageError: ADAPTOR_IO_THREADS '0'/);
+  fails({ ADAPTOR_IPC_MODE: "999" }, /^UsageError: ADAPTOR_IPC_MODE '999'/);
+  fails({ ADAPTOR_METRICS: "nowhere" }, /^UsageError: ADAPTOR_METRICS 'nowhere'/);
+  fails(
+    { ADAPTOR_CURVE_CLIENTS: "/etc/x" },
+    /^UsageError: ADAPTOR_CURVE_CLIENTS '\/etc\/x': needs --curve-cert/,
+  );
+  // The same values as flags are named by the flag.
+  assert.throws(() => parseArgs(["-b", "foo://x"]), /^UsageError: -b\/--bind 'foo:\/\/x'/);
+  assert.throws(() => parseArgs(["--sndhwm", "-3"]), /--sndhwm/);
+});
+
+Deno.test("the option table: one entry a setting, each with a flag, an ADAPTOR_ variable and help", () => {
+  const keys = new Set(OPTIONS.map((o) => o.key));
+  assert.equal(keys.size, OPTIONS.length, "a setting declared twice");
+  assert.equal(new Set(OPTIONS.map((o) => o.env)).size, OPTIONS.length, "a variable used twice");
+  const help = parseArgs(["-h"]);
+  for (const option of OPTIONS) {
+    assert.match(option.flags, /--[a-z-]+/);
+    assert.ok(
+      (help as { text: string }).text.replace(/\s+/g, " ").includes(`[env ${option.env}]`),
+      `--help lacks ${option.env}`,
+    );
   }
 });

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { DEFAULTS, makeConfig, parseEndpoint, parseListenAddress, peerOf } from "../src/config.ts";
+import { LISTEN_WITH_RECEIVER_TEST, makeConfig } from "../src/config.ts";
+import { parseEndpoint, parseListenAddress, peerOf } from "../src/endpoint.ts";
+import { DEFAULTS } from "../src/options.ts";
 import { UsageError } from "../src/errors.ts";
 
 Deno.test("defaults are the C original's endpoints; the inbound channel is off", () => {
@@ -71,7 +73,7 @@ Deno.test("-t and -r imply debug; -r turns the inbound channel on with its defau
   assert.equal(makeConfig({ test: true }).debug, true);
   const config = makeConfig({ receiverTest: true });
   assert.equal(config.debug, true);
-  assert.deepEqual(config.listen.map((e) => e.address), [DEFAULTS.listen]);
+  assert.deepEqual(config.listen.map((e) => e.address), [LISTEN_WITH_RECEIVER_TEST]);
   assert.deepEqual(config.push.map((e) => e.address), [DEFAULTS.push]);
 });
 

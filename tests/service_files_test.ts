@@ -8,7 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import { ENV, parseArgs } from "../src/cli.ts";
+import { parseArgs } from "../src/cli.ts";
+import { OPTIONS } from "../src/options.ts";
 import type { Config } from "../src/config.ts";
 import { ROOT } from "./support/process.ts";
 
@@ -37,7 +38,7 @@ function serviceKey(key: string, ...files: string[]): string | undefined {
 }
 
 function configOf(values: Record<string, string>): Config {
-  const known = new Set(Object.values(ENV).map((e) => e.env));
+  const known = new Set<string>(OPTIONS.map((o) => o.env));
   for (const name of Object.keys(values)) assert.ok(known.has(name), `the adaptor does not read ${name}`);
   const invocation = parseArgs([], values);
   assert.equal(invocation.kind, "run");

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { makeConfig, parseEndpoint } from "../src/config.ts";
+import { makeConfig } from "../src/config.ts";
+import { parseEndpoint } from "../src/endpoint.ts";
 import { applyOptions, maxFrameSize } from "../src/socket_options.ts";
 import {
   Context,
