@@ -19,7 +19,6 @@ import {
   flagOf,
   type LogFormat,
   type LogLevel,
-  MAX_MESSAGE_SIZE_LIMIT,
   type OptionKey,
   OPTIONS,
   type OptionSpec,
