@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { parseArgs } from "../src/cli.ts";
+import { GUIDE, withTable } from "../scripts/docs.ts";
 import { freePort, ipcPath } from "./support/net.ts";
 import { AdaptorProcess, ROOT } from "./support/process.ts";
 
@@ -84,4 +85,9 @@ Deno.test("the README's flag table and --help list the same flags", () => {
   );
   fromReadme.delete("--help");
   assert.deepEqual([...fromHelp].sort(), [...fromReadme].sort());
+});
+
+Deno.test("the operator guide's flag table is the option table's (deno task docs writes it)", () => {
+  const guide = Deno.readTextFileSync(GUIDE);
+  assert.equal(guide, withTable(guide), "docs/operations.md's flag table is stale: run `deno task docs`");
 });
