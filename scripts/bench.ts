@@ -42,7 +42,7 @@ import {
   sleep,
   waitQuiet,
 } from "./bench/proc.ts";
-import { DEFAULTS } from "../src/options.ts";
+import { DEFAULTS } from "../src/config/options.ts";
 import { RUN_FLAGS } from "../tests/support/process.ts";
 import {
   type Aggregate,
@@ -77,7 +77,7 @@ const QUIET_BUDGET_MS = 120_000;
 const DISTURBED_PCT = 60;
 const RETRY_BUDGET_MS = 60_000;
 
-/** The adaptor's defaults (src/options.ts), given explicitly to every proxy. */
+/** The adaptor's defaults (src/config/options.ts), given explicitly to every proxy. */
 const PROXY_SETTINGS = {
   sndhwm: DEFAULTS.sndhwm,
   rcvhwm: DEFAULTS.rcvhwm,

@@ -4,10 +4,10 @@
  * `--help` says. The suite checks that it is up to date.
  */
 
-import { OPTIONS, type OptionSpec, shownDefault } from "../src/options.ts";
+import { OPTIONS, type OptionSpec, shownDefault } from "../src/config/options.ts";
 
 export const GUIDE = new URL("../docs/operations.md", import.meta.url);
-const BEGIN = "<!-- options:begin (written by `deno task docs` from src/options.ts) -->";
+const BEGIN = "<!-- options:begin (written by `deno task docs` from src/config/options.ts) -->";
 const END = "<!-- options:end -->";
 
 /** The flag table as Markdown: flag, default, variable, what it does. */

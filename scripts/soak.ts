@@ -35,7 +35,7 @@ import {
   ZMQ_SNDHWM,
   ZMQ_SUB,
   ZMQ_SUBSCRIBE,
-} from "../src/zmq.ts";
+} from "../src/zmq/zmq.ts";
 
 const ZMQ_XPUB_NODROP = 69;
 const TOPIC = "usage.";

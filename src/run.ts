@@ -6,18 +6,18 @@
  * part of the adaptor that ended by itself, an unhandled error anywhere, a stop that overran).
  */
 
-import { describeTotals, startAdaptor } from "./adaptor.ts";
-import { parseArgs } from "./cli.ts";
+import { describeTotals, startAdaptor } from "./adaptor/adaptor.ts";
+import { parseArgs } from "./config/cli.ts";
 import { exitCodeOf, oneLine } from "./errors.ts";
-import { installRejectionGuard } from "./guard.ts";
-import { raiseFileLimit } from "./libc.ts";
-import { literal, log, setupLogging, writeStderr } from "./log.ts";
-import { AdaptorMetrics } from "./metrics.ts";
-import { serveMetrics } from "./metrics_server.ts";
-import { keygen } from "./cert.ts";
-import { ignoredSignalsHold, shieldWaits, type SignalListeners } from "./signals.ts";
+import { installRejectionGuard } from "./ops/guard.ts";
+import { raiseFileLimit } from "./os/libc.ts";
+import { literal, log, setupLogging, writeStderr } from "./ops/log.ts";
+import { AdaptorMetrics } from "./ops/metrics.ts";
+import { serveMetrics } from "./ops/metrics_server.ts";
+import { keygen } from "./security/cert.ts";
+import { ignoredSignalsHold, shieldWaits, type SignalListeners } from "./os/signals.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
-import { addonBuild, zmqVersion } from "./zmq.ts";
+import { addonBuild, zmqVersion } from "./zmq/zmq.ts";
 
 /**
  * A stop that takes longer than this is cut short: SIGINT/SIGTERM end the adaptor within 2 s,

@@ -1,16 +1,16 @@
 /**
- * Authentication outcomes: exact counts and a rate-limited log (src/auth.ts), failed
+ * Authentication outcomes: exact counts and a rate-limited log (src/security/auth.ts), failed
  * handshakes read from monitor events, and the adaptor handle's `auth`, `onAuth` and
  * `reloadClients()` with a real in-process adaptor and real CURVE peers.
  */
 
 import assert from "node:assert/strict";
-import { startAdaptor } from "../src/adaptor.ts";
-import { type AuthEvent, AuthTracker, handshakeFailure } from "../src/auth.ts";
-import { makeConfig } from "../src/config.ts";
-import { literal, log, setupLogging } from "../src/log.ts";
-import { keygen } from "../src/cert.ts";
-import { curveKeypair } from "../src/zmq.ts";
+import { startAdaptor } from "../src/adaptor/adaptor.ts";
+import { type AuthEvent, AuthTracker, handshakeFailure } from "../src/security/auth.ts";
+import { makeConfig } from "../src/config/config.ts";
+import { literal, log, setupLogging } from "../src/ops/log.ts";
+import { keygen } from "../src/security/cert.ts";
+import { curveKeypair } from "../src/zmq/zmq.ts";
 import { freePort, ipcPath, until } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";
 

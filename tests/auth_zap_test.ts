@@ -1,15 +1,15 @@
 /**
- * The ZAP handler (src/auth.ts) in a real context, with real CURVE peers in another context:
+ * The ZAP handler (src/security/auth.ts) in a real context, with real CURVE peers in another context:
  * it keeps judging connections that arrive long after it started (the zeromq.js/Deno quirk
  * would leave such a handler deaf), `reload()` admits new keys, `stop()` ends it without a
  * context shutdown, and a CURVE socket with ZAP enforced then refuses everyone (fail closed).
  */
 
 import assert from "node:assert/strict";
-import { monitorSocket } from "../src/monitor.ts";
-import { keygen, readClientKeys } from "../src/cert.ts";
-import { type AuthEvent, decideZap, handshakeFailure, ZapHandler } from "../src/auth.ts";
-import { Context, curveKeypair, z85Decode, ZMQ_LINGER, ZMQ_XPUB, ZMQ_ZAP_DOMAIN } from "../src/zmq.ts";
+import { monitorSocket } from "../src/zmq/monitor.ts";
+import { keygen, readClientKeys } from "../src/security/cert.ts";
+import { type AuthEvent, decideZap, handshakeFailure, ZapHandler } from "../src/security/auth.ts";
+import { Context, curveKeypair, z85Decode, ZMQ_LINGER, ZMQ_XPUB, ZMQ_ZAP_DOMAIN } from "../src/zmq/zmq.ts";
 import { freePort, sleep, until } from "./support/net.ts";
 import { Peers, type Receiver, SYNC } from "./support/peers.ts";
 

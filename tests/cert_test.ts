@@ -1,12 +1,12 @@
 /**
- * Certificates (src/cert.ts): keygen writes CZMQ's exact format and never overwrites;
+ * Certificates (src/security/cert.ts): keygen writes CZMQ's exact format and never overwrites;
  * certificates from CZMQ-style and hand-written files parse; every bad certificate, directory
  * and setting is refused with one line naming the flag and the file.
  */
 
 import assert from "node:assert/strict";
-import { parseArgs } from "../src/cli.ts";
-import { fileMode, makeConfig } from "../src/config.ts";
+import { parseArgs } from "../src/config/cli.ts";
+import { fileMode, makeConfig } from "../src/config/config.ts";
 import { StartupError, UsageError } from "../src/errors.ts";
 import {
   formatCertificate,
@@ -17,8 +17,8 @@ import {
   readClientKeys,
   readSecretCertificate,
   zplLocate,
-} from "../src/cert.ts";
-import { curveKeypair, curvePublic, z85Decode, z85Encode } from "../src/zmq.ts";
+} from "../src/security/cert.ts";
+import { curveKeypair, curvePublic, z85Decode, z85Encode } from "../src/zmq/zmq.ts";
 
 const tempDir = () => Deno.makeTempDirSync({ prefix: "adaptor-sec-" });
 

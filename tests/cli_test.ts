@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { parseArgs } from "../src/cli.ts";
-import { OPTIONS } from "../src/options.ts";
+import { parseArgs } from "../src/config/cli.ts";
+import { OPTIONS } from "../src/config/options.ts";
 import { UsageError } from "../src/errors.ts";
 
 const run = (argv: string[], env: Record<string, string> = {}) => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { LISTEN_WITH_RECEIVER_TEST, makeConfig } from "../src/config.ts";
-import { parseEndpoint, parseListenAddress, peerOf } from "../src/endpoint.ts";
-import { DEFAULTS } from "../src/options.ts";
+import { LISTEN_WITH_RECEIVER_TEST, makeConfig } from "../src/config/config.ts";
+import { parseEndpoint, parseListenAddress, peerOf } from "../src/config/endpoint.ts";
+import { DEFAULTS } from "../src/config/options.ts";
 import { UsageError } from "../src/errors.ts";
 
 Deno.test("defaults are the C original's endpoints; the inbound channel is off", () => {

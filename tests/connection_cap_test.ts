@@ -5,10 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import { connectionBudget, DESCRIPTOR_RESERVE, listenBacklog } from "../src/connection_cap.ts";
-import { setAcceptFilter } from "../src/libc.ts";
-import { Context, ZMQ_LINGER, ZMQ_PAIR } from "../src/zmq.ts";
-import { monitorSocket, type SocketEvent } from "../src/monitor.ts";
+import { connectionBudget, DESCRIPTOR_RESERVE, listenBacklog } from "../src/adaptor/connection_cap.ts";
+import { setAcceptFilter } from "../src/os/libc.ts";
+import { Context, ZMQ_LINGER, ZMQ_PAIR } from "../src/zmq/zmq.ts";
+import { monitorSocket, type SocketEvent } from "../src/zmq/monitor.ts";
 import { until } from "./support/net.ts";
 
 Deno.test("connectionBudget and listenBacklog follow the descriptor limit", () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { preview, SentTimes } from "../src/debug.ts";
+import { preview, SentTimes } from "../src/adaptor/taps.ts";
 
 const enc = new TextEncoder();
 

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { parseArgs } from "../src/cli.ts";
+import { parseArgs } from "../src/config/cli.ts";
 import { GUIDE, withTable } from "../scripts/docs.ts";
 import { freePort, ipcPath } from "./support/net.ts";
 import { AdaptorProcess, ROOT } from "./support/process.ts";

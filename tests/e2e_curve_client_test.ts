@@ -12,8 +12,8 @@
  */
 
 import assert from "node:assert/strict";
-import { keygen, type KeygenResult } from "../src/cert.ts";
-import { ZMQ_LINGER, ZMQ_PUB, ZMQ_SNDHWM } from "../src/zmq.ts";
+import { keygen, type KeygenResult } from "../src/security/cert.ts";
+import { ZMQ_LINGER, ZMQ_PUB, ZMQ_SNDHWM } from "../src/zmq/zmq.ts";
 import { freePort, ipcPath, sleep, until } from "./support/net.ts";
 import { type CurveClient, Peers, syncUp } from "./support/peers.ts";
 import { AdaptorProcess, runAdaptor } from "./support/process.ts";

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { processIds } from "../src/gateway_access.ts";
+import { processIds } from "../src/ipc/gateway_access.ts";
 import { withAdaptor } from "./support/session.ts";
 
 const skip = processIds()?.uid !== 0

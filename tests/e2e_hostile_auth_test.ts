@@ -8,8 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import { keygen } from "../src/cert.ts";
-import { curveKeypair, type Socket, ZMQ_RECONNECT_IVL, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq.ts";
+import { keygen } from "../src/security/cert.ts";
+import { curveKeypair, type Socket, ZMQ_RECONNECT_IVL, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/zmq.ts";
 import { freePort, ipcPath, sleep } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";
 import { AdaptorProcess } from "./support/process.ts";

@@ -11,8 +11,8 @@
  */
 
 import assert from "node:assert/strict";
-import { lockPathOf } from "../src/ipc.ts";
-import { keygen } from "../src/cert.ts";
+import { lockPathOf } from "../src/ipc/ipc.ts";
+import { keygen } from "../src/security/cert.ts";
 import { exists, freePort, ipcPath, sleep, until } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";
 import { AdaptorProcess, runAdaptor } from "./support/process.ts";

@@ -4,9 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import { startAdaptor } from "../src/adaptor.ts";
-import { makeConfig } from "../src/config.ts";
-import { keygen } from "../src/cert.ts";
+import { startAdaptor } from "../src/adaptor/adaptor.ts";
+import { makeConfig } from "../src/config/config.ts";
+import { keygen } from "../src/security/cert.ts";
 import { exists, freePort, ipcPath } from "./support/net.ts";
 
 Deno.test("startAdaptor's and AdaptorHandle's examples", async () => {

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { gatewayAccessProblem, modeText, processIds } from "../src/gateway_access.ts";
+import { gatewayAccessProblem, modeText, processIds } from "../src/ipc/gateway_access.ts";
 
 const WWW = 33; // www-data on Debian/Ubuntu
 const USERS = 100; // "users" on Debian/Ubuntu and RHEL-likes

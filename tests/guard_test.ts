@@ -1,12 +1,12 @@
 /**
- * The process-wide guard (src/guard.ts), in a real process: an unhandled rejection or an
+ * The process-wide guard (src/ops/guard.ts), in a real process: an unhandled rejection or an
  * uncaught error becomes one log line without a stack, the process stops through its own
  * clean-up (the socket file it bound is removed) and exits 1. Without the guard Deno prints
  * `error: Uncaught (in promise)` with a stack and exits at once (checked below too).
  */
 
 import assert from "node:assert/strict";
-import { describeReason } from "../src/guard.ts";
+import { describeReason } from "../src/ops/guard.ts";
 import { exists, ipcPath } from "./support/net.ts";
 import { ROOT } from "./support/process.ts";
 

@@ -5,10 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import { Forwarder } from "../src/proxy.ts";
-import { assessHealth } from "../src/health.ts";
-import { ownSocketFile } from "../src/ipc.ts";
-import { Context, ZMQ_LINGER, ZMQ_XPUB, ZMQ_XSUB } from "../src/zmq.ts";
+import { Forwarder } from "../src/adaptor/proxy.ts";
+import { assessHealth } from "../src/ops/health.ts";
+import { ownSocketFile } from "../src/ipc/ipc.ts";
+import { Context, ZMQ_LINGER, ZMQ_XPUB, ZMQ_XSUB } from "../src/zmq/zmq.ts";
 import { ipcPath } from "./support/net.ts";
 
 Deno.test("health: ok while the proxy runs; names the channel once its proxy stopped", async () => {

@@ -11,8 +11,8 @@
  */
 
 import assert from "node:assert/strict";
-import { Forwarder } from "../src/proxy.ts";
-import { monitorSocket, type SocketEvent } from "../src/monitor.ts";
+import { Forwarder } from "../src/adaptor/proxy.ts";
+import { monitorSocket, type SocketEvent } from "../src/zmq/monitor.ts";
 import {
   Context,
   ZMQ_LINGER,
@@ -22,7 +22,7 @@ import {
   ZMQ_SUBSCRIBE,
   ZMQ_XPUB,
   ZMQ_XSUB,
-} from "../src/zmq.ts";
+} from "../src/zmq/zmq.ts";
 import { sleep, until } from "./support/net.ts";
 import { lingerless } from "./support/peers.ts";
 import { tgkill, waitingPoolThreads } from "./support/threads.ts";

@@ -7,8 +7,8 @@ import {
   removeOwnedFile,
   type SocketFileState,
   watchSocketFiles,
-} from "../src/ipc.ts";
-import { Context, ZMQ_LINGER, ZMQ_XSUB } from "../src/zmq.ts";
+} from "../src/ipc/ipc.ts";
+import { Context, ZMQ_LINGER, ZMQ_XSUB } from "../src/zmq/zmq.ts";
 import { exists, ipcPath, sleep, until } from "./support/net.ts";
 
 Deno.test("checkIpcPath: absent, live, stale, not a socket, missing directory", async () => {

@@ -7,10 +7,10 @@ import {
   raiseFileLimit,
   setUmask,
   trimMalloc,
-} from "../src/libc.ts";
+} from "../src/os/libc.ts";
 import { freePort, sleep } from "./support/net.ts";
 import { Peers } from "./support/peers.ts";
-import { ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq.ts";
+import { ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/zmq.ts";
 
 const anonKiB = () => Number(/RssAnon:\s+(\d+)/.exec(Deno.readTextFileSync("/proc/self/status"))![1]);
 

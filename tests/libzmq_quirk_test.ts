@@ -8,7 +8,15 @@
  */
 
 import assert from "node:assert/strict";
-import { Context, ZMQ_LINGER, ZMQ_SUB, ZMQ_SUBSCRIBE, ZMQ_XPUB, ZMQ_XSUB, zmqVersion } from "../src/zmq.ts";
+import {
+  Context,
+  ZMQ_LINGER,
+  ZMQ_SUB,
+  ZMQ_SUBSCRIBE,
+  ZMQ_XPUB,
+  ZMQ_XSUB,
+  zmqVersion,
+} from "../src/zmq/zmq.ts";
 import { sleep } from "./support/net.ts";
 
 Deno.test("libzmq quirk still present: an XPUB's topic count stays up when its subscriber leaves; an XSUB's follows", async () => {

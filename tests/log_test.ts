@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { log, setupLogging } from "../src/log.ts";
+import { log, setupLogging } from "../src/ops/log.ts";
 
 function capture(format: "json" | "text"): string[] {
   const lines: string[] = [];

@@ -7,10 +7,10 @@
  */
 
 import assert from "node:assert/strict";
-import { libcLoader } from "../src/libc.ts";
-import { setupLogging } from "../src/log.ts";
-import { AdaptorMetrics } from "../src/metrics.ts";
-import { parseHead, serveMetrics } from "../src/metrics_server.ts";
+import { libcLoader } from "../src/os/libc.ts";
+import { setupLogging } from "../src/ops/log.ts";
+import { AdaptorMetrics } from "../src/ops/metrics.ts";
+import { parseHead, serveMetrics } from "../src/ops/metrics_server.ts";
 import { sleep, until } from "./support/net.ts";
 import { health } from "./support/scrape.ts";
 

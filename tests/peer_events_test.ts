@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { log, setupLogging } from "../src/log.ts";
-import { PeerEventLog } from "../src/peer_events.ts";
+import { log, setupLogging } from "../src/ops/log.ts";
+import { PeerEventLog } from "../src/adaptor/peer_events.ts";
 
 const limits = {
   maxMessageSize: 65536,

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Forwarder } from "../src/proxy.ts";
+import { Forwarder } from "../src/adaptor/proxy.ts";
 import {
   Context,
   ZMQ_LINGER,
@@ -18,7 +18,7 @@ import {
   ZMQ_SUBSCRIBE,
   ZMQ_XPUB,
   ZMQ_XSUB,
-} from "../src/zmq.ts";
+} from "../src/zmq/zmq.ts";
 import { sleep, until } from "./support/net.ts";
 import { lingerless } from "./support/peers.ts";
 

@@ -1,11 +1,11 @@
 /**
- * The shared sanitizer of text from outside (src/sanitize.ts) and the per-key log throttle
- * with its timed, exact summaries (src/throttle.ts).
+ * The shared sanitizer of text from outside (src/ops/sanitize.ts) and the per-key log throttle
+ * with its timed, exact summaries (src/ops/throttle.ts).
  */
 
 import assert from "node:assert/strict";
-import { escapeCharacter, sanitize, SANITIZE_MAX_LENGTH } from "../src/sanitize.ts";
-import { LogThrottle, OVERFLOW_KEY } from "../src/throttle.ts";
+import { escapeCharacter, sanitize, SANITIZE_MAX_LENGTH } from "../src/ops/sanitize.ts";
+import { LogThrottle, OVERFLOW_KEY } from "../src/ops/throttle.ts";
 import { until } from "./support/net.ts";
 
 Deno.test("sanitize: every control, separator, bidi and lone surrogate escaped; printable text kept", () => {

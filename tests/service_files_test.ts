@@ -8,9 +8,9 @@
  */
 
 import assert from "node:assert/strict";
-import { parseArgs } from "../src/cli.ts";
-import { OPTIONS } from "../src/options.ts";
-import type { Config } from "../src/config.ts";
+import { parseArgs } from "../src/config/cli.ts";
+import { OPTIONS } from "../src/config/options.ts";
+import type { Config } from "../src/config/config.ts";
 import { ROOT } from "./support/process.ts";
 
 const UNIT = `${ROOT}scripts/adaptor.service`;

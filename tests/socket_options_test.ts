@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { makeConfig } from "../src/config.ts";
-import { parseEndpoint } from "../src/endpoint.ts";
-import { applyOptions, maxFrameSize } from "../src/socket_options.ts";
+import { makeConfig } from "../src/config/config.ts";
+import { parseEndpoint } from "../src/config/endpoint.ts";
+import { applyOptions, maxFrameSize } from "../src/zmq/socket_options.ts";
 import {
   Context,
   ZMQ_HEARTBEAT_IVL,
@@ -12,7 +12,7 @@ import {
   ZMQ_TCP_MAXRT,
   ZMQ_XPUB,
   ZMQ_XSUB,
-} from "../src/zmq.ts";
+} from "../src/zmq/zmq.ts";
 
 Deno.test("applyOptions: libzmq reports back what the Config asks, the write batch included", async () => {
   const ctx = new Context();

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { SETTLE_MS, SUBSCRIBED_SETTLE_MS, SubscriberWait } from "../src/subscriber_wait.ts";
+import { SETTLE_MS, SUBSCRIBED_SETTLE_MS, SubscriberWait } from "../src/adaptor/subscriber_wait.ts";
 
 const settledWithin = async (promise: Promise<void>, ms: number) =>
   await Promise.race([promise.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);

@@ -1,6 +1,6 @@
 /*
  * The reference: libzmq's own C proxy, zmq_proxy(XSUB, XPUB), set up like the adaptor's main
- * channel (src/adaptor.ts): XSUB binds --bind, XPUB binds --publish, both sockets get the
+ * channel (src/adaptor/adaptor.ts): XSUB binds --bind, XPUB binds --publish, both sockets get the
  * same SNDHWM, RCVHWM, LINGER and TCP keepalive, one context with --io-threads I/O threads.
  * As with the adaptor's -b/-p, an endpoint written '>tcp://…' is connected instead of bound
  * (the bench's two-hop chain: the aggregator's XSUB connects to the edge's XPUB), '@…' binds.

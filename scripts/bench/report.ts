@@ -565,7 +565,7 @@ function chainSection(
 /**
  * "Tuning: what was tried" (issue 3): each tuning variant against the adaptor's default and
  * the C reference, in the same rounds; the verdict follows a stated rule, and the adaptor's
- * actual default is read from src/options.ts, so a disagreement would show.
+ * actual default is read from src/config/options.ts, so a disagreement would show.
  */
 function tuningSection(
   scenarios: readonly Scenario[],

@@ -15,7 +15,7 @@
  * Used by tests/e2e_fleet_test.ts (a short scenario) and scripts/fleet.ts (all four faults).
  */
 
-import { keygen } from "../../src/cert.ts";
+import { keygen } from "../../src/security/cert.ts";
 import { type Host, type Link, netnsUnavailable, Network } from "./netns.ts";
 import { sleep } from "./net.ts";
 import { AdaptorProcess, ROOT, RUN_FLAGS } from "./process.ts";

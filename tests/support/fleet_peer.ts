@@ -36,8 +36,8 @@ import {
   ZMQ_SUB,
   ZMQ_SUBSCRIBE,
   ZMQ_XPUB,
-} from "../../src/zmq.ts";
-import { parseCertificate, readSecretCertificate } from "../../src/cert.ts";
+} from "../../src/zmq/zmq.ts";
+import { parseCertificate, readSecretCertificate } from "../../src/security/cert.ts";
 
 const ZMQ_XPUB_NODROP = 69;
 const ZMQ_CONNECT_TIMEOUT = 79;

@@ -5,8 +5,8 @@
  * clean-up (removes the file), as the adaptor's stop does, and exits 1.
  */
 
-import { installRejectionGuard } from "../../src/guard.ts";
-import { setupLogging } from "../../src/log.ts";
+import { installRejectionGuard } from "../../src/ops/guard.ts";
+import { setupLogging } from "../../src/ops/log.ts";
 
 setupLogging({ level: "info", format: "text" });
 const [what, path] = Deno.args;

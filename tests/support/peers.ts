@@ -20,7 +20,7 @@ import {
   ZMQ_SUB,
   ZMQ_SUBSCRIBE,
   ZMQ_XPUB,
-} from "../../src/zmq.ts";
+} from "../../src/zmq/zmq.ts";
 import { sleep, until } from "./net.ts";
 
 const ZMQ_XPUB_NODROP = 69;

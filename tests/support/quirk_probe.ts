@@ -6,7 +6,7 @@
  */
 
 import * as zmq from "zeromq";
-import { Context, ZMQ_LINGER, ZMQ_PUB } from "../../src/zmq.ts";
+import { Context, ZMQ_LINGER, ZMQ_PUB } from "../../src/zmq/zmq.ts";
 
 const port = Number(Deno.args[0]);
 const COUNT = 1000;

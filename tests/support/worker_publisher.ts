@@ -4,7 +4,7 @@
  * Prints "publishing" once connected; runs until stdin closes.
  */
 
-import { Context, ZMQ_LINGER, ZMQ_PUB } from "../../src/zmq.ts";
+import { Context, ZMQ_LINGER, ZMQ_PUB } from "../../src/zmq/zmq.ts";
 
 const [endpoint, name] = Deno.args;
 const ctx = new Context();

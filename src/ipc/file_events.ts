@@ -16,7 +16,7 @@
  * of inotify instances reached), `watchFiles` returns undefined and the caller polls.
  */
 
-import { libcLoader } from "./libc.ts";
+import { libcLoader } from "../os/libc.ts";
 
 const IN_NONBLOCK = 0o4000;
 const IN_CLOEXEC = 0o2000000;

@@ -13,7 +13,7 @@ import {
   type Role,
   ROLES,
 } from "./endpoint.ts";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../errors.ts";
 import {
   DEFAULTS,
   flagOf,

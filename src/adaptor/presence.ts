@@ -9,9 +9,9 @@
  * this the adaptor looks fine (`ok`, INFO lines) while no event arrives.
  */
 
-import { IPC_GROUP_HINT } from "./gateway_access.ts";
-import { literal, log } from "./log.ts";
-import type { SocketEvent } from "./monitor.ts";
+import { IPC_GROUP_HINT } from "../ipc/gateway_access.ts";
+import { literal, log } from "../ops/log.ts";
+import type { SocketEvent } from "../zmq/monitor.ts";
 
 /** Watches one socket's peers; `report` gets its events. */
 export class PublisherPresence {

@@ -19,7 +19,7 @@ import {
   type LogRecord,
   resetSync,
 } from "@logtape/logtape";
-import type { LogFormat, LogLevel } from "./options.ts";
+import type { LogFormat, LogLevel } from "../config/options.ts";
 
 const encoder = new TextEncoder();
 

@@ -9,8 +9,8 @@
 import { Command, CommanderError, Option } from "commander";
 import { type Config, type ConfigInput, makeConfig } from "./config.ts";
 import { flagOf, type OptionKey, OPTIONS, type OptionSpec, shownDefault } from "./options.ts";
-import { UsageError } from "./errors.ts";
-import { PROGRAM } from "./version.ts";
+import { UsageError } from "../errors.ts";
+import { PROGRAM } from "../version.ts";
 
 /** What the command line asks for. */
 export type Invocation =

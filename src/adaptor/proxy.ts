@@ -26,7 +26,7 @@ import {
   ZMQ_PAIR,
   ZMQ_XPUB,
   ZMQ_XSUB,
-} from "./zmq.ts";
+} from "../zmq/zmq.ts";
 
 /** Counters of one side of a proxy, as libzmq keeps them. */
 export interface SideStatistics {

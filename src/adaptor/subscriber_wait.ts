@@ -16,8 +16,8 @@
  * `--subscriber-wait` ms, whichever is first.
  */
 
-import { literal, log } from "./log.ts";
-import type { SocketEvent } from "./monitor.ts";
+import { literal, log } from "../ops/log.ts";
+import type { SocketEvent } from "../zmq/monitor.ts";
 
 /** After the first subscriber's handshake: time for its subscriptions to arrive. */
 export const SETTLE_MS = 100;

@@ -22,8 +22,8 @@
  *   address. Nothing here rejects unhandled.
  */
 
-import type { ListenAddress } from "./endpoint.ts";
-import { StartupError } from "./errors.ts";
+import type { ListenAddress } from "../config/endpoint.ts";
+import { StartupError } from "../errors.ts";
 import { log } from "./log.ts";
 import { type AdaptorMetrics, EXPOSITION_CONTENT_TYPE } from "./metrics.ts";
 import { sanitize } from "./sanitize.ts";

@@ -17,9 +17,9 @@
  * read whole before).
  */
 
-import { StartupError, UsageError } from "./errors.ts";
-import { sanitize } from "./sanitize.ts";
-import { curveKeypair, curvePublic, hasCapability, z85Decode } from "./zmq.ts";
+import { StartupError, UsageError } from "../errors.ts";
+import { sanitize } from "../ops/sanitize.ts";
+import { curveKeypair, curvePublic, hasCapability, z85Decode } from "../zmq/zmq.ts";
 
 // ---------------------------------------------------------------------------------------------
 // ZPL (rfc.zeromq.org/spec:4), the subset CZMQ's zconfig reads and writes
@@ -412,7 +412,7 @@ export interface KeygenResult {
  *
  * @example A node's pair, as `adaptor keygen /etc/api-gateway/curve/node1` makes it
  * ```ts
- * import { keygen } from "./src/cert.ts";
+ * import { keygen } from "../src/cert.ts";
  *
  * const { publicPath, secretPath, publicKey } = keygen("/tmp/node1", { hostname: "node1" });
  * // publicPath "/tmp/node1" goes to the other side; secretPath "/tmp/node1_secret" is --curve-cert

@@ -19,11 +19,11 @@
  * `/healthz` says so.
  */
 
-import { type AuthCounts, type AuthEvent, AuthTracker, ZapHandler } from "./auth.ts";
+import { type AuthCounts, type AuthEvent, AuthTracker, ZapHandler } from "../security/auth.ts";
 import { type Channel, type ChannelName, INBOUND, MAIN, MAIN_LOCAL, openChannel } from "./channel.ts";
-import type { Config } from "./config.ts";
-import { type Endpoint, peerOf, type Role, ROLES } from "./endpoint.ts";
-import { MAX_LINGER_MS } from "./options.ts";
+import type { Config } from "../config/config.ts";
+import { type Endpoint, peerOf, type Role, ROLES } from "../config/endpoint.ts";
+import { MAX_LINGER_MS } from "../config/options.ts";
 import {
   curveFor,
   loadSecurity,
@@ -31,21 +31,21 @@ import {
   reportClients,
   type ServerKeys,
   warnAboutExposure,
-} from "./curve.ts";
-import { oneLine } from "./errors.ts";
-import { startTaps } from "./debug.ts";
+} from "../security/curve.ts";
+import { oneLine } from "../errors.ts";
+import { startTaps } from "./taps.ts";
 import type { ProxyStatistics } from "./proxy.ts";
-import { assessHealth, type Health } from "./health.ts";
-import { type GuardedPath, IpcGuard, resolveGroup } from "./ipc.ts";
-import { fileLimit, openDescriptors, startMallocTrim } from "./libc.ts";
-import { literal, log } from "./log.ts";
-import type { SocketEvent } from "./monitor.ts";
+import { assessHealth, type Health } from "../ops/health.ts";
+import { type GuardedPath, IpcGuard, resolveGroup } from "../ipc/ipc.ts";
+import { fileLimit, openDescriptors, startMallocTrim } from "../os/libc.ts";
+import { literal, log } from "../ops/log.ts";
+import type { SocketEvent } from "../zmq/monitor.ts";
 import { PeerEventLog, routeSocketEvents } from "./peer_events.ts";
 import { SubscriberWait } from "./subscriber_wait.ts";
 import { PublisherPresence } from "./presence.ts";
 import { connectionBudget, ConnectionCap, listenBacklog } from "./connection_cap.ts";
-import { describe } from "./socket_options.ts";
-import { Context, type CurveKeyPair, curveKeypair, zmqVersion } from "./zmq.ts";
+import { describe } from "../zmq/socket_options.ts";
+import { Context, type CurveKeyPair, curveKeypair, zmqVersion } from "../zmq/zmq.ts";
 
 export type { ChannelName };
 
@@ -156,8 +156,8 @@ interface Loop {
  *
  * @example Forward from an ipc XSUB to a tcp XPUB, then stop
  * ```ts
- * import { startAdaptor } from "./src/adaptor.ts";
- * import { makeConfig } from "./src/config.ts";
+ * import { startAdaptor } from "../src/adaptor.ts";
+ * import { makeConfig } from "../src/config.ts";
  *
  * const adaptor = await startAdaptor(makeConfig({
  *   bind: ["ipc:///tmp/example_queue"],

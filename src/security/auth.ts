@@ -8,7 +8,7 @@
  * public key is in a certificate in the clients directory (`--curve-clients`).
  *
  * Why a blocking receive: the loop waits in `zmq_msg_recv` on a thread of Deno's blocking pool
- * (src/zmq.ts), not in zeromq.js, whose waits can hang for good under Deno once a wake-up
+ * (src/zmq/zmq.ts), not in zeromq.js, whose waits can hang for good under Deno once a wake-up
  * carries no message; a ZAP handler that stopped answering would lock every later client out.
  *
  * Lifecycle: `ZapHandler.start()` (before any socket binds, so no client is ever asked about
@@ -26,17 +26,17 @@
  * (measured before: 4 100–17 000 lines in 10–30 s). The first 5 decisions of a minute are
  * logged in full (with their keys: a few examples for the operator); the rest are counted, and
  * when the minute ends one summary line gives their exact number. Beyond 1000 hosts in a minute
- * (a botnet, an IPv6 range) the rest share one overflow line per window. `LogThrottle` (src/throttle.ts) does the work; LogTape's
+ * (a botnet, an IPv6 range) the rest share one overflow line per window. `LogThrottle` (src/ops/throttle.ts) does the work; LogTape's
  * `getThrottlingFilter` was not used because it writes a window's summary only when the next
  * record of the same key arrives (or on dispose), so an attack's last count would never be told.
  */
 
-import type { Role } from "./endpoint.ts";
+import type { Role } from "../config/endpoint.ts";
 import { type ClientKeys, readClientKeys } from "./cert.ts";
-import { literal, log } from "./log.ts";
-import type { SocketEvent } from "./monitor.ts";
-import { sanitize } from "./sanitize.ts";
-import { LogThrottle } from "./throttle.ts";
+import { literal, log } from "../ops/log.ts";
+import type { SocketEvent } from "../zmq/monitor.ts";
+import { sanitize } from "../ops/sanitize.ts";
+import { LogThrottle } from "../ops/throttle.ts";
 import {
   type Context,
   errorFor,
@@ -47,7 +47,7 @@ import {
   ZMQ_LINGER,
   ZMQ_REP,
   ZMQ_REQ,
-} from "./zmq.ts";
+} from "../zmq/zmq.ts";
 
 /** Where libzmq looks for the ZAP handler of a context. */
 export const ZAP_ENDPOINT = "inproc://zeromq.zap.01";

@@ -16,12 +16,12 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import { type AuthTracker, handshakeFailure } from "./auth.ts";
-import type { Role } from "./endpoint.ts";
-import { literal } from "./log.ts";
-import { LogThrottle } from "./throttle.ts";
-import type { SocketEvent } from "./monitor.ts";
-import { errorFor, PROTOCOL_ERRORS } from "./zmq.ts";
+import { type AuthTracker, handshakeFailure } from "../security/auth.ts";
+import type { Role } from "../config/endpoint.ts";
+import { literal } from "../ops/log.ts";
+import { LogThrottle } from "../ops/throttle.ts";
+import type { SocketEvent } from "../zmq/monitor.ts";
+import { errorFor, PROTOCOL_ERRORS } from "../zmq/zmq.ts";
 
 /** The limits the messages refer to, so that they can name the flag to change. */
 export interface PeerEventLimits {

@@ -5,10 +5,10 @@
  * and what it leaves open.
  */
 
-import type { Config } from "./config.ts";
-import { type Endpoint, type Role, ROLES } from "./endpoint.ts";
-import { StartupError, UsageError } from "./errors.ts";
-import { literal, log } from "./log.ts";
+import type { Config } from "../config/config.ts";
+import { type Endpoint, type Role, ROLES } from "../config/endpoint.ts";
+import { StartupError, UsageError } from "../errors.ts";
+import { literal, log } from "../ops/log.ts";
 import {
   CertificateError,
   type ClientKeys,
@@ -17,7 +17,7 @@ import {
   readSecretCertificate,
   type SecretCertificate,
 } from "./cert.ts";
-import { hasCapability } from "./zmq.ts";
+import { hasCapability } from "../zmq/zmq.ts";
 
 /**
  * The sockets that face the network and become CURVE servers with `--curve-cert` on all their

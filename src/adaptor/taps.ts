@@ -13,10 +13,10 @@
  * when the context is shut down.
  */
 
-import { StartupError } from "./errors.ts";
-import { log } from "./log.ts";
-import { explain } from "./socket_options.ts";
-import { UNSAFE_CHARACTER } from "./sanitize.ts";
+import { StartupError } from "../errors.ts";
+import { log } from "../ops/log.ts";
+import { explain } from "../zmq/socket_options.ts";
+import { UNSAFE_CHARACTER } from "../ops/sanitize.ts";
 import {
   type Context,
   type Frames,
@@ -27,7 +27,7 @@ import {
   ZMQ_SUB,
   ZMQ_SUBSCRIBE,
   ZmqError,
-} from "./zmq.ts";
+} from "../zmq/zmq.ts";
 
 /** Where a test peer goes: connect to `address`, or bind it when the adaptor connects there. */
 export interface PeerEndpoint {

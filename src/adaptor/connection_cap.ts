@@ -19,9 +19,9 @@
  * reserve for the overshoot, the ipc peers and the metrics server (`connectionBudget`).
  */
 
-import { setAcceptFilter } from "./libc.ts";
-import { literal, log } from "./log.ts";
-import type { SocketEvent } from "./monitor.ts";
+import { setAcceptFilter } from "../os/libc.ts";
+import { literal, log } from "../ops/log.ts";
+import type { SocketEvent } from "../zmq/monitor.ts";
 
 /** Descriptors kept out of the tcp sockets' budget: a burst's overshoot, ipc peers, HTTP, libzmq. */
 export const DESCRIPTOR_RESERVE = 128;

@@ -12,12 +12,12 @@
  */
 
 import process from "node:process";
-import type { AdaptorHandle, AdaptorHooks, ChannelName, ProxyStatistics } from "./adaptor.ts";
-import { type Role, ROLES } from "./endpoint.ts";
+import type { AdaptorHandle, AdaptorHooks, ChannelName, ProxyStatistics } from "../adaptor/adaptor.ts";
+import { type Role, ROLES } from "../config/endpoint.ts";
 import type { Health } from "./health.ts";
-import type { SocketEvent } from "./monitor.ts";
-import { ADAPTOR_VERSION } from "./version.ts";
-import { addonBuild, zmqVersion } from "./zmq.ts";
+import type { SocketEvent } from "../zmq/monitor.ts";
+import { ADAPTOR_VERSION } from "../version.ts";
+import { addonBuild, zmqVersion } from "../zmq/zmq.ts";
 
 /** The Content-Type of the text exposition format. */
 export const EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";

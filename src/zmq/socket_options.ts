@@ -4,8 +4,8 @@
  * an endpoint and a libzmq error are named in the one-line errors operators see.
  */
 
-import type { Config } from "./config.ts";
-import { type Endpoint, type Role, ROLES } from "./endpoint.ts";
+import type { Config } from "../config/config.ts";
+import { type Endpoint, type Role, ROLES } from "../config/endpoint.ts";
 import {
   type Socket,
   ZMQ_BACKLOG,

@@ -13,16 +13,16 @@
  * half-way. `done` settles if the proxy or a monitor ends by itself.
  */
 
-import type { Config } from "./config.ts";
-import { type Endpoint, type Role, ROLES } from "./endpoint.ts";
-import type { CurveSetting } from "./curve.ts";
+import type { Config } from "../config/config.ts";
+import { type Endpoint, type Role, ROLES } from "../config/endpoint.ts";
+import type { CurveSetting } from "../security/curve.ts";
 import { Forwarder } from "./proxy.ts";
-import { StartupError } from "./errors.ts";
-import { gatewayAccessProblem } from "./gateway_access.ts";
-import type { BindProtection, IpcGuard } from "./ipc.ts";
-import { literal, log } from "./log.ts";
-import { monitorSocket, type SocketEvent } from "./monitor.ts";
-import { applyOptions, describe, explain } from "./socket_options.ts";
+import { StartupError } from "../errors.ts";
+import { gatewayAccessProblem } from "../ipc/gateway_access.ts";
+import type { BindProtection, IpcGuard } from "../ipc/ipc.ts";
+import { literal, log } from "../ops/log.ts";
+import { monitorSocket, type SocketEvent } from "../zmq/monitor.ts";
+import { applyOptions, describe, explain } from "../zmq/socket_options.ts";
 import {
   type Context,
   type Socket,
@@ -36,7 +36,7 @@ import {
   ZMQ_XSUB,
   ZMQ_ZAP_DOMAIN,
   ZmqError,
-} from "./zmq.ts";
+} from "../zmq/zmq.ts";
 
 /** The two channels an adaptor runs. */
 export type ChannelName = "main" | "inbound";

@@ -4,7 +4,7 @@
  * takes the role's default), and the HOST:PORT of an HTTP listener.
  */
 
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../errors.ts";
 
 /** Transports the adaptor accepts. */
 export type Transport = "tcp" | "ipc" | "inproc";

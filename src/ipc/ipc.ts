@@ -14,9 +14,9 @@
  */
 
 import { dirname } from "node:path";
-import { StartupError, UsageError } from "./errors.ts";
+import { StartupError, UsageError } from "../errors.ts";
 import { watchFiles } from "./file_events.ts";
-import { cannotWriteDirectory, type FileLock, groupId, lockFile, setUmask } from "./libc.ts";
+import { cannotWriteDirectory, type FileLock, groupId, lockFile, setUmask } from "../os/libc.ts";
 
 /** The identity of a socket file we created. */
 export interface OwnedSocketFile {
