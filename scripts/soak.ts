@@ -26,16 +26,8 @@
 import { parseArgs } from "node:util";
 import { freePort } from "../tests/support/net.ts";
 import { AdaptorProcess } from "../tests/support/process.ts";
-import {
-  Context,
-  type Socket,
-  ZMQ_LINGER,
-  ZMQ_PUB,
-  ZMQ_RCVHWM,
-  ZMQ_SNDHWM,
-  ZMQ_SUB,
-  ZMQ_SUBSCRIBE,
-} from "../src/zmq/zmq.ts";
+import { ZMQ_LINGER, ZMQ_PUB, ZMQ_RCVHWM, ZMQ_SNDHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
+import { Context, type Socket } from "../src/zmq/socket.ts";
 
 const ZMQ_XPUB_NODROP = 69;
 const TOPIC = "usage.";

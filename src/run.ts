@@ -17,7 +17,7 @@ import { serveMetrics } from "./ops/metrics_server.ts";
 import { keygen } from "./security/cert.ts";
 import { ignoredSignalsHold, shieldWaits, type SignalListeners } from "./os/signals.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
-import { addonBuild, zmqVersion } from "./zmq/zmq.ts";
+import { addonBuild, zmqVersion } from "./zmq/binding.ts";
 
 /**
  * A stop that takes longer than this is cut short: SIGINT/SIGTERM end the adaptor within 2 s,

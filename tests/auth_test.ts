@@ -10,7 +10,7 @@ import { type AuthEvent, AuthTracker, handshakeFailure } from "../src/security/a
 import { makeConfig } from "../src/config/config.ts";
 import { literal, log, setupLogging } from "../src/ops/log.ts";
 import { keygen } from "../src/security/cert.ts";
-import { curveKeypair } from "../src/zmq/zmq.ts";
+import { curveKeypair } from "../src/zmq/z85.ts";
 import { freePort, ipcPath, until } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";
 

@@ -9,7 +9,9 @@ import assert from "node:assert/strict";
 import { monitorSocket } from "../src/zmq/monitor.ts";
 import { keygen, readClientKeys } from "../src/security/cert.ts";
 import { type AuthEvent, decideZap, handshakeFailure, ZapHandler } from "../src/security/auth.ts";
-import { Context, curveKeypair, z85Decode, ZMQ_LINGER, ZMQ_XPUB, ZMQ_ZAP_DOMAIN } from "../src/zmq/zmq.ts";
+import { ZMQ_LINGER, ZMQ_XPUB, ZMQ_ZAP_DOMAIN } from "../src/zmq/constants.ts";
+import { Context } from "../src/zmq/socket.ts";
+import { curveKeypair, z85Decode } from "../src/zmq/z85.ts";
 import { freePort, sleep, until } from "./support/net.ts";
 import { Peers, type Receiver, SYNC } from "./support/peers.ts";
 

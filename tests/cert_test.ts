@@ -18,7 +18,7 @@ import {
   readSecretCertificate,
   zplLocate,
 } from "../src/security/cert.ts";
-import { curveKeypair, curvePublic, z85Decode, z85Encode } from "../src/zmq/zmq.ts";
+import { curveKeypair, curvePublic, z85Decode, z85Encode } from "../src/zmq/z85.ts";
 
 const tempDir = () => Deno.makeTempDirSync({ prefix: "adaptor-sec-" });
 

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { freePort, ipcPath } from "./support/net.ts";
 import { AdaptorProcess, ROOT, RUN_FLAGS, taskFlags } from "./support/process.ts";
-import { prebuiltAddons } from "../src/zmq/zmq.ts";
+import { prebuiltAddons } from "../src/zmq/binding.ts";
 
 const outputDir = Deno.makeTempDirSync({ prefix: "adaptor-compile-" });
 const output = `${outputDir}/adaptor`;

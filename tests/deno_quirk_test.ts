@@ -1,5 +1,5 @@
 /**
- * Keeps the reason for src/zmq/zmq.ts's design in view: under Deno 2.9 a zeromq.js receive left
+ * Keeps the reason for src/zmq/'s design (the FFI binding) in view: under Deno 2.9 a zeromq.js receive left
  * pending on a bound socket never wakes again. This test asserts the quirk is still there;
  * when a Deno release fixes uv_poll, it fails, and zeromq.js's own sockets become an option.
  */

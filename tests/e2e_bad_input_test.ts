@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { exists, freePort, ipcPath, portIsFree } from "./support/net.ts";
 import { runAdaptor } from "./support/process.ts";
-import { addonBuild } from "../src/zmq/zmq.ts";
+import { addonBuild } from "../src/zmq/binding.ts";
 
 function assertOneCleanLine(stderr: string[], mentions: string[]): void {
   assert.equal(stderr.length, 1, `expected one line, got:\n${stderr.join("\n")}`);

@@ -13,7 +13,7 @@
 
 import assert from "node:assert/strict";
 import { keygen, type KeygenResult } from "../src/security/cert.ts";
-import { ZMQ_LINGER, ZMQ_PUB, ZMQ_SNDHWM } from "../src/zmq/zmq.ts";
+import { ZMQ_LINGER, ZMQ_PUB, ZMQ_SNDHWM } from "../src/zmq/constants.ts";
 import { freePort, ipcPath, sleep, until } from "./support/net.ts";
 import { type CurveClient, Peers, syncUp } from "./support/peers.ts";
 import { AdaptorProcess, runAdaptor } from "./support/process.ts";

@@ -11,7 +11,7 @@ import { sleep, until } from "./support/net.ts";
 import { syncUp } from "./support/peers.ts";
 import { withAdaptor } from "./support/session.ts";
 import { connectRaw, handshake, readUntilClosed, subscription } from "./support/zmtp.ts";
-import { ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/zmq.ts";
+import { ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
 
 const disconnectWarning = (socket: string) =>
   new RegExp(`WRN.*${socket} .*: a peer( \\S+)? disconnected .*--max-message-size 1024`);

@@ -12,7 +12,8 @@ import { freePort, sleep, until } from "./support/net.ts";
 import { scrape, value } from "./support/scrape.ts";
 import { SYNC, syncUp } from "./support/peers.ts";
 import { withAdaptor } from "./support/session.ts";
-import { type Socket, ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/zmq.ts";
+import { ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
+import { type Socket } from "../src/zmq/socket.ts";
 
 const ZMQ_RCVBUF = 12;
 const decoder = new TextDecoder();

@@ -9,7 +9,7 @@ import { AdaptorProcess } from "./support/process.ts";
 import { withAdaptor } from "./support/session.ts";
 import { freePort } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";
-import { ZMQ_SUB, ZMQ_SUBSCRIBE, ZMQ_UNSUBSCRIBE, ZMQ_XPUB } from "../src/zmq/zmq.ts";
+import { ZMQ_SUB, ZMQ_SUBSCRIBE, ZMQ_UNSUBSCRIBE, ZMQ_XPUB } from "../src/zmq/constants.ts";
 
 const PUBLISHERS = 4;
 const PER_PUBLISHER = 2500;

@@ -9,7 +9,9 @@
 
 import assert from "node:assert/strict";
 import { keygen } from "../src/security/cert.ts";
-import { curveKeypair, type Socket, ZMQ_RECONNECT_IVL, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/zmq.ts";
+import { ZMQ_RECONNECT_IVL, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
+import { type Socket } from "../src/zmq/socket.ts";
+import { curveKeypair } from "../src/zmq/z85.ts";
 import { freePort, ipcPath, sleep } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";
 import { AdaptorProcess } from "./support/process.ts";

@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/zmq.ts";
+import { ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
 import { assertForwards } from "./support/forwarding.ts";
 import { exists, freePort, ipcPath, sleep } from "./support/net.ts";
 import { Peers } from "./support/peers.ts";

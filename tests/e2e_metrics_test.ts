@@ -8,7 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import { addonBuild, ZMQ_LINGER, ZMQ_PULL, ZMQ_RCVHWM } from "../src/zmq/zmq.ts";
+import { addonBuild } from "../src/zmq/binding.ts";
+import { ZMQ_LINGER, ZMQ_PULL, ZMQ_RCVHWM } from "../src/zmq/constants.ts";
 import { freePort, ipcPath, sleep } from "./support/net.ts";
 import { Peers, type Receiver, syncUp } from "./support/peers.ts";
 import { AdaptorProcess } from "./support/process.ts";

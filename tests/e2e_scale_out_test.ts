@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ZMQ_SUB, ZMQ_SUBSCRIBE, ZMQ_XPUB } from "../src/zmq/zmq.ts";
+import { ZMQ_SUB, ZMQ_SUBSCRIBE, ZMQ_XPUB } from "../src/zmq/constants.ts";
 import { freePort, ipcPath, sleep, until } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";
 import { AdaptorProcess } from "./support/process.ts";

@@ -1,6 +1,6 @@
 /**
  * Securing a deployment, end to end: the adaptor as a process with --curve-cert and
- * --curve-clients, real CURVE peers (src/zmq/zmq.ts sockets) in the test process.
+ * --curve-clients, real CURVE peers (src/zmq/socket.ts) in the test process.
  *
  * - an allowed client receives every message; an unknown key, a wrong server key and a
  *   plaintext client receive nothing, and each denial is logged with its address and reason;
@@ -15,7 +15,7 @@
 
 import assert from "node:assert/strict";
 import { keygen, type KeygenResult } from "../src/security/cert.ts";
-import { curveKeypair } from "../src/zmq/zmq.ts";
+import { curveKeypair } from "../src/zmq/z85.ts";
 import { exists, freePort, ipcPath, sleep } from "./support/net.ts";
 import { type CurveClient, Peers, syncUp } from "./support/peers.ts";
 import { AdaptorProcess, runAdaptor } from "./support/process.ts";

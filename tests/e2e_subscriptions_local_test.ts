@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ZMQ_XSUB } from "../src/zmq/zmq.ts";
+import { ZMQ_XSUB } from "../src/zmq/constants.ts";
 import { freePort, sleep } from "./support/net.ts";
 import { scrape, value } from "./support/scrape.ts";
 import { syncUp } from "./support/peers.ts";

@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { Forwarder } from "../src/adaptor/proxy.ts";
 import { assessHealth } from "../src/ops/health.ts";
 import { ownSocketFile } from "../src/ipc/ipc.ts";
-import { Context, ZMQ_LINGER, ZMQ_XPUB, ZMQ_XSUB } from "../src/zmq/zmq.ts";
+import { ZMQ_LINGER, ZMQ_XPUB, ZMQ_XSUB } from "../src/zmq/constants.ts";
+import { Context } from "../src/zmq/socket.ts";
 import { ipcPath } from "./support/net.ts";
 
 Deno.test("health: ok while the proxy runs; names the channel once its proxy stopped", async () => {

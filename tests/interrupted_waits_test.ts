@@ -14,7 +14,6 @@ import assert from "node:assert/strict";
 import { Forwarder } from "../src/adaptor/proxy.ts";
 import { monitorSocket, type SocketEvent } from "../src/zmq/monitor.ts";
 import {
-  Context,
   ZMQ_LINGER,
   ZMQ_PAIR,
   ZMQ_PUB,
@@ -22,7 +21,8 @@ import {
   ZMQ_SUBSCRIBE,
   ZMQ_XPUB,
   ZMQ_XSUB,
-} from "../src/zmq/zmq.ts";
+} from "../src/zmq/constants.ts";
+import { Context } from "../src/zmq/socket.ts";
 import { sleep, until } from "./support/net.ts";
 import { lingerless } from "./support/peers.ts";
 import { tgkill, waitingPoolThreads } from "./support/threads.ts";

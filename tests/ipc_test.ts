@@ -8,7 +8,8 @@ import {
   type SocketFileState,
   watchSocketFiles,
 } from "../src/ipc/ipc.ts";
-import { Context, ZMQ_LINGER, ZMQ_XSUB } from "../src/zmq/zmq.ts";
+import { ZMQ_LINGER, ZMQ_XSUB } from "../src/zmq/constants.ts";
+import { Context } from "../src/zmq/socket.ts";
 import { exists, ipcPath, sleep, until } from "./support/net.ts";
 
 Deno.test("checkIpcPath: absent, live, stale, not a socket, missing directory", async () => {

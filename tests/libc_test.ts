@@ -10,7 +10,7 @@ import {
 } from "../src/os/libc.ts";
 import { freePort, sleep } from "./support/net.ts";
 import { Peers } from "./support/peers.ts";
-import { ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/zmq.ts";
+import { ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
 
 const anonKiB = () => Number(/RssAnon:\s+(\d+)/.exec(Deno.readTextFileSync("/proc/self/status"))![1]);
 

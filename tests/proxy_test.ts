@@ -7,7 +7,6 @@
 import assert from "node:assert/strict";
 import { Forwarder } from "../src/adaptor/proxy.ts";
 import {
-  Context,
   ZMQ_LINGER,
   ZMQ_PUB,
   ZMQ_PULL,
@@ -18,7 +17,8 @@ import {
   ZMQ_SUBSCRIBE,
   ZMQ_XPUB,
   ZMQ_XSUB,
-} from "../src/zmq/zmq.ts";
+} from "../src/zmq/constants.ts";
+import { Context } from "../src/zmq/socket.ts";
 import { sleep, until } from "./support/net.ts";
 import { lingerless } from "./support/peers.ts";
 

@@ -3,7 +3,6 @@ import { makeConfig } from "../src/config/config.ts";
 import { parseEndpoint } from "../src/config/endpoint.ts";
 import { applyOptions, maxFrameSize } from "../src/zmq/socket_options.ts";
 import {
-  Context,
   ZMQ_HEARTBEAT_IVL,
   ZMQ_MAXMSGSIZE,
   ZMQ_OUT_BATCH_SIZE,
@@ -12,7 +11,8 @@ import {
   ZMQ_TCP_MAXRT,
   ZMQ_XPUB,
   ZMQ_XSUB,
-} from "../src/zmq/zmq.ts";
+} from "../src/zmq/constants.ts";
+import { Context } from "../src/zmq/socket.ts";
 
 Deno.test("applyOptions: libzmq reports back what the Config asks, the write batch included", async () => {
   const ctx = new Context();

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { addonBuild, addonPath, openThroughZeromq, prebuiltAddons, zmqVersion } from "../src/zmq/zmq.ts";
+import { addonBuild, addonPath, openThroughZeromq, prebuiltAddons, zmqVersion } from "../src/zmq/binding.ts";
 import { ROOT } from "./support/process.ts";
 
 Deno.test("prebuiltAddons lists this platform's builds only, highest Node-API level first", () => {
@@ -41,7 +41,7 @@ Deno.test("loading libzmq does not run zeromq's JavaScript", async () => {
   // A fresh process: this one has run zeromq's loader in the test above.
   const probe = `
     import Module from "node:module";
-    import { zmqVersion } from "${ROOT}src/zmq/zmq.ts";
+    import { zmqVersion } from "${ROOT}src/zmq/binding.ts";
     zmqVersion();
     console.log(JSON.stringify(Object.keys(Module._cache)));
   `;

@@ -45,7 +45,9 @@ import { SubscriberWait } from "./subscriber_wait.ts";
 import { PublisherPresence } from "./presence.ts";
 import { connectionBudget, ConnectionCap, listenBacklog } from "./connection_cap.ts";
 import { describe } from "../zmq/socket_options.ts";
-import { Context, type CurveKeyPair, curveKeypair, zmqVersion } from "../zmq/zmq.ts";
+import { zmqVersion } from "../zmq/binding.ts";
+import { Context } from "../zmq/socket.ts";
+import { type CurveKeyPair, curveKeypair } from "../zmq/z85.ts";
 
 export type { ChannelName };
 

@@ -23,9 +23,8 @@ import type { BindProtection, IpcGuard } from "../ipc/ipc.ts";
 import { literal, log } from "../ops/log.ts";
 import { monitorSocket, type SocketEvent } from "../zmq/monitor.ts";
 import { applyOptions, describe, explain } from "../zmq/socket_options.ts";
+import { ZmqError } from "../zmq/binding.ts";
 import {
-  type Context,
-  type Socket,
   ZMQ_CURVE_SERVER,
   ZMQ_LAST_ENDPOINT,
   ZMQ_PUB,
@@ -35,8 +34,8 @@ import {
   ZMQ_XPUB,
   ZMQ_XSUB,
   ZMQ_ZAP_DOMAIN,
-  ZmqError,
-} from "../zmq/zmq.ts";
+} from "../zmq/constants.ts";
+import { type Context, type Socket } from "../zmq/socket.ts";
 
 /** The two channels an adaptor runs. */
 export type ChannelName = "main" | "inbound";

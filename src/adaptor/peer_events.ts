@@ -21,7 +21,8 @@ import type { Role } from "../config/endpoint.ts";
 import { literal } from "../ops/log.ts";
 import { LogThrottle } from "../ops/throttle.ts";
 import type { SocketEvent } from "../zmq/monitor.ts";
-import { errorFor, PROTOCOL_ERRORS } from "../zmq/zmq.ts";
+import { errorFor } from "../zmq/binding.ts";
+import { PROTOCOL_ERRORS } from "../zmq/monitor.ts";
 
 /** The limits the messages refer to, so that they can name the flag to change. */
 export interface PeerEventLimits {

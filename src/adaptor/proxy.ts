@@ -18,15 +18,8 @@
  * The frontend and backend sockets belong to the proxy thread until `done` resolves.
  */
 
-import {
-  type Context,
-  proxySteerable,
-  type Socket,
-  ZMQ_LINGER,
-  ZMQ_PAIR,
-  ZMQ_XPUB,
-  ZMQ_XSUB,
-} from "../zmq/zmq.ts";
+import { ZMQ_LINGER, ZMQ_PAIR, ZMQ_XPUB, ZMQ_XSUB } from "../zmq/constants.ts";
+import { type Context, proxySteerable, type Socket } from "../zmq/socket.ts";
 
 /** Counters of one side of a proxy, as libzmq keeps them. */
 export interface SideStatistics {

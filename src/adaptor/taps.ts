@@ -17,17 +17,9 @@ import { StartupError } from "../errors.ts";
 import { log } from "../ops/log.ts";
 import { explain } from "../zmq/socket_options.ts";
 import { UNSAFE_CHARACTER } from "../ops/sanitize.ts";
-import {
-  type Context,
-  type Frames,
-  type Socket,
-  ZMQ_LINGER,
-  ZMQ_PUB,
-  ZMQ_PULL,
-  ZMQ_SUB,
-  ZMQ_SUBSCRIBE,
-  ZmqError,
-} from "../zmq/zmq.ts";
+import { ZmqError } from "../zmq/binding.ts";
+import { ZMQ_LINGER, ZMQ_PUB, ZMQ_PULL, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../zmq/constants.ts";
+import { type Context, type Frames, type Socket } from "../zmq/socket.ts";
 
 /** Where a test peer goes: connect to `address`, or bind it when the adaptor connects there. */
 export interface PeerEndpoint {

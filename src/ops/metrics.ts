@@ -17,7 +17,7 @@ import { type Role, ROLES } from "../config/endpoint.ts";
 import type { Health } from "./health.ts";
 import type { SocketEvent } from "../zmq/monitor.ts";
 import { ADAPTOR_VERSION } from "../version.ts";
-import { addonBuild, zmqVersion } from "../zmq/zmq.ts";
+import { addonBuild, zmqVersion } from "../zmq/binding.ts";
 
 /** The Content-Type of the text exposition format. */
 export const EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";

@@ -15,7 +15,7 @@
  * And the shield: `shieldWaits` keeps these signals off the threads that wait in libzmq.
  * Deno's blocking-pool threads do not block signals, so a signal could land on the thread in
  * `zmq_proxy_steerable` or a blocking receive and end its wait with EINTR. The waits survive
- * that anyway (they restart: `zmq.ts`, `proxy.ts`), but a restarted proxy starts its counters
+ * that anyway (they restart: `zmq/socket.ts`, `adaptor/proxy.ts`), but a restarted proxy starts its counters
  * anew, so the shield keeps the counters exact.
  */
 

@@ -8,7 +8,7 @@
  * public key is in a certificate in the clients directory (`--curve-clients`).
  *
  * Why a blocking receive: the loop waits in `zmq_msg_recv` on a thread of Deno's blocking pool
- * (src/zmq/zmq.ts), not in zeromq.js, whose waits can hang for good under Deno once a wake-up
+ * (src/zmq/socket.ts), not in zeromq.js, whose waits can hang for good under Deno once a wake-up
  * carries no message; a ZAP handler that stopped answering would lock every later client out.
  *
  * Lifecycle: `ZapHandler.start()` (before any socket binds, so no client is ever asked about
@@ -37,17 +37,11 @@ import { literal, log } from "../ops/log.ts";
 import type { SocketEvent } from "../zmq/monitor.ts";
 import { sanitize } from "../ops/sanitize.ts";
 import { LogThrottle } from "../ops/throttle.ts";
-import {
-  type Context,
-  errorFor,
-  type Frames,
-  PROTOCOL_ERRORS,
-  type Socket,
-  z85Encode,
-  ZMQ_LINGER,
-  ZMQ_REP,
-  ZMQ_REQ,
-} from "../zmq/zmq.ts";
+import { errorFor } from "../zmq/binding.ts";
+import { ZMQ_LINGER, ZMQ_REP, ZMQ_REQ } from "../zmq/constants.ts";
+import { PROTOCOL_ERRORS } from "../zmq/monitor.ts";
+import { type Context, type Frames, type Socket } from "../zmq/socket.ts";
+import { z85Encode } from "../zmq/z85.ts";
 
 /** Where libzmq looks for the ZAP handler of a context. */
 export const ZAP_ENDPOINT = "inproc://zeromq.zap.01";

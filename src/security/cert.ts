@@ -19,7 +19,8 @@
 
 import { StartupError, UsageError } from "../errors.ts";
 import { sanitize } from "../ops/sanitize.ts";
-import { curveKeypair, curvePublic, hasCapability, z85Decode } from "../zmq/zmq.ts";
+import { hasCapability } from "../zmq/binding.ts";
+import { curveKeypair, curvePublic, z85Decode } from "../zmq/z85.ts";
 
 // ---------------------------------------------------------------------------------------------
 // ZPL (rfc.zeromq.org/spec:4), the subset CZMQ's zconfig reads and writes

@@ -17,7 +17,7 @@ import {
   readSecretCertificate,
   type SecretCertificate,
 } from "./cert.ts";
-import { hasCapability } from "../zmq/zmq.ts";
+import { hasCapability } from "../zmq/binding.ts";
 
 /**
  * The sockets that face the network and become CURVE servers with `--curve-cert` on all their

@@ -6,13 +6,14 @@
 
 import type { Config } from "../config/config.ts";
 import { type Endpoint, type Role, ROLES } from "../config/endpoint.ts";
+import { type ZmqError } from "./binding.ts";
 import {
-  type Socket,
   ZMQ_BACKLOG,
   ZMQ_HANDSHAKE_IVL,
   ZMQ_HEARTBEAT_IVL,
   ZMQ_HEARTBEAT_TIMEOUT,
   ZMQ_HEARTBEAT_TTL,
+  ZMQ_IPV6,
   ZMQ_LINGER,
   ZMQ_MAXMSGSIZE,
   ZMQ_OUT_BATCH_SIZE,
@@ -25,10 +26,8 @@ import {
   ZMQ_TCP_KEEPALIVE_IDLE,
   ZMQ_TCP_MAXRT,
   ZMQ_XPUB,
-  type ZmqError,
-} from "./zmq.ts";
-
-const ZMQ_IPV6 = 42;
+} from "./constants.ts";
+import { type Socket } from "./socket.ts";
 
 /** How messages name an endpoint: "-b/--bind 'ipc:///tmp/q'". */
 export function describe(role: Role, endpoint: Endpoint): string {

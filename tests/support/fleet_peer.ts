@@ -26,7 +26,6 @@
  */
 
 import {
-  Context,
   ZMQ_HEARTBEAT_IVL,
   ZMQ_HEARTBEAT_TIMEOUT,
   ZMQ_HEARTBEAT_TTL,
@@ -36,7 +35,8 @@ import {
   ZMQ_SUB,
   ZMQ_SUBSCRIBE,
   ZMQ_XPUB,
-} from "../../src/zmq/zmq.ts";
+} from "../../src/zmq/constants.ts";
+import { Context } from "../../src/zmq/socket.ts";
 import { parseCertificate, readSecretCertificate } from "../../src/security/cert.ts";
 
 const ZMQ_XPUB_NODROP = 69;
