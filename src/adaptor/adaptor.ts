@@ -4,7 +4,7 @@
  *   main     XSUB (-b) ──► XPUB (-p)    messages down, subscriptions up
  *   inbound  SUB  (-l) ──► PUSH (-u)    only when -l or -r is given
  *
- * `startAdaptor` is the recipe: the ipc guard (one adaptor per socket path, locked; never take a
+ * `Adaptor.start` is the recipe, one named step a part: the ipc guard (one adaptor per socket path, locked; never take a
  * live socket file; socket files born mode 0000, then given --ipc-mode/-group; watched), the
  * context, the ZAP handler for `--curve-clients`, the channels (`channel.ts`: sockets, options,
  * monitors, proxy), the debug taps of `-d/-t/-r`, and a malloc_trim timer. Every part is put on
@@ -20,7 +20,15 @@
  */
 
 import { type AuthCounts, type AuthEvent, AuthTracker, ZapHandler } from "../security/auth.ts";
-import { type Channel, type ChannelName, INBOUND, MAIN, MAIN_LOCAL, openChannel } from "./channel.ts";
+import {
+  type Channel,
+  type ChannelDeps,
+  type ChannelName,
+  INBOUND,
+  MAIN,
+  MAIN_LOCAL,
+  openChannel,
+} from "./channel.ts";
 import type { Config } from "../config/config.ts";
 import { type Endpoint, peerOf, type Role, ROLES } from "../config/endpoint.ts";
 import { MAX_LINGER_MS } from "../config/options.ts";
@@ -29,6 +37,7 @@ import {
   loadSecurity,
   readServerKeys,
   reportClients,
+  type SecuritySetup,
   type ServerKeys,
   warnAboutExposure,
 } from "../security/curve.ts";
@@ -158,8 +167,8 @@ interface Loop {
  *
  * @example Forward from an ipc XSUB to a tcp XPUB, then stop
  * ```ts
- * import { startAdaptor } from "../src/adaptor.ts";
- * import { makeConfig } from "../src/config.ts";
+ * import { startAdaptor } from "../src/adaptor/adaptor.ts";
+ * import { makeConfig } from "../src/config/config.ts";
  *
  * const adaptor = await startAdaptor(makeConfig({
  *   bind: ["ipc:///tmp/example_queue"],
@@ -170,25 +179,71 @@ interface Loop {
  * await adaptor.stop(); // the socket file and its lock are gone
  * ```
  */
-export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Promise<AdaptorHandle> {
-  // Bad certificates and groups are usage errors: refuse before touching anything.
-  let security = loadSecurity(config);
-  const { cert, clients } = security;
-  const gid = config.ipcGroup !== undefined ? resolveGroup(config.ipcGroup) : undefined;
-  const stack = new AsyncDisposableStack();
-  const loops: Loop[] = [];
-  const channels: Channel[] = [];
-  let stopping = false;
-  let context: Context | undefined;
-  let zap: ZapHandler | undefined;
-  let guard: IpcGuard;
-  let presence: PublisherPresence | undefined;
-  const caps = new Map<Role, ConnectionCap>();
-  const auth = new AuthTracker(hooks.onAuth);
-  try {
-    // Refuse before opening anything: a live ipc path belongs to another process.
-    guard = stack.use(
-      await IpcGuard.acquire(ipcPaths(config), {
+export function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Promise<AdaptorHandle> {
+  return Adaptor.start(config, hooks);
+}
+
+/**
+ * The running adaptor. `start` is the recipe, one named step a part, each part put on the
+ * disposal stack the moment it exists; the methods are the handle's.
+ */
+class Adaptor implements AdaptorHandle {
+  readonly channels: readonly ChannelName[] = [];
+  readonly endpoints = {} as Record<Role, string[]>;
+  readonly failure: Promise<string>;
+  #security: SecuritySetup;
+  readonly #gid: number | undefined;
+  readonly #stack = new AsyncDisposableStack();
+  readonly #loops: Loop[] = [];
+  readonly #channels: Channel[] = [];
+  readonly #caps = new Map<Role, ConnectionCap>();
+  readonly #auth: AuthTracker;
+  #stopping = false;
+  #failed: string | undefined;
+  #stopped: Promise<void> | undefined;
+  #onFailure!: (why: string) => void;
+  // Set by the steps below, in this order.
+  #guard!: IpcGuard;
+  #context!: Context;
+  #peerEvents!: PeerEventLog;
+  #tapKeys: CurveKeyPair | undefined;
+  #zap: ZapHandler | undefined;
+  #presence!: PublisherPresence;
+  #subscriberWait!: SubscriberWait;
+
+  private constructor(readonly config: Config, readonly hooks: AdaptorHooks) {
+    // Bad certificates and groups are usage errors: refuse before touching anything.
+    this.#security = loadSecurity(config);
+    this.#gid = config.ipcGroup !== undefined ? resolveGroup(config.ipcGroup) : undefined;
+    this.#auth = new AuthTracker(hooks.onAuth);
+    this.failure = new Promise<string>((resolve) => this.#onFailure = resolve);
+  }
+
+  /** The recipe. A step that throws unwinds what the steps before it made. */
+  static async start(config: Config, hooks: AdaptorHooks): Promise<Adaptor> {
+    const adaptor = new Adaptor(config, hooks);
+    try {
+      await adaptor.#guardIpcPaths();
+      adaptor.#openContext();
+      adaptor.#startZapHandler();
+      adaptor.#watchPublishers();
+      adaptor.#openChannels();
+      adaptor.#capConnections();
+      warnAboutExposure(config, adaptor.#security);
+      adaptor.#startTaps();
+      adaptor.#keepHouse();
+    } catch (error) {
+      await adaptor.#stack.disposeAsync().catch(() => {});
+      throw error;
+    }
+    adaptor.#watchLoops();
+    return adaptor;
+  }
+
+  /** Refuses before opening anything: a live ipc path belongs to another process. */
+  async #guardIpcPaths(): Promise<void> {
+    this.#guard = this.#stack.use(
+      await IpcGuard.acquire(ipcPaths(this.config), {
         onStale: (path) => log().info("Replacing stale socket file {path}", { path }),
         onRemoveFailure: (file, why) =>
           log().warn(
@@ -196,69 +251,108 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
           ),
       }),
     );
-    const ctx = new Context({ ioThreads: config.ioThreads });
-    context = ctx;
-    stack.defer(() => ctx.terminate()); // ends every wait, closes every socket it opened
-    const peerEvents = new PeerEventLog({ limits: config, logger: log("socket") });
-    stack.defer(() => peerEvents.close()); // closing our own sockets is no news
-    stack.defer(() => auth.close()); // the last window's summary of denials
+  }
+
+  /** The context, which ends every wait and closes every socket it opened when disposed. */
+  #openContext(): void {
+    const ctx = new Context({ ioThreads: this.config.ioThreads });
+    this.#context = ctx;
+    this.#stack.defer(() => ctx.terminate());
+    const peerEvents = new PeerEventLog({ limits: this.config, logger: log("socket") });
+    this.#peerEvents = peerEvents;
+    this.#stack.defer(() => peerEvents.close()); // closing our own sockets is no news
+    const auth = this.#auth;
+    this.#stack.defer(() => auth.close()); // the last window's summary of denials
     // The debug taps are CURVE clients of our own sockets, with a key made for this run.
-    const tapKeys: CurveKeyPair | undefined = cert ? curveKeypair() : undefined;
-    if (clients) {
-      // Before any socket binds: no client may reach a CURVE socket before its judge is up.
-      const handler = ZapHandler.start(ctx, {
-        clients,
-        trusted: new Map([[tapKeys!.publicKey, "the adaptor's own debug tap"]]),
-        onDecision: (event) => {
-          const role = (event.domain in ROLES ? event.domain : "publish") as Role;
-          auth.record(event, role, ROLES[role].socket);
-        },
-      });
-      zap = handler;
-      stack.defer(async () => void await handler.stop());
-      loops.push({ done: handler.done.then((why) => `the ZAP handler ended (${why})`) });
-      reportClients(clients);
-    }
-    // The XSUB's publishers: warned about, and unhealthy, when none is there for the grace.
-    const xsubWhere = `XSUB ${config.bind.map((e) => e.address).join(", ")}`;
-    const publishers = new PublisherPresence(xsubWhere, config.publisherGrace);
-    presence = publishers;
-    stack.defer(() => publishers.close());
-    // The network may not take the last descriptors (libzmq's ipc listener aborts on EMFILE).
-    const tcpRoles = (Object.keys(ROLES) as Role[])
-      .filter((r) => config[r].some((e) => e.mode === "bind" && e.transport === "tcp"));
-    const limit = fileLimit()?.soft;
-    for (const role of tcpRoles) {
-      const watch = new ConnectionCap(ROLES[role].socket);
-      stack.defer(() => watch.close());
-      caps.set(role, watch);
-    }
-    let warnedUmask = false;
+    this.#tapKeys = this.#security.cert ? curveKeypair() : undefined;
+  }
+
+  /** The judge of `--curve-clients`, up before any socket binds. */
+  #startZapHandler(): void {
+    const clients = this.#security.clients;
+    if (!clients) return;
+    const handler = ZapHandler.start(this.#context, {
+      clients,
+      trusted: new Map([[this.#tapKeys!.publicKey, "the adaptor's own debug tap"]]),
+      onDecision: (event) => {
+        const role = (event.domain in ROLES ? event.domain : "publish") as Role;
+        this.#auth.record(event, role, ROLES[role].socket);
+      },
+    });
+    this.#zap = handler;
+    this.#stack.defer(async () => void await handler.stop());
+    this.#loops.push({ done: handler.done.then((why) => `the ZAP handler ended (${why})`) });
+    reportClients(clients);
+  }
+
+  /** The XSUB's publishers: warned about, and unhealthy, when none is there for the grace. */
+  #watchPublishers(): void {
+    const where = `XSUB ${this.config.bind.map((e) => e.address).join(", ")}`;
+    const presence = new PublisherPresence(where, this.config.publisherGrace);
+    this.#presence = presence;
+    this.#stack.defer(() => presence.close());
     // After a restart, what the workers queued waits in the XSUB until a subscriber is back.
-    const subscriberWait = new SubscriberWait(config.subscriberWait);
-    stack.defer(() => subscriberWait.close());
-    const deps = {
-      backlog: listenBacklog({ limit, open: openDescriptors() }),
-      ctx,
+    const wait = new SubscriberWait(this.config.subscriberWait);
+    this.#subscriberWait = wait;
+    this.#stack.defer(() => wait.close());
+  }
+
+  /** The main channel, and the inbound one with -l/-r. */
+  #openChannels(): void {
+    const { config } = this;
+    // The network may not take the last descriptors (libzmq's ipc listener aborts on EMFILE).
+    for (const role of tcpRoles(config)) {
+      const cap = new ConnectionCap(ROLES[role].socket);
+      this.#stack.defer(() => cap.close());
+      this.#caps.set(role, cap);
+    }
+    const deps = this.#channelDeps();
+    const local = config.subscriptions === "local";
+    this.#channels.push(openChannel(this.#stack, deps, local ? MAIN_LOCAL : MAIN));
+    if (local) {
+      log().info(
+        "Forwarding XSUB -> PUB (ZeroMQ {zmqVersion}); subscriptions stay here, the workers send everything",
+        { zmqVersion: zmqVersion() },
+      );
+    } else log().info("Forwarding XSUB -> XPUB (ZeroMQ {zmqVersion})", { zmqVersion: zmqVersion() });
+    if (config.listen.length > 0) {
+      this.#channels.push(openChannel(this.#stack, deps, INBOUND));
+      log().info("Forwarding inbound SUB -> PUSH");
+    }
+    this.#loops.push(...this.#channels);
+    (this.channels as ChannelName[]).push(...this.#channels.map((c) => c.name));
+    for (const role of Object.keys(ROLES) as Role[]) {
+      this.endpoints[role] = this.#channels.flatMap((c) => c.endpoints.get(role) ?? []);
+    }
+  }
+
+  /** What a channel needs of the adaptor: its sockets' options, keys, events and gates. */
+  #channelDeps(): ChannelDeps {
+    const { config, hooks } = this;
+    const peerEvents = this.#peerEvents;
+    let warnedUmask = false;
+    return {
+      backlog: listenBacklog({ limit: fileLimit()?.soft, open: openDescriptors() }),
+      ctx: this.#context,
       config,
-      guard,
-      gid,
-      curve: (role: Role, endpoint: Endpoint) => curveFor(security, role, endpoint),
+      guard: this.#guard,
+      gid: this.#gid,
+      curve: (role: Role, endpoint: Endpoint) => curveFor(this.#security, role, endpoint),
       route: (channel: ChannelName, role: Role, curveServer: boolean) =>
         routeSocketEvents({
           channel,
           socket: ROLES[role].socket,
           role,
           curveServer,
-          auth,
+          auth: this.#auth,
           debug: config.debug,
           dials: new Set(config[role].filter((e) => e.mode === "connect").map((e) => e.address)),
           peerEvents,
           logger: log("socket"),
           hook: (event) => {
-            if (role === "bind") publishers.report(event);
-            if (channel === "main" && role === "publish") subscriberWait.report(event);
-            caps.get(role)?.report(event);
+            if (role === "bind") this.#presence.report(event);
+            if (channel === "main" && role === "publish") this.#subscriberWait.report(event);
+            this.#caps.get(role)?.report(event);
             hooks.onSocketEvent?.(channel, role, event);
           },
         }),
@@ -276,180 +370,186 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
         );
         hooks.onProxyRestart?.(channel);
       },
-      startGate: (channel: ChannelName) => channel === "main" ? subscriberWait : undefined,
+      startGate: (channel: ChannelName) => channel === "main" ? this.#subscriberWait : undefined,
       onChmodAfterBind: () => {
         if (warnedUmask) return;
         warnedUmask = true;
         log().warn("libc's umask is out of reach: socket files have the umask's mode until chmod");
       },
     };
-    const local = config.subscriptions === "local";
-    channels.push(openChannel(stack, deps, local ? MAIN_LOCAL : MAIN));
-    if (local) {
-      log().info(
-        "Forwarding XSUB -> PUB (ZeroMQ {zmqVersion}); subscriptions stay here, the workers send everything",
-        { zmqVersion: zmqVersion() },
-      );
-    } else log().info("Forwarding XSUB -> XPUB (ZeroMQ {zmqVersion})", { zmqVersion: zmqVersion() });
-    if (config.listen.length > 0) {
-      channels.push(openChannel(stack, deps, INBOUND));
-      log().info("Forwarding inbound SUB -> PUSH");
-    }
-    loops.push(...channels);
-    // Measured now that every socket, thread and listener of ours exists.
-    const cap = connectionBudget(config.maxConnections, tcpRoles.length, { limit, open: openDescriptors() });
-    for (const watch of caps.values()) watch.setCap(cap);
-    if (caps.size > 0 && Number.isFinite(cap)) {
+  }
+
+  /** The connection caps, measured now that every socket, thread and listener of ours exists. */
+  #capConnections(): void {
+    const { maxConnections } = this.config;
+    const cap = connectionBudget(maxConnections, this.#caps.size, {
+      limit: fileLimit()?.soft,
+      open: openDescriptors(),
+    });
+    for (const watch of this.#caps.values()) watch.setCap(cap);
+    if (this.#caps.size > 0 && Number.isFinite(cap)) {
       log().info(literal(
-        `At most ${cap} connections on each of ${[...caps.keys()].map((r) => ROLES[r].socket).join(", ")} ` +
-          `(${config.maxConnections > 0 ? "--max-connections" : "what the descriptor limit leaves"})`,
+        `At most ${cap} connections on each of ${
+          [...this.#caps.keys()].map((r) => ROLES[r].socket).join(", ")
+        } ` +
+          `(${maxConnections > 0 ? "--max-connections" : "what the descriptor limit leaves"})`,
       ));
     }
-    warnAboutExposure(config, security);
-    const endpoint = (role: Role) => channels.flatMap((c) => c.endpoints.get(role) ?? [])[0];
-    if (config.debug) {
-      // A tap is a CURVE client where the endpoint it goes to is one of our CURVE servers.
-      const curve = cert && tapKeys ? { serverKey: cert.publicKey, ...tapKeys } : undefined;
-      startTaps(ctx, {
-        test: config.test,
-        receiverTest: config.receiverTest,
-        peer: (role) => {
-          const peer = peerOf(config[role][0], endpoint(role));
-          return curve && curveFor(security, role, config[role][0])?.kind === "server"
-            ? { ...peer, curve }
-            : peer;
-        },
-      }, (tap) => {
-        stack.defer(() => tap.stop());
-        loops.push({ done: tap.done.then((why) => `${tap.name} ended (${why})`) });
-      });
-    }
-    // Queues freed after a burst (a slow subscriber at --sndhwm) go back to the system.
+  }
+
+  /** The debug taps of -d/-t/-r; a tap is a CURVE client where it goes to one of our CURVE servers. */
+  #startTaps(): void {
+    const { config } = this;
+    if (!config.debug) return;
+    const cert = this.#security.cert;
+    const curve = cert && this.#tapKeys ? { serverKey: cert.publicKey, ...this.#tapKeys } : undefined;
+    const endpoint = (role: Role) => this.#channels.flatMap((c) => c.endpoints.get(role) ?? [])[0];
+    startTaps(this.#context, {
+      test: config.test,
+      receiverTest: config.receiverTest,
+      peer: (role) => {
+        const peer = peerOf(config[role][0], endpoint(role));
+        return curve && curveFor(this.#security, role, config[role][0])?.kind === "server"
+          ? { ...peer, curve }
+          : peer;
+      },
+    }, (tap) => {
+      this.#stack.defer(() => tap.stop());
+      this.#loops.push({ done: tap.done.then((why) => `${tap.name} ended (${why})`) });
+    });
+  }
+
+  /** Freed queues go back to the system; the socket files are watched. */
+  #keepHouse(): void {
     const trim = startMallocTrim();
-    stack.defer(() => trim.stop());
-    guard.watch((_file, state, text) => {
+    this.#stack.defer(() => trim.stop());
+    this.#guard.watch((_file, state, text) => {
       if (state === "ok") log().info(literal(text));
       else log().warn(literal(text));
     });
-  } catch (error) {
-    await stack.disposeAsync().catch(() => {});
-    throw error;
   }
 
-  let failed: string | undefined;
-  const failure = new Promise<string>((resolve) => {
-    for (const loop of loops) {
+  /** A part that ends while the adaptor is not stopping is its failure. */
+  #watchLoops(): void {
+    for (const loop of this.#loops) {
       loop.done.then((why) => {
-        if (stopping) return;
-        failed ??= why;
-        resolve(why);
+        if (this.#stopping) return;
+        this.#failed ??= why;
+        this.#onFailure(why);
       });
     }
-  });
-  const health = () =>
-    assessHealth({
-      stopping,
-      failed,
-      absent: presence?.absence,
-      channels: channels.map((c) => ({ name: c.name, running: c.forwarder.running })),
-      socketFiles: guard.files,
+  }
+
+  health(): Health {
+    return assessHealth({
+      stopping: this.#stopping,
+      failed: this.#failed,
+      absent: this.#presence.absence,
+      channels: this.#channels.map((c) => ({ name: c.name, running: c.forwarder.running })),
+      socketFiles: this.#guard.files,
     });
-  const endpoints = Object.fromEntries(
-    (Object.keys(ROLES) as Role[]).map((
-      role,
-    ) => [role, channels.flatMap((c) => c.endpoints.get(role) ?? [])]),
-  ) as Record<Role, string[]>;
-  let stopped: Promise<void> | undefined;
-  return {
-    config,
-    endpoints,
-    channels: channels.map((c) => c.name),
-    health,
-    get healthy() {
-      return health().ok;
-    },
-    get publisherAbsence() {
-      return presence?.absence;
-    },
-    failure,
-    get auth() {
-      return auth.counts;
-    },
-    connectionCaps() {
-      return [...caps.entries()].map(([role, watch]) => ({
-        socket: ROLES[role].socket,
-        connections: watch.connections,
-        cap: watch.cap,
-        reached: watch.reached,
-        listening: watch.listening,
-      }));
-    },
-    reloadClients() {
-      if (!zap || stopping) return false;
-      zap.reload();
-      return true;
-    },
-    async reloadServers() {
-      const before = security.servers;
-      if (!before || stopping) return undefined;
-      let after: ServerKeys;
-      try {
-        after = readServerKeys(config, before.dir);
-      } catch (error) {
-        log("auth").warn(literal(`${oneLine(error)}: the server keys in use stay`));
-        return [];
+  }
+
+  get healthy(): boolean {
+    return this.health().ok;
+  }
+
+  get publisherAbsence(): string | undefined {
+    return this.#presence.absence;
+  }
+
+  get auth(): AuthCounts {
+    return this.#auth.counts;
+  }
+
+  connectionCaps() {
+    return [...this.#caps.entries()].map(([role, watch]) => ({
+      socket: ROLES[role].socket,
+      connections: watch.connections,
+      cap: watch.cap,
+      reached: watch.reached,
+      listening: watch.listening,
+    }));
+  }
+
+  reloadClients(): boolean {
+    if (!this.#zap || this.#stopping) return false;
+    this.#zap.reload();
+    return true;
+  }
+
+  async reloadServers(): Promise<string[] | undefined> {
+    const { config } = this;
+    const before = this.#security.servers;
+    if (!before || this.#stopping) return undefined;
+    let after: ServerKeys;
+    try {
+      after = readServerKeys(config, before.dir);
+    } catch (error) {
+      log("auth").warn(literal(`${oneLine(error)}: the server keys in use stay`));
+      return [];
+    }
+    this.#security = { ...this.#security, servers: after };
+    const changed: string[] = [];
+    for (const role of Object.keys(ROLES) as Role[]) {
+      for (const endpoint of config[role]) {
+        const [old, now] = [before.keys.get(endpoint.address), after.keys.get(endpoint.address)];
+        if (!old || !now || old.key === now.key || changed.includes(endpoint.address)) continue;
+        const channel = this.#channels.find((c) => c.endpoints.has(role))!;
+        await channel.reconnect(role, endpoint);
+        changed.push(endpoint.address);
+        log("auth").info(literal(`CURVE client of ${endpoint.address}: new server key from ${now.file}`));
       }
-      security = { ...security, servers: after };
-      const changed: string[] = [];
-      for (const role of Object.keys(ROLES) as Role[]) {
-        for (const endpoint of config[role]) {
-          const [old, now] = [before.keys.get(endpoint.address), after.keys.get(endpoint.address)];
-          if (!old || !now || old.key === now.key || changed.includes(endpoint.address)) continue;
-          const channel = channels.find((c) => c.endpoints.has(role))!;
-          await channel.reconnect(role, endpoint);
-          changed.push(endpoint.address);
-          log("auth").info(literal(`CURVE client of ${endpoint.address}: new server key from ${now.file}`));
-        }
-      }
-      log("auth").info(
-        literal(
-          `Reread ${before.dir}: ${changed.length} endpoint${changed.length === 1 ? "" : "s"} reconnected`,
-        ),
-      );
-      return changed;
-    },
-    async statistics(options = {}) {
-      const result: Partial<Record<ChannelName, ProxyStatistics>> = {};
-      await Promise.all(channels.map(async ({ name, forwarder }) => {
-        if (!forwarder.running) return;
-        const stats = await withTimeout(forwarder.statistics(), options.timeoutMs).catch(() => undefined);
-        if (stats) result[name] = stats;
-      }));
-      return result;
-    },
-    topics() {
-      const result: Partial<Record<ChannelName, number>> = {};
-      for (const channel of channels) {
-        const topics = stopping ? undefined : channel.topics();
-        if (topics !== undefined) result[channel.name] = topics;
-      }
-      return result;
-    },
-    lingerOver() {
-      const closedAt = context?.socketsClosedAt;
-      return closedAt !== undefined && performance.now() - closedAt >= config.linger;
-    },
-    releaseFiles() {
-      guard.releaseFiles();
-    },
-    stop() {
-      stopping = true;
-      stopped ??= drainMain(channels, Math.min(DRAIN_MS, MAX_LINGER_MS - config.linger))
-        .then(() => logTotals(channels))
-        .then(() => stack.disposeAsync());
-      return stopped;
-    },
-  };
+    }
+    log("auth").info(
+      literal(
+        `Reread ${before.dir}: ${changed.length} endpoint${changed.length === 1 ? "" : "s"} reconnected`,
+      ),
+    );
+    return changed;
+  }
+
+  async statistics(options: { timeoutMs?: number } = {}) {
+    const result: Partial<Record<ChannelName, ProxyStatistics>> = {};
+    await Promise.all(this.#channels.map(async ({ name, forwarder }) => {
+      if (!forwarder.running) return;
+      const stats = await withTimeout(forwarder.statistics(), options.timeoutMs).catch(() => undefined);
+      if (stats) result[name] = stats;
+    }));
+    return result;
+  }
+
+  topics(): Partial<Record<ChannelName, number>> {
+    const result: Partial<Record<ChannelName, number>> = {};
+    for (const channel of this.#channels) {
+      const topics = this.#stopping ? undefined : channel.topics();
+      if (topics !== undefined) result[channel.name] = topics;
+    }
+    return result;
+  }
+
+  lingerOver(): boolean {
+    const closedAt = this.#context?.socketsClosedAt;
+    return closedAt !== undefined && performance.now() - closedAt >= this.config.linger;
+  }
+
+  releaseFiles(): void {
+    this.#guard.releaseFiles();
+  }
+
+  stop(): Promise<void> {
+    this.#stopping = true;
+    this.#stopped ??= drainMain(this.#channels, Math.min(DRAIN_MS, MAX_LINGER_MS - this.config.linger))
+      .then(() => logTotals(this.#channels))
+      .then(() => this.#stack.disposeAsync());
+    return this.#stopped;
+  }
+}
+
+/** The roles with a bound tcp endpoint: each gets a connection cap. */
+function tcpRoles(config: Config): Role[] {
+  return (Object.keys(ROLES) as Role[])
+    .filter((r) => config[r].some((e) => e.mode === "bind" && e.transport === "tcp"));
 }
 
 /** The ipc paths `config` binds, for the guard. */
