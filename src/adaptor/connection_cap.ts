@@ -22,6 +22,7 @@
 import { setAcceptFilter } from "../os/libc.ts";
 import { literal, log } from "../ops/log.ts";
 import type { SocketEvent } from "../zmq/monitor.ts";
+import { ConnectedPeers } from "./connected_peers.ts";
 
 /** Descriptors kept out of the tcp sockets' budget: a burst's overshoot, ipc peers, HTTP, libzmq. */
 export const DESCRIPTOR_RESERVE = 128;
@@ -56,7 +57,7 @@ export function listenBacklog(descriptors: { limit?: number; open?: number }): n
 
 /** One bound tcp socket's connections and whether it takes new ones. */
 export class ConnectionCap {
-  readonly #peers = new Set<number>();
+  readonly #peers = new ConnectedPeers(new Set(["accepted"]));
   /** The descriptors of the socket's tcp listeners (the `listening` events' values). */
   readonly #listeners = new Set<number>();
   #cap = Infinity;
@@ -95,9 +96,7 @@ export class ConnectionCap {
   report(event: SocketEvent): void {
     if (!/^tcp:/.test(event.endpoint)) return;
     if (event.name === "listening") this.#listeners.add(event.value);
-    else if (event.name === "accepted") this.#peers.add(event.value);
-    else if (event.name === "disconnected") this.#peers.delete(event.value);
-    else return;
+    else if (this.#peers.report(event) === 0) return;
     this.#update();
   }
 

@@ -12,10 +12,11 @@
 import { IPC_GROUP_HINT } from "../ipc/gateway_access.ts";
 import { literal, log } from "../ops/log.ts";
 import type { SocketEvent } from "../zmq/monitor.ts";
+import { ConnectedPeers } from "./connected_peers.ts";
 
 /** Watches one socket's peers; `report` gets its events. */
 export class PublisherPresence {
-  readonly #peers = new Set<number>();
+  readonly #peers = new ConnectedPeers();
   readonly #graceMs: number;
   readonly #where: string;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -45,8 +46,8 @@ export class PublisherPresence {
 
   /** One event of the watched socket. */
   report(event: SocketEvent): void {
-    if (event.name === "accepted" || event.name === "connected") {
-      this.#peers.add(event.value);
+    const change = this.#peers.report(event);
+    if (change === 1) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
       if (this.#absent !== undefined) {
@@ -54,7 +55,7 @@ export class PublisherPresence {
       }
       this.#absent = undefined;
       this.#everConnected = true;
-    } else if (event.name === "disconnected" && this.#peers.delete(event.value) && this.#peers.size === 0) {
+    } else if (change === -1 && this.#peers.size === 0) {
       this.#arm();
     }
   }

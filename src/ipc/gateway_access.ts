@@ -23,6 +23,7 @@
  */
 
 import { dirname } from "node:path";
+import { readAccounts } from "../os/accounts.ts";
 
 /** What the check needs to know about the adaptor itself. */
 export interface GatewayAccessOptions {
@@ -181,12 +182,12 @@ export function modeText(type: string, mode: number): string {
 
 /** User and group names from the system's files, for messages; the number when unknown. */
 class Names {
-  #users: Map<number, string>;
-  #groups: Map<number, string>;
+  #users: ReadonlyMap<number, string>;
+  #groups: ReadonlyMap<number, string>;
 
   constructor(options: GatewayAccessOptions) {
-    this.#users = readIds(options.passwdFile ?? "/etc/passwd");
-    this.#groups = readIds(options.groupFile ?? "/etc/group");
+    this.#users = readAccounts(options.passwdFile ?? "/etc/passwd").names;
+    this.#groups = readAccounts(options.groupFile ?? "/etc/group").names;
   }
 
   user(uid: number): string {
@@ -201,20 +202,4 @@ class Names {
   describe(node: Node): string {
     return `${modeText(node.type, node.mode)} ${this.user(node.uid)}:${this.group(node.gid)}`;
   }
-}
-
-/** name:x:id:… lines → id → name (first name wins). Empty when the file cannot be read. */
-function readIds(file: string): Map<number, string> {
-  const ids = new Map<number, string>();
-  let text = "";
-  try {
-    text = Deno.readTextFileSync(file);
-  } catch {
-    return ids;
-  }
-  for (const line of text.split("\n")) {
-    const [name, , id] = line.split(":");
-    if (name && id !== undefined && /^\d+$/.test(id) && !ids.has(Number(id))) ids.set(Number(id), name);
-  }
-  return ids;
 }

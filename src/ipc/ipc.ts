@@ -17,6 +17,7 @@ import { dirname } from "node:path";
 import { StartupError, UsageError } from "../errors.ts";
 import { watchFiles } from "./file_events.ts";
 import { cannotWriteDirectory, type FileLock, groupId, lockFile, setUmask } from "../os/libc.ts";
+import { type Accounts, readAccounts } from "../os/accounts.ts";
 
 /** The identity of a socket file we created. */
 export interface OwnedSocketFile {
@@ -263,18 +264,16 @@ export function resolveGroup(nameOrGid: string, flag = "--ipc-group", groupFile 
   const gid = groupId(nameOrGid);
   if (typeof gid === "number") return gid;
   if (gid === null) throw new UsageError(`${flag} '${nameOrGid}': no such group`);
-  let text = "";
+  let groups: Accounts;
   try {
-    text = Deno.readTextFileSync(groupFile);
+    groups = readAccounts(groupFile, true);
   } catch (error) {
     throw new UsageError(
       `${flag} '${nameOrGid}': cannot read ${groupFile} (${(error as Error).name}); give a gid`,
     );
   }
-  for (const line of text.split("\n")) {
-    const [name, , gid] = line.split(":");
-    if (name === nameOrGid && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
-  }
+  const found = groups.ids.get(nameOrGid);
+  if (found !== undefined) return found;
   throw new UsageError(`${flag} '${nameOrGid}': no such group in ${groupFile}`);
 }
 

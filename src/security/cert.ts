@@ -250,7 +250,11 @@ export function readSecretCertificate(path: string, flag = "--curve-cert"): Secr
   return cert as SecretCertificate;
 }
 
-function readCertificateFile(path: string, where: string): Certificate {
+/**
+ * The certificate at `path`, read capped (`readCertificateText`) and parsed; throws `UsageError`
+ * starting with `where` (e.g. the flag and file) and saying what is wrong, in one safe line.
+ */
+export function readCertificateFile(path: string, where: string): Certificate {
   let text: string;
   try {
     text = readCertificateText(path);

@@ -10,9 +10,8 @@ import { type Endpoint, type Role, ROLES } from "../config/endpoint.ts";
 import { StartupError, UsageError } from "../errors.ts";
 import { literal, log } from "../ops/log.ts";
 import {
-  CertificateError,
   type ClientKeys,
-  parseCertificate,
+  readCertificateFile,
   readClientKeys,
   readSecretCertificate,
   type SecretCertificate,
@@ -110,12 +109,7 @@ export function readServerKeys(config: Config, dir: string, flag = "--curve-serv
           })`,
         );
       }
-      try {
-        keys.set(endpoint.address, { key: parseCertificate(Deno.readTextFileSync(file)).publicKey, file });
-      } catch (error) {
-        const why = error instanceof CertificateError ? error.message : (error as Error).message;
-        throw new UsageError(`${where}: ${file}: ${why}`);
-      }
+      keys.set(endpoint.address, { key: readCertificateFile(file, `${where}: ${file}`).publicKey, file });
     }
   }
   return { dir, keys };
