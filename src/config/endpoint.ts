@@ -83,11 +83,24 @@ export function parseEndpoint(text: string, role: Role, flag: string = ROLES[rol
   }
 }
 
+/** `HOST:PORT` split at the colon that ends the host (an `[IPv6]` host keeps its brackets). */
+export function splitHostPort(text: string): { host: string; port: string } | undefined {
+  const match = /^(\[[^\]]*\]|[^\[\]]*?):([^:\]]*)$/.exec(text);
+  return match ? { host: match[1], port: match[2] } : undefined;
+}
+
+/** `host` and `port` as HOST:PORT, an IPv6 host in brackets. */
+export function joinHostPort(host: string, port: number | string): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 function checkTcp(rest: string, mode: Mode, bad: (why: string) => UsageError): void {
   // HOST:PORT, where HOST is an interface name, an IPv4 address, [IPv6], a host name or '*'.
-  const match = /^(\[[0-9a-fA-F:.%\w]+\]|[^:\[\]\/\s;]+):([^:]*)$/.exec(rest);
-  if (!match) throw bad("expected tcp://HOST:PORT (HOST: interface, IP, [IPv6], name or *)");
-  const [, host, port] = match;
+  const split = splitHostPort(rest);
+  if (!split || !/^(\[[0-9a-fA-F:.%\w]+\]|[^:\[\]\/\s;]+)$/.test(split.host)) {
+    throw bad("expected tcp://HOST:PORT (HOST: interface, IP, [IPv6], name or *)");
+  }
+  const { host, port } = split;
   if (mode === "connect" && host === "*") throw bad("cannot connect to '*': name a host");
   if (port === "*" || port === "0") {
     if (mode === "connect") throw bad("a connecting endpoint needs a fixed port");
@@ -105,9 +118,11 @@ function checkTcp(rest: string, mode: Mode, bad: (why: string) => UsageError): v
 export function parseListenAddress(text: string, flag: string): ListenAddress {
   const bad = () =>
     new UsageError(`${flag} '${text}': expected HOST:PORT, e.g. 127.0.0.1:6002, [::1]:6002 or :6002`);
-  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.*-]*):(\d{1,5})$/.exec(text.trim());
-  if (!match) throw bad();
-  const [, host, portText] = match;
+  const split = splitHostPort(text.trim());
+  if (!split || !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.*-]*)$/.test(split.host) || !/^\d{1,5}$/.test(split.port)) {
+    throw bad();
+  }
+  const { host, port: portText } = split;
   const port = Number(portText);
   if (port > 65535) throw new UsageError(`${flag} '${text}': port ${port} is not from 0 to 65535`);
   if (host === "" || host === "*") return { hostname: "0.0.0.0", port };

@@ -22,7 +22,7 @@
  *   address. Nothing here rejects unhandled.
  */
 
-import type { ListenAddress } from "../config/endpoint.ts";
+import { joinHostPort, type ListenAddress } from "../config/endpoint.ts";
 import { StartupError } from "../errors.ts";
 import { log } from "./log.ts";
 import { type AdaptorMetrics, EXPOSITION_CONTENT_TYPE } from "./metrics.ts";
@@ -75,7 +75,7 @@ export function serveMetrics(
   metrics: AdaptorMetrics,
   limits: Partial<HttpLimits> = {},
 ): MetricsServer {
-  const given = hostPort(address.hostname, address.port);
+  const given = joinHostPort(address.hostname, address.port);
   const lim = { ...DEFAULT_HTTP_LIMITS, ...limits };
   let listener: Deno.TcpListener;
   try {
@@ -85,7 +85,7 @@ export function serveMetrics(
   }
   const addr = listener.addr as Deno.NetAddr;
   const bound = { hostname: addr.hostname, port: addr.port };
-  const url = `http://${hostPort(bound.hostname, bound.port)}`;
+  const url = `http://${joinHostPort(bound.hostname, bound.port)}`;
   const logger = log("metrics");
   const throttle = new LogThrottle({ windowMs: 60_000, perWindow: 1, write: (line) => logger.warn(line) });
   logger.info("Serving metrics at {url}/metrics and health at {url}/healthz", { url });
@@ -356,8 +356,4 @@ function closeQuietly(conn: Deno.Conn): void {
 
 function osMessage(error: unknown): string {
   return sanitize((error as Error).message.replace(/\s*\(os error \d+\)$/, ""));
-}
-
-function hostPort(hostname: string, port: number): string {
-  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
 }

@@ -6,7 +6,7 @@
  */
 
 import type { Config } from "../config/config.ts";
-import { type Endpoint, type Role, ROLES } from "../config/endpoint.ts";
+import { type Endpoint, type Role, ROLES, splitHostPort } from "../config/endpoint.ts";
 import { StartupError, UsageError } from "../errors.ts";
 import { literal, log } from "../ops/log.ts";
 import {
@@ -71,8 +71,7 @@ export function curveFor(security: SecuritySetup, role: Role, endpoint: Endpoint
 /** `HOST:PORT` and `HOST` of a tcp address as written (`tcp://[src;]HOST:PORT`). */
 function hostAndPort(address: string): { hostPort: string; host: string } {
   const target = address.replace(/^tcp:\/\//, "").split(";").at(-1)!;
-  const colon = target.lastIndexOf(":");
-  return { hostPort: target, host: colon > 0 ? target.slice(0, colon) : target };
+  return { hostPort: target, host: splitHostPort(target)?.host ?? target };
 }
 
 /**
