@@ -7,7 +7,14 @@
  */
 
 import { Command, CommanderError, Option } from "commander";
-import { type Config, type ConfigInput, DEFAULTS, makeConfig, MAX_LINGER_MS } from "./config.ts";
+import {
+  type Config,
+  type ConfigInput,
+  DEFAULTS,
+  type LogFormat,
+  makeConfig,
+  MAX_LINGER_MS,
+} from "./config.ts";
 import { UsageError } from "./errors.ts";
 import { PROGRAM } from "./version.ts";
 
@@ -297,6 +304,23 @@ export function parseArgs(
     if (key === undefined) throw error;
     throw new UsageError(ENV[key as Key].env + (error as Error).message.slice(flagOf(key).length));
   }
+}
+
+/**
+ * The log format `argv` and `env` ask for, read without the full parse: for the line that
+ * reports a usage error the parse itself ran into. "json" only when it says so plainly.
+ */
+export function requestedLogFormat(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = {},
+): LogFormat {
+  let value = env[ENV.logFormat.env]?.trim();
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--") break;
+    if (argv[i] === "--log-format") value = argv[++i];
+    else if (argv[i].startsWith("--log-format=")) value = argv[i].slice("--log-format=".length);
+  }
+  return value === "json" ? "json" : "text";
 }
 
 function flagOf(key: string): string {

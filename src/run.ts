@@ -7,11 +7,12 @@
  */
 
 import { describeTotals, startAdaptor } from "./adaptor.ts";
-import { parseArgs } from "./cli.ts";
+import { parseArgs, requestedLogFormat } from "./cli.ts";
 import { exitCodeOf, oneLine } from "./errors.ts";
 import { installRejectionGuard } from "./guard.ts";
 import { raiseFileLimit } from "./libc.ts";
-import { literal, log, setupLogging, writeStderr } from "./log.ts";
+import { fatalLine, literal, log, setupLogging, writeStderr } from "./log.ts";
+import { stderrIsJournal } from "./journal.ts";
 import { AdaptorMetrics } from "./metrics.ts";
 import { serveMetrics } from "./metrics_server.ts";
 import { keygen } from "./cert.ts";
@@ -38,13 +39,16 @@ export async function run(
   env: Record<string, string>,
   signals: SignalListeners,
 ): Promise<number> {
+  const argv = args[0] === "--" ? args.slice(1) : args;
+  const journal = stderrIsJournal(env.JOURNAL_STREAM);
   try {
-    return await main(args[0] === "--" ? args.slice(1) : args, env, signals);
+    return await main(argv, env, signals, journal);
   } catch (error) {
     const code = exitCodeOf(error);
     const hint = code === 2 ? ` (see ${PROGRAM} --help)` : "";
+    const output = { format: requestedLogFormat(argv, env), journal };
     // Not console.error: it throws when stderr is full, which would turn exit 2 into 1.
-    writeStderr(`${PROGRAM}: error: ${oneLine(error)}${hint}\n`);
+    writeStderr(fatalLine(PROGRAM, `${oneLine(error)}${hint}`, code, output));
     return code;
   }
 }
@@ -54,6 +58,7 @@ export async function main(
   argv: readonly string[],
   env: Record<string, string>,
   signals: SignalListeners,
+  journal = false,
 ): Promise<number> {
   const invocation = parseArgs(argv, env);
   if (invocation.kind === "help") {
@@ -75,7 +80,7 @@ export async function main(
     return 0;
   }
   const { config } = invocation;
-  setupLogging({ level: config.logLevel, format: config.logFormat });
+  setupLogging({ level: config.logLevel, format: config.logFormat, journal });
   // An unhandled rejection or uncaught error anywhere: one line and a clean stop (exit 1).
   const guard = installRejectionGuard();
   const files = raiseFileLimit();

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ENV, parseArgs } from "../src/cli.ts";
+import { ENV, parseArgs, requestedLogFormat } from "../src/cli.ts";
 import { UsageError } from "../src/errors.ts";
 
 const run = (argv: string[], env: Record<string, string> = {}) => {
@@ -127,4 +127,14 @@ Deno.test("protective limits from flags and ADAPTOR_* variables", () => {
   for (const flag of limits) {
     assert.ok(help.includes(flag), `help lacks ${flag}`);
   }
+});
+
+Deno.test("requestedLogFormat: the format for a usage error's line, without the full parse", () => {
+  assert.equal(requestedLogFormat(["--bogus", "--log-format", "json"]), "json");
+  assert.equal(requestedLogFormat(["--log-format=json", "--sndhwm", "x"]), "json");
+  assert.equal(requestedLogFormat(["--sndhwm", "x"], { ADAPTOR_LOG_FORMAT: " json " }), "json");
+  assert.equal(requestedLogFormat(["--log-format", "text"], { ADAPTOR_LOG_FORMAT: "json" }), "text");
+  assert.equal(requestedLogFormat(["--log-format", "yaml"]), "text");
+  assert.equal(requestedLogFormat(["--log-format"]), "text");
+  assert.equal(requestedLogFormat([]), "text");
 });
