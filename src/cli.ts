@@ -21,6 +21,8 @@ import { PROGRAM } from "./version.ts";
 /** What the command line asks for. */
 export type Invocation =
   | { readonly kind: "run"; readonly config: Config }
+  /** `--check`: validate what a start would, print the configuration, start nothing. */
+  | { readonly kind: "check"; readonly config: Config }
   | { readonly kind: "help"; readonly text: string }
   | { readonly kind: "version" }
   | { readonly kind: "keygen"; readonly path: string };
@@ -78,6 +80,11 @@ function program(onKeygen: (path: string) => void = () => {}): Command {
     )
     .helpOption("-h, --help", "show this help")
     .option("-V, --version", "print the adaptor's and ZeroMQ's versions")
+    .option(
+      "--check",
+      "check what a start would (flags, variables, certificates, groups, ipc paths, locks, ports), " +
+        "print the configuration and exit: 0 good, 1 a start would fail now, 2 bad configuration",
+    )
     .allowExcessArguments(false);
   const opt = (flags: string, text: string, key: Key, shown?: unknown) => {
     const shownDefault = shown === undefined ? "" : ` (default: ${shown})`;
@@ -295,7 +302,7 @@ export function parseArgs(
     }
   }
   try {
-    return { kind: "run", config: makeConfig(input as ConfigInput) };
+    return { kind: options.check ? "check" : "run", config: makeConfig(input as ConfigInput) };
   } catch (error) {
     // makeConfig names the flag; when the value came from the environment, name the variable.
     const key = fromEnvironmentOnly.find((k) =>

@@ -7,6 +7,7 @@
  */
 
 import { describeTotals, startAdaptor } from "./adaptor.ts";
+import { runCheck } from "./check.ts";
 import { parseArgs, requestedLogFormat } from "./cli.ts";
 import { exitCodeOf, oneLine } from "./errors.ts";
 import { installRejectionGuard } from "./guard.ts";
@@ -81,6 +82,7 @@ export async function main(
   }
   const { config } = invocation;
   setupLogging({ level: config.logLevel, format: config.logFormat, journal });
+  if (invocation.kind === "check") return await runCheck(config, { format: config.logFormat, journal });
   // An unhandled rejection or uncaught error anywhere: one line and a clean stop (exit 1).
   const guard = installRejectionGuard();
   const files = raiseFileLimit();

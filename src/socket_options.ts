@@ -27,7 +27,8 @@ import {
   type ZmqError,
 } from "./zmq.ts";
 
-const ZMQ_IPV6 = 42;
+/** libzmq takes IPv6 addresses only on sockets with this option set. */
+export const ZMQ_IPV6 = 42;
 
 /** How messages name an endpoint: "-b/--bind 'ipc:///tmp/q'". */
 export function describe(role: Role, endpoint: Endpoint): string {
