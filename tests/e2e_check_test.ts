@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { keygen } from "../src/cert.ts";
 import { ENV } from "../src/cli.ts";
 import { lockFile } from "../src/libc.ts";
+import { Context, ZMQ_LINGER, ZMQ_PUB } from "../src/zmq.ts";
 import { freePort, portIsFree } from "./support/net.ts";
 import { AdaptorProcess, ROOT, RUN_FLAGS, runAdaptor } from "./support/process.ts";
 
@@ -121,14 +122,20 @@ Deno.test("--check with a certificate: its path and public key printed, never th
   }
 });
 
-Deno.test("--check: runtime problems exit 1 (missing directory, held lock, live socket, busy ports)", async () => {
+Deno.test("--check: runtime problems exit 1 (missing directory, held lock, live socket, busy ports, no interface)", async () => {
   const dir = tempDir();
+  const abstract = `ipc://@adaptor-check-${Deno.pid}-${freePort()}`;
+  const ctx = new Context();
+  const holder = ctx.socket(ZMQ_PUB);
+  holder.setInt(ZMQ_LINGER, 0);
+  holder.bind(abstract);
   const port = freePort();
   const metrics = freePort();
   const squatters = [
     Deno.listen({ hostname: "127.0.0.1", port }),
     Deno.listen({ hostname: "127.0.0.1", port: metrics }),
   ];
+  const freeOne = freePort();
   const lock = lockFile(`${dir}/locked.lock`);
   const live = Deno.listen({ transport: "unix", path: `${dir}/live` });
   try {
@@ -137,6 +144,12 @@ Deno.test("--check: runtime problems exit 1 (missing directory, held lock, live 
       [["-b", `ipc://${dir}/missing/q`], [`${dir}/missing`, "does not exist"]],
       [["-b", `ipc://${dir}/locked`], ["another process is serving", `holding ${dir}/locked.lock`]],
       [["-b", `ipc://${dir}/live`], ["another process is serving", `${dir}/live`]],
+      [["-b", abstract], [`-b/--bind '${abstract}': cannot bind`, "Address already in use"]],
+      [["-b", `ipc://${dir}/q`, "-p", "tcp://nosuchif0:6001"], ["nosuchif0", "no such interface"]],
+      // Two endpoints of ours on one port: the second bind fails in a start too.
+      [["-b", `ipc://${dir}/q`, "-p", `tcp://127.0.0.1:${freeOne}`, "-p", `tcp://0.0.0.0:${freeOne}`], [
+        `-p/--publish 'tcp://0.0.0.0:${freeOne}': cannot bind`,
+      ]],
       [["-b", `ipc://${dir}/q`, "-p", `tcp://127.0.0.1:${port}`], [
         `tcp://127.0.0.1:${port}`,
         "Address already in use",
@@ -158,6 +171,8 @@ Deno.test("--check: runtime problems exit 1 (missing directory, held lock, live 
   } finally {
     for (const squatter of squatters) squatter.close();
     live.close();
+    holder.close();
+    await ctx.terminate();
     if (lock && "release" in lock) lock.release();
     Deno.removeSync(dir, { recursive: true });
   }
