@@ -46,9 +46,11 @@ export interface LogOutput {
 
 /** Configures every `adaptor*` logger. Safe to call again (tests, restarts). */
 export function setupLogging(options: LogOutput & { level: LogLevel; write?: LineWriter }): void {
+  // journald stamps every line itself (to the microsecond): text lines go without a time there.
+  const timestamp = options.journal ? "none" : "date-time-timezone";
   const format = options.format === "json"
     ? formatJsonLine
-    : getTextFormatter({ timestamp: "date-time-timezone", timeZone: null, value: "bare" });
+    : getTextFormatter({ timestamp, timeZone: null, value: "bare" });
   const write = options.write ?? writeStderr;
   const line = options.journal
     ? (record: LogRecord) => withPriority(record.level, format(record))
