@@ -32,8 +32,8 @@ export interface Problem {
 
 /** What `checkConfig` found. */
 export interface CheckReport {
-  /** The effective configuration, one `name value` line per setting; no secret in it. */
-  readonly settings: string[];
+  /** The effective configuration: each setting's name and value as text; no secret in it. */
+  readonly settings: [name: string, value: string][];
   readonly problems: Problem[];
   /** What a start would warn about that the check can see before it (who may connect). */
   readonly warnings: string[];
@@ -90,7 +90,8 @@ export async function checkConfig(config: Config): Promise<CheckReport> {
 }
 
 /**
- * Runs `checkConfig` and reports: the settings on stdout (`print`), then on stderr each note
+ * Runs `checkConfig` and reports: the settings on stdout (`print`: one `name value` line each,
+ * or with `--log-format json` one JSON object of them all), then on stderr each note
  * and warning as a log line and each problem as the line a start would end with. Returns the
  * exit code. The log must be set up (`setupLogging`) as a run's would be.
  */
@@ -100,7 +101,8 @@ export async function runCheck(
   print: (line: string) => void = console.log,
 ): Promise<number> {
   const report = await checkConfig(config);
-  for (const line of report.settings) print(line);
+  if (output.format === "json") print(JSON.stringify(Object.fromEntries(report.settings)));
+  else for (const [name, value] of report.settings) print(`${name} ${value}`);
   for (const note of report.notes) log().info(literal(note));
   for (const warning of report.warnings) log().warn(literal(warning));
   // The warnings a start gives about what the configuration leaves open.
@@ -250,18 +252,20 @@ function cannotUseGroup(gid: number): string | undefined {
 }
 
 /**
- * The effective configuration, one `name value` line per setting in the order of `--help`'s
+ * The effective configuration, one `[name, value]` per setting in the order of `--help`'s
  * table (names as the flags, without `--`): endpoints with `@` (bind) or `>` (connect), comma
  * separated as the variables take them; certificates and directories by path, never their
  * contents (the public key of `--curve-cert` is shown; it is public).
  */
-export function describeConfig(config: Config, security?: SecuritySetup, gid?: number): string[] {
-  const lines: string[] = [];
-  for (const key of Object.keys(ENV) as (keyof typeof ENV)[]) {
-    const name = key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
-    lines.push(`${name} ${valueText(config, key, security, gid)}`);
-  }
-  return lines;
+export function describeConfig(
+  config: Config,
+  security?: SecuritySetup,
+  gid?: number,
+): [name: string, value: string][] {
+  return (Object.keys(ENV) as (keyof typeof ENV)[]).map((key) => [
+    key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()),
+    valueText(config, key, security, gid),
+  ]);
 }
 
 function valueText(config: Config, key: keyof typeof ENV, security?: SecuritySetup, gid?: number): string {

@@ -138,3 +138,12 @@ Deno.test("requestedLogFormat: the format for a usage error's line, without the 
   assert.equal(requestedLogFormat(["--log-format"]), "text");
   assert.equal(requestedLogFormat([]), "text");
 });
+
+Deno.test("--check: the configuration to check, as a run would have it", () => {
+  const invocation = parseArgs(["--check", "-p", "tcp://127.0.0.1:7001"], { ADAPTOR_SNDHWM: "5" });
+  assert.equal(invocation.kind, "check");
+  const { config } = invocation as Extract<typeof invocation, { kind: "check" }>;
+  assert.equal(config.publish[0].address, "tcp://127.0.0.1:7001");
+  assert.equal(config.sndhwm, 5);
+  assert.equal(parseArgs(["-p", "tcp://127.0.0.1:7001"]).kind, "run");
+});

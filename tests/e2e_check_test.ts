@@ -245,10 +245,10 @@ Deno.test("--check: who could connect to the socket file is said before it exist
   }
 });
 
-Deno.test("--check --log-format json: every stderr line is JSON, problems as level fatal with the exit code", async () => {
+Deno.test("--check --log-format json: the settings as one JSON object, every stderr line JSON, problems of level fatal", async () => {
   const dir = tempDir();
   try {
-    const { code, stderr } = await check(dir, [
+    const { code, stdout, stderr } = await check(dir, [
       "--log-format",
       "json",
       "-b",
@@ -257,6 +257,11 @@ Deno.test("--check --log-format json: every stderr line is JSON, problems as lev
       `tcp://127.0.0.1:${freePort()}`,
     ]);
     assert.equal(code, 1);
+    assert.equal(stdout.length, 1);
+    const settings = JSON.parse(stdout[0]);
+    assert.equal(settings.bind, `@ipc://${dir}/missing/q`);
+    assert.equal(settings["log-format"], "json");
+    assert.equal(Object.keys(settings).length, Object.keys(ENV).length);
     const records = stderr.map((l) => JSON.parse(l));
     const fatal = records.filter((r) => r.level === "fatal");
     assert.equal(fatal.length, 1, stderr.join("\n"));
