@@ -7,11 +7,13 @@
  */
 
 import { describeTotals, startAdaptor } from "./adaptor/adaptor.ts";
-import { parseArgs } from "./config/cli.ts";
+import { runCheck } from "./check.ts";
+import { parseArgs, requestedLogFormat } from "./config/cli.ts";
 import { exitCodeOf, oneLine } from "./errors.ts";
 import { installRejectionGuard } from "./ops/guard.ts";
 import { raiseFileLimit } from "./os/libc.ts";
-import { literal, log, setupLogging, writeStderr } from "./ops/log.ts";
+import { fatalLine, literal, log, setupLogging, writeStderr } from "./ops/log.ts";
+import { stderrIsJournal } from "./ops/journal.ts";
 import { AdaptorMetrics } from "./ops/metrics.ts";
 import { serveMetrics } from "./ops/metrics_server.ts";
 import { keygen } from "./security/cert.ts";
@@ -41,13 +43,16 @@ export async function run(
   env: Record<string, string>,
   signals: SignalListeners,
 ): Promise<number> {
+  const argv = args[0] === "--" ? args.slice(1) : args;
+  const journal = stderrIsJournal(env.JOURNAL_STREAM);
   try {
-    return await main(args[0] === "--" ? args.slice(1) : args, env, signals);
+    return await main(argv, env, signals, journal);
   } catch (error) {
     const code = exitCodeOf(error);
     const hint = code === 2 ? ` (see ${PROGRAM} --help)` : "";
+    const output = { format: requestedLogFormat(argv, env), journal };
     // Not console.error: it throws when stderr is full, which would turn exit 2 into 1.
-    writeStderr(`${PROGRAM}: error: ${oneLine(error)}${hint}\n`);
+    writeStderr(fatalLine(PROGRAM, `${oneLine(error)}${hint}`, code, output));
     return code;
   }
 }
@@ -57,6 +62,7 @@ export async function main(
   argv: readonly string[],
   env: Record<string, string>,
   signals: SignalListeners,
+  journal = false,
 ): Promise<number> {
   const invocation = parseArgs(argv, env);
   if (invocation.kind === "help") {
@@ -78,7 +84,8 @@ export async function main(
     return 0;
   }
   const { config } = invocation;
-  setupLogging({ level: config.logLevel, format: config.logFormat });
+  setupLogging({ level: config.logLevel, format: config.logFormat, journal });
+  if (invocation.kind === "check") return await runCheck(config, { format: config.logFormat, journal });
   // An unhandled rejection or uncaught error anywhere: one line and a clean stop (exit 1).
   const guard = installRejectionGuard();
   const files = raiseFileLimit();

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseArgs } from "../src/config/cli.ts";
+import { parseArgs, requestedLogFormat } from "../src/config/cli.ts";
 import { OPTIONS } from "../src/config/options.ts";
 import { UsageError } from "../src/errors.ts";
 
@@ -159,4 +159,23 @@ Deno.test("the option table: one entry a setting, each with a flag, an ADAPTOR_ 
       `--help lacks ${option.env}`,
     );
   }
+});
+
+Deno.test("requestedLogFormat: the format for a usage error's line, without the full parse", () => {
+  assert.equal(requestedLogFormat(["--bogus", "--log-format", "json"]), "json");
+  assert.equal(requestedLogFormat(["--log-format=json", "--sndhwm", "x"]), "json");
+  assert.equal(requestedLogFormat(["--sndhwm", "x"], { ADAPTOR_LOG_FORMAT: " json " }), "json");
+  assert.equal(requestedLogFormat(["--log-format", "text"], { ADAPTOR_LOG_FORMAT: "json" }), "text");
+  assert.equal(requestedLogFormat(["--log-format", "yaml"]), "text");
+  assert.equal(requestedLogFormat(["--log-format"]), "text");
+  assert.equal(requestedLogFormat([]), "text");
+});
+
+Deno.test("--check: the configuration to check, as a run would have it", () => {
+  const invocation = parseArgs(["--check", "-p", "tcp://127.0.0.1:7001"], { ADAPTOR_SNDHWM: "5" });
+  assert.equal(invocation.kind, "check");
+  const { config } = invocation as Extract<typeof invocation, { kind: "check" }>;
+  assert.equal(config.publish[0].address, "tcp://127.0.0.1:7001");
+  assert.equal(config.sndhwm, 5);
+  assert.equal(parseArgs(["-p", "tcp://127.0.0.1:7001"]).kind, "run");
 });

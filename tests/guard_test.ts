@@ -10,10 +10,10 @@ import { describeReason } from "../src/ops/guard.ts";
 import { exists, ipcPath } from "./support/net.ts";
 import { ROOT } from "./support/process.ts";
 
-async function probe(what: string, guarded = true) {
+async function probe(what: string, guarded = true, format = "text") {
   const path = ipcPath("guard"); // a plain file standing for a socket file
   const script = guarded ? `${ROOT}tests/support/guard_probe.ts` : "";
-  const args = guarded ? ["run", "--allow-all", script, what, path] : [
+  const args = guarded ? ["run", "--allow-all", script, what, path, format] : [
     "eval",
     `Deno.writeTextFileSync(${JSON.stringify(path)}, ""); Promise.reject(new Error("x"));`,
   ];
@@ -46,6 +46,16 @@ Deno.test("an error thrown from a timer: the same", async () => {
     stderr.trimEnd(),
     /^[^\n]*\[ERR\] adaptor: uncaught error: TypeError: boom \(a bug: stopping cleanly\)$/,
   );
+});
+
+Deno.test("--log-format json: the guard's line is a JSON line of level error", async () => {
+  const { code, stderr } = await probe("throw", true, "json");
+  assert.equal(code, 1, stderr);
+  const lines = stderr.trimEnd().split("\n");
+  assert.equal(lines.length, 1, stderr);
+  const record = JSON.parse(lines[0]);
+  assert.equal(record.level, "error");
+  assert.equal(record.message, "uncaught error: TypeError: boom (a bug: stopping cleanly)");
 });
 
 Deno.test("without the guard (Deno's default): a stack trace, and the file left behind", async () => {

@@ -4,7 +4,10 @@ import {
   fileLimit,
   groupId,
   libcLoader,
+  lockFile,
+  probeLock,
   raiseFileLimit,
+  readProcFile,
   setUmask,
   trimMalloc,
 } from "../src/os/libc.ts";
@@ -95,4 +98,36 @@ Deno.test("groupId resolves groups through the C library (NSS), null for none; s
   } finally {
     setUmask(before);
   }
+});
+
+Deno.test("probeLock: absent (and not created), free (and left as it was), held; never takes it for good", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const path = `${dir}/q.lock`;
+    assert.equal(probeLock(path), "absent");
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "probeLock created the file");
+    Deno.writeTextFileSync(path, "1\n");
+    assert.equal(probeLock(path), "free");
+    assert.equal(Deno.readTextFileSync(path), "1\n");
+    const lock = lockFile(path);
+    assert.ok(lock && "release" in lock);
+    assert.equal(probeLock(path), "held");
+    lock.release();
+    assert.equal(probeLock(path), "absent");
+    // After a probe, the lock can still be taken.
+    Deno.writeTextFileSync(path, "");
+    assert.equal(probeLock(path), "free");
+    const again = lockFile(path);
+    assert.ok(again && "release" in again);
+    again.release();
+    Deno.symlinkSync("/etc/hostname", path);
+    assert.deepEqual(probeLock(path), { why: "errno 40" }); // ELOOP: O_NOFOLLOW, as lockFile
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("readProcFile: /proc/self/status, which Deno's file API refuses without --allow-all", () => {
+  assert.match(readProcFile("/proc/self/status") ?? "", /^Uid:\s+\d+/m);
+  assert.equal(readProcFile("/proc/self/no-such-file"), undefined);
 });

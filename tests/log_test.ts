@@ -5,11 +5,11 @@
  */
 
 import assert from "node:assert/strict";
-import { log, setupLogging } from "../src/ops/log.ts";
+import { fatalLine, log, setupLogging } from "../src/ops/log.ts";
 
-function capture(format: "json" | "text"): string[] {
+function capture(format: "json" | "text", journal = false): string[] {
   const lines: string[] = [];
-  setupLogging({ level: "debug", format, write: (line) => lines.push(line) });
+  setupLogging({ level: "debug", format, journal, write: (line) => lines.push(line) });
   return lines;
 }
 
@@ -55,4 +55,34 @@ Deno.test("text lines: timestamp, level, category, message with values unquoted"
     lines[0],
     /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [+-]\d\d:\d\d \[INF\] adaptor·debug: > got: \{"api":"orders"\}\n$/,
   );
+});
+
+Deno.test("journal: each line starts with its level's syslog priority, text and JSON", () => {
+  for (const format of ["text", "json"] as const) {
+    const lines = capture(format, true);
+    log().debug("d");
+    log().info("i");
+    log().warn("w");
+    log().error("e");
+    log().fatal("f");
+    assert.deepEqual(lines.map((l) => l.slice(0, 3)), ["<7>", "<6>", "<4>", "<3>", "<2>"]);
+    if (format === "json") { for (const line of lines) JSON.parse(line.slice(3)); }
+  }
+  const plain = capture("text");
+  log().warn("w");
+  assert.match(plain[0], /^\d{4}-/);
+});
+
+Deno.test("fatalLine: the usage error's line as text, JSON, and for the journal", () => {
+  assert.equal(fatalLine("adaptor", "bad {x}", 2, { format: "text" }), "adaptor: error: bad {x}\n");
+  assert.equal(fatalLine("adaptor", "bad", 1, { format: "text", journal: true }), "<2>adaptor: error: bad\n");
+  const json = fatalLine("adaptor", 'bad "x"', 2, { format: "json" });
+  assert.ok(json.endsWith("}\n") && !json.slice(0, -1).includes("\n"));
+  const record = JSON.parse(json);
+  assert.deepEqual(Object.keys(record), ["time", "level", "category", "message", "exitCode"]);
+  assert.equal(record.level, "fatal");
+  assert.equal(record.category, "adaptor");
+  assert.equal(record.message, 'bad "x"');
+  assert.equal(record.exitCode, 2);
+  assert.match(fatalLine("adaptor", "bad", 1, { format: "json", journal: true }), /^<2>\{"time":/);
 });

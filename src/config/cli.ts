@@ -8,13 +8,23 @@
 
 import { Command, CommanderError, Option } from "commander";
 import { type Config, type ConfigInput, makeConfig } from "./config.ts";
-import { flagOf, type OptionKey, OPTIONS, type OptionSpec, shownDefault } from "./options.ts";
+import {
+  flagOf,
+  type LogFormat,
+  type OptionKey,
+  optionOf,
+  OPTIONS,
+  type OptionSpec,
+  shownDefault,
+} from "./options.ts";
 import { UsageError } from "../errors.ts";
 import { PROGRAM } from "../version.ts";
 
 /** What the command line asks for. */
 export type Invocation =
   | { readonly kind: "run"; readonly config: Config }
+  /** `--check`: validate what a start would, print the configuration, start nothing. */
+  | { readonly kind: "check"; readonly config: Config }
   | { readonly kind: "help"; readonly text: string }
   | { readonly kind: "version" }
   | { readonly kind: "keygen"; readonly path: string };
@@ -32,6 +42,11 @@ function program(onKeygen: (path: string) => void = () => {}): Command {
     )
     .helpOption("-h, --help", "show this help")
     .option("-V, --version", "print the adaptor's and ZeroMQ's versions")
+    .option(
+      "--check",
+      "check what a start would (flags, variables, certificates, groups, ipc paths, locks, ports), " +
+        "print the configuration and exit: 0 good, 1 a start would fail now, 2 bad configuration",
+    )
     .allowExcessArguments(false);
   for (const option of OPTIONS as readonly OptionSpec[]) {
     const shown = option.kind.type === "switch" ? "" : ` (default: ${shownDefault(option)})`;
@@ -103,7 +118,24 @@ export function parseArgs(
       names[key] = option.env;
     }
   }
-  return { kind: "run", config: makeConfig(input as ConfigInput, names) };
+  return { kind: options.check ? "check" : "run", config: makeConfig(input as ConfigInput, names) };
+}
+
+/**
+ * The log format `argv` and `env` ask for, read without the full parse: for the line that
+ * reports a usage error the parse itself ran into. "json" only when it says so plainly.
+ */
+export function requestedLogFormat(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = {},
+): LogFormat {
+  let value = env[optionOf("logFormat").env]?.trim();
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--") break;
+    if (argv[i] === "--log-format") value = argv[++i];
+    else if (argv[i].startsWith("--log-format=")) value = argv[i].slice("--log-format=".length);
+  }
+  return value === "json" ? "json" : "text";
 }
 
 function number(name: string, text: string): number {

@@ -24,6 +24,7 @@
 
 import { dirname } from "node:path";
 import { readAccounts } from "../os/accounts.ts";
+import { readProcFile } from "../os/libc.ts";
 
 /** What the check needs to know about the adaptor itself. */
 export interface GatewayAccessOptions {
@@ -67,8 +68,6 @@ interface Node {
  * Never throws: a file or directory it cannot inspect is reported as the problem.
  */
 export function gatewayAccessProblem(path: string, options: GatewayAccessOptions): string | undefined {
-  const names = new Names(options);
-  const ownGid = options.ownGid ?? processIds()?.gid;
   let file: Node;
   let dirs: Node[];
   try {
@@ -78,6 +77,34 @@ export function gatewayAccessProblem(path: string, options: GatewayAccessOptions
     return `cannot check who may connect to socket file ${path} (${(error as Error).message}); ` +
       `nginx workers may not reach it either`;
   }
+  return judge(file, dirs, "is", options);
+}
+
+/**
+ * The same question asked before the socket file exists (`--check`): about the file a bind
+ * would make at `path`, owned by `file.uid` and group `file.gid`, with permissions `file.mode`.
+ * The directories above it must exist.
+ */
+export function expectedAccessProblem(
+  path: string,
+  file: { uid: number; gid: number; mode: number },
+  options: GatewayAccessOptions,
+): string | undefined {
+  let dirs: Node[];
+  try {
+    dirs = ancestors(path);
+  } catch (error) {
+    return `cannot check who could connect to socket file ${path} (${(error as Error).message}); ` +
+      `nginx workers may not reach it either`;
+  }
+  const node: Node = { path, uid: file.uid, gid: file.gid, mode: 0o140000 | (file.mode & 0o777), type: "s" };
+  return judge(node, dirs, "would be", options);
+}
+
+function judge(file: Node, dirs: Node[], is: string, options: GatewayAccessOptions): string | undefined {
+  const { path } = file;
+  const names = new Names(options);
+  const ownGid = options.ownGid ?? processIds()?.gid;
   const perms = file.mode & 0o777;
   const otherCanWrite = (perms & 0o002) !== 0;
   // Unknown own group (no /proc): the file's group is taken for the adaptor's own, the safe side.
@@ -100,7 +127,7 @@ export function gatewayAccessProblem(path: string, options: GatewayAccessOptions
   if (otherCanWrite && !blockedForOther) return undefined;
   if (groupCanWrite && !blockedForGroup) return undefined;
 
-  const described = `socket file ${path} is ${names.describe(file)}`;
+  const described = `socket file ${path} ${is} ${names.describe(file)}`;
   const group = names.group(file.gid);
   if (groupCanWrite || otherCanWrite) {
     // The file itself lets them in; a directory above it does not.
@@ -143,17 +170,24 @@ function inspect(path: string, info: Deno.FileInfo): Node {
 
 /**
  * This process's effective user and group ids, from /proc/self/status: `Deno.uid()` would need
- * `--allow-sys`, which the adaptor does not ask for. `undefined` where /proc cannot be read.
+ * `--allow-sys`, which the adaptor does not ask for (and Deno's file API refuses /proc/self
+ * without --allow-all: read through libc then). `undefined` where /proc cannot be read.
  */
 export function processIds(status = "/proc/self/status"): { uid: number; gid: number } | undefined {
+  const text = readStatus(status);
+  if (text === undefined) return undefined;
+  // "Uid:\treal\teffective\tsaved\tfs"
+  const uid = /^Uid:\s+\d+\s+(\d+)/m.exec(text);
+  const gid = /^Gid:\s+\d+\s+(\d+)/m.exec(text);
+  return uid && gid ? { uid: Number(uid[1]), gid: Number(gid[1]) } : undefined;
+}
+
+/** A /proc status file's text, by Deno's file API or else through libc. */
+export function readStatus(status = "/proc/self/status"): string | undefined {
   try {
-    const text = Deno.readTextFileSync(status);
-    // "Uid:\treal\teffective\tsaved\tfs"
-    const uid = /^Uid:\s+\d+\s+(\d+)/m.exec(text);
-    const gid = /^Gid:\s+\d+\s+(\d+)/m.exec(text);
-    return uid && gid ? { uid: Number(uid[1]), gid: Number(gid[1]) } : undefined;
+    return Deno.readTextFileSync(status);
   } catch {
-    return undefined;
+    return readProcFile(status);
   }
 }
 

@@ -5,6 +5,7 @@
  * swallows write errors (a full disk or a closed stderr must not stop forwarding).
  * Categories: `adaptor` (lifecycle), `adaptor.socket` (monitor events), `adaptor.debug`
  * (debug subscriber, test peers and rates), `adaptor.metrics` (the HTTP server).
+ * When stderr is the journal (`journal.ts`) each line starts with its syslog priority.
  *
  * Call sites pass a message template and its values as properties, never text built with
  * `${}`: LogTape reads `{…}` in a message as a placeholder, so a payload such as `{"api":1}`
@@ -20,6 +21,7 @@ import {
   resetSync,
 } from "@logtape/logtape";
 import type { LogFormat, LogLevel } from "../config/options.ts";
+import { withPriority } from "./journal.ts";
 
 const encoder = new TextEncoder();
 
@@ -35,18 +37,28 @@ export function writeStderr(line: string): void {
   }
 }
 
+/** How lines are written: text or JSON, and with journald's priority prefix or not. */
+export interface LogOutput {
+  readonly format: LogFormat;
+  /** stderr is the journal: each line starts with `<N>`, its syslog priority. */
+  readonly journal?: boolean;
+}
+
 /** Configures every `adaptor*` logger. Safe to call again (tests, restarts). */
-export function setupLogging(
-  options: { level: LogLevel; format: LogFormat; write?: LineWriter },
-): void {
+export function setupLogging(options: LogOutput & { level: LogLevel; write?: LineWriter }): void {
+  // journald stamps every line itself (to the microsecond): text lines go without a time there.
+  const timestamp = options.journal ? "none" : "date-time-timezone";
   const format = options.format === "json"
     ? formatJsonLine
-    : getTextFormatter({ timestamp: "date-time-timezone", timeZone: null, value: "bare" });
+    : getTextFormatter({ timestamp, timeZone: null, value: "bare" });
   const write = options.write ?? writeStderr;
+  const line = options.journal
+    ? (record: LogRecord) => withPriority(record.level, format(record))
+    : (record: LogRecord) => format(record);
   resetSync();
   configureSync({
     reset: true,
-    sinks: { stderr: (record: LogRecord) => write(format(record)) },
+    sinks: { stderr: (record: LogRecord) => write(line(record)) },
     loggers: [
       { category: ["adaptor"], lowestLevel: options.level, sinks: ["stderr"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
@@ -72,6 +84,23 @@ export function formatJsonLine(record: LogRecord): string {
     if (!JSON_KEYS.includes(key)) line[key] = value;
   }
   return JSON.stringify(line, (_, value) => typeof value === "bigint" ? value.toString() : value) + "\n";
+}
+
+/**
+ * The last line of a process that cannot go on (`adaptor: error: …` in text), in the format of
+ * its log lines: a JSON line of level `fatal` with `exitCode` in JSON, `<2>` first for the journal.
+ */
+export function fatalLine(program: string, message: string, exitCode: number, output: LogOutput): string {
+  const line = output.format === "json"
+    ? JSON.stringify({
+      time: new Date().toISOString(),
+      level: "fatal",
+      category: program,
+      message,
+      exitCode,
+    }) + "\n"
+    : `${program}: error: ${message}\n`;
+  return output.journal ? withPriority("fatal", line) : line;
 }
 
 /** A LogTape message (text, value, text, …) as plain text. */

@@ -10,7 +10,8 @@
  * - getgrnam(3): `--ipc-group` by name, through NSS (LDAP, SSSD), not /etc/group alone.
  * - pthread_sigmask(3): keep signals off the threads that wait in libzmq (see `blockSignals`).
  * - signal(2): ignore SIGUSR1 and SIGUSR2 for the whole process (see `ignoreSignals`).
- * - open(2)/flock(2)/fstat(2): the lock that makes one adaptor per ipc path (see `lockFile`).
+ * - open(2)/flock(2)/fstat(2): the lock that makes one adaptor per ipc path (see `lockFile`),
+ *   and `--check`'s look at it (`probeLock`).
  * - malloc_trim(3): give freed heap pages back to the system. A subscriber that falls behind
  *   makes the XPUB queue up to --sndhwm messages for it, in libzmq's (glibc) heap; once they are
  *   freed glibc keeps most of those pages. Measured: after a 100 000-message burst, 41 of
@@ -362,6 +363,42 @@ function sameInode(
       BigInt(info.dev) === view.getBigUint64(0, true);
   } catch {
     return false; // removed meanwhile
+  }
+}
+
+/**
+ * The text of a small file under /proc/self (4 KiB at most), read through libc: Deno's own
+ * file API refuses /proc/self without --allow-all. Undefined where it cannot be read.
+ */
+export function readProcFile(path: string): string | undefined {
+  const c = load();
+  return c ? readSmallFile(c, path) : undefined;
+}
+
+/** What `probeLock` found at a lock file. */
+export type LockProbe = "absent" | "free" | "held" | { readonly why: string };
+
+const ENOENT = 2;
+
+/**
+ * Whether another process holds the `lockFile` lock on `path`, asked without creating or
+ * removing anything (`--check`): an existing file is locked and unlocked at once. Undefined
+ * where libc cannot be opened.
+ */
+export function probeLock(path: string): LockProbe | undefined {
+  const c = load();
+  if (!c) return undefined;
+  const fd = c.open(new TextEncoder().encode(path + "\0"), O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
+  if (fd === -1) {
+    const code = errno(c);
+    return code === ENOENT ? "absent" : { why: REASONS[code] ?? `errno ${code}` };
+  }
+  try {
+    if (c.flock(fd, LOCK_EX | LOCK_NB) === 0) return "free"; // released by the close below
+    const code = errno(c);
+    return code === EWOULDBLOCK ? "held" : { why: REASONS[code] ?? `errno ${code}` };
+  } finally {
+    c.close(fd);
   }
 }
 

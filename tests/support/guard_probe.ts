@@ -2,14 +2,15 @@
  * A process for guard_test.ts: installs the rejection guard, creates a file standing for the
  * adaptor's socket files, then makes `Deno.args[0]` happen ("rejection": two unhandled
  * rejections, "throw": an error thrown from a timer). On the guard's failure it runs its
- * clean-up (removes the file), as the adaptor's stop does, and exits 1.
+ * clean-up (removes the file), as the adaptor's stop does, and exits 1. `Deno.args[2]` "json"
+ * logs JSON lines.
  */
 
 import { installRejectionGuard } from "../../src/ops/guard.ts";
 import { setupLogging } from "../../src/ops/log.ts";
 
-setupLogging({ level: "info", format: "text" });
-const [what, path] = Deno.args;
+const [what, path, format] = Deno.args;
+setupLogging({ level: "info", format: format === "json" ? "json" : "text" });
 const guard = installRejectionGuard();
 Deno.writeTextFileSync(path, "");
 if (what === "rejection") {
