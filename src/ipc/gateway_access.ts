@@ -1,5 +1,5 @@
 /**
- * Can the gateway reach the socket file? (issue #14, "the gateway side")
+ * Can the gateway reach the socket file?
  *
  * nginx's workers run as a user of their own (`www-data` on Debian/Ubuntu, `nginx` on RHEL-likes),
  * while the adaptor often runs as root. Connecting to a unix socket needs write permission on the

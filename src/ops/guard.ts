@@ -1,10 +1,10 @@
 /**
- * A process-wide guard against unhandled promise rejections and uncaught errors (issue 13):
+ * A process-wide guard against unhandled promise rejections and uncaught errors:
  * Deno's default prints `error: Uncaught (in promise) …` with a stack trace and exits 1 at
  * once, leaving the ipc socket files behind. The guard turns the first one into one log line
  * and a `failure` promise that `main` races with the signals, so the adaptor stops cleanly
- * (proxies stopped, socket files removed) and exits 1. Later ones are counted into the line
- * of the first; nothing is printed with a stack.
+ * (proxies stopped, socket files removed) and exits 1. Later ones are only counted (`caught`);
+ * nothing is printed with a stack.
  */
 
 import { literal, log } from "./log.ts";

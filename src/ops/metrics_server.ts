@@ -7,7 +7,7 @@
  * A scrape costs the forwarding nothing per message: see `metrics.ts`.
  *
  * The port is often reachable from the network, so no peer may hold its descriptors for long
- * or make the process fail (issue 13). `Deno.serve` could do neither: it never closes idle or
+ * or make the process fail. `Deno.serve` could do neither: it never closes idle or
  * slow connections, and at the descriptor limit its accept loop's EMFILE ended the process as
  * an uncaught rejection. This server is a small HTTP/1.1 server over `Deno.listen`:
  *

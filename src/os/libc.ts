@@ -14,9 +14,8 @@
  *   and `--check`'s look at it (`probeLock`).
  * - malloc_trim(3): give freed heap pages back to the system. A subscriber that falls behind
  *   makes the XPUB queue up to --sndhwm messages for it, in libzmq's (glibc) heap; once they are
- *   freed glibc keeps most of those pages. Measured: after a 100 000-message burst, 41 of
- *   46 MiB stayed resident for good; malloc_trim(0) returned them. Without it, RSS after a
- *   burst looks like a leak to whoever watches it.
+ *   freed glibc keeps most of those pages (figures in docs/reliability.md); without it, RSS
+ *   after a burst looks like a leak to whoever watches it.
  * - getrlimit(2)/setrlimit(2) on RLIMIT_NOFILE: raise the soft descriptor limit to the hard
  *   one at start (see `raiseFileLimit`).
  */
@@ -456,9 +455,8 @@ export function fileLimit(): FileLimit | undefined {
  * libzmq's ipc listener aborts the process on EMFILE). Systemd's `LimitNOFILE=65536` sets both
  * limits; a shell's `ulimit -Sn 1024` or a container runtime often leaves soft below hard.
  *
- * Deno 2.9.6 itself raises the soft limit at start (measured: `ulimit -Sn 128` still gave
- * the adaptor 20 000), so this is the adaptor's own guarantee, not the runtime's accident; it
- * also says what the limit is. Returns the limit before and after, or undefined where glibc
+ * Deno raises the soft limit itself at start today, so this is the adaptor's own guarantee,
+ * not the runtime's accident; it also says what the limit is. Returns the limit before and after, or undefined where glibc
  * cannot be asked (musl). `raised` is false when soft already equalled hard or the kernel
  * refused (then `after` is `before`).
  */

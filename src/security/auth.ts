@@ -22,8 +22,7 @@
  * as it can.
  *
  * The log is throttled per socket, decision, reason and peer *host*, never per client key: a
- * client that makes a fresh random key for each attempt would otherwise get a line each time
- * (measured before: 4 100–17 000 lines in 10–30 s). The first 5 decisions of a minute are
+ * client that makes a fresh random key for each attempt would otherwise get a line each time. The first 5 decisions of a minute are
  * logged in full (with their keys: a few examples for the operator); the rest are counted, and
  * when the minute ends one summary line gives their exact number. Beyond 1000 hosts in a minute
  * (a botnet, an IPv6 range) the rest share one overflow line per window. `LogThrottle` (src/ops/throttle.ts) does the work; LogTape's

@@ -13,8 +13,7 @@
  * Files are read from outside the adaptor's control (a clients directory others may fill), so
  * what an error quotes from them is escaped and cut short (`sanitize`: an escape sequence in a
  * certificate must not reach the terminal, a 3 MB line must not become a 3 MB log line), and no
- * file is read past `MAX_CERTIFICATE_BYTES` (a certificate is under 1 KiB; a 200 MB one was
- * read whole before).
+ * file is read past `MAX_CERTIFICATE_BYTES` (a certificate is under 1 KiB).
  */
 
 import { StartupError, UsageError } from "../errors.ts";

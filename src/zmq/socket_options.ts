@@ -52,7 +52,7 @@ const LISTEN_BACKLOG = 1024;
 /**
  * The ZMQ_MAXMSGSIZE of a socket of `type` (-1: no limit). The XPUB (or PUB, with
  * `--subscriptions local`) receives nothing but
- * subscriptions, which every publisher keeps (issue 13: 200 × 60 KB grew each by 375 MB), so it
+ * subscriptions, which every publisher keeps (docs/reliability.md), so it
  * gets `--max-subscription-size`; the others `--max-message-size`.
  */
 export function maxFrameSize(type: number, config: Config): number {
