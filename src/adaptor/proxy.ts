@@ -3,8 +3,10 @@
  * pool, steered over an inproc PAIR control socket.
  *
  * Every message is moved by C; JavaScript only asks for STATISTICS (exact frame and byte
- * counts of both sides, answered by the proxy itself) and TERMINATE. (PAUSE is not offered:
- * the libzmq in zeromq 6.8 acknowledges it but keeps forwarding; see docs/design.md.)
+ * counts of both sides, answered by the proxy itself) and TERMINATE. libzmq 4.3.5's proxy has
+ * PAUSE and RESUME mixed up (fixed upstream by libzmq f8b3cc81) and acknowledges every command
+ * on a PAIR control socket (fixed by 058ad60b): so a pause is TERMINATE and a new run, and the
+ * acks are skipped; both can go once the addon's libzmq has those commits (docs/design.md).
  * Why this and not zeromq.js's `Proxy`: same speed (measured, see docs/design.md), but only
  * this route exposes STATISTICS, which the metrics need exact at any rate.
  *
