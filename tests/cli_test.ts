@@ -58,8 +58,8 @@ Deno.test("environment variables fill what flags leave; flags win", () => {
 
 Deno.test("every setting has a documented ADAPTOR_ variable", () => {
   for (const { env } of OPTIONS) assert.match(env, /^ADAPTOR_[A-Z_]+$/);
-  const readme = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
-  for (const { env } of OPTIONS) assert.ok(readme.includes(env), `README lacks ${env}`);
+  const guide = Deno.readTextFileSync(new URL("../docs/operations.md", import.meta.url));
+  for (const { env } of OPTIONS) assert.ok(guide.includes(env), `docs/operations.md lacks ${env}`);
 });
 
 Deno.test("help and version", () => {

@@ -1,22 +1,24 @@
 /**
- * Docs that cannot drift: the README's metrics table names every metric family and label that
- * `/metrics` emits (and nothing it does not), and its flag table lists exactly the flags that
- * `--help` prints.
+ * Docs that cannot drift: the operator guide's metrics table names every metric family and label
+ * that `/metrics` emits (and nothing it does not), its flag table is the option table's and lists
+ * exactly the flags that `--help` prints, and the README's short flag list says what they say.
  */
 
 import assert from "node:assert/strict";
 import { parseArgs } from "../src/config/cli.ts";
 import { GUIDE, withTable } from "../scripts/docs.ts";
+import { OPTIONS, shownDefault } from "../src/config/options.ts";
 import { freePort, ipcPath } from "./support/net.ts";
 import { AdaptorProcess, ROOT } from "./support/process.ts";
 
 const readme = Deno.readTextFileSync(`${ROOT}README.md`);
+const guide = Deno.readTextFileSync(`${ROOT}docs/operations.md`);
 
-/** The rows of the README table whose header row starts with `| ${first} `. */
-function tableRows(first: string): string[][] {
-  const lines = readme.split("\n");
+/** The rows of the table in `doc` whose header row starts with `| ${first} `. */
+function tableRows(first: string, doc = guide): string[][] {
+  const lines = doc.split("\n");
   const start = lines.findIndex((l) => new RegExp(`^\\|\\s*${first}\\s*\\|`).test(l));
-  assert.ok(start >= 0, `README has no table headed '${first}'`);
+  assert.ok(start >= 0, `no table headed '${first}'`);
   const rows: string[][] = [];
   for (const line of lines.slice(start + 2)) {
     if (!line.startsWith("|")) break;
@@ -25,7 +27,7 @@ function tableRows(first: string): string[][] {
   return rows;
 }
 
-Deno.test("the README's metrics table names every family and label /metrics emits, and no other", async () => {
+Deno.test("the guide's metrics table names every family and label /metrics emits, and no other", async () => {
   const port = freePort();
   const adaptor = new AdaptorProcess([
     ...["-b", `ipc://${ipcPath("xsub")}`, "-p", `tcp://127.0.0.1:${freePort()}`],
@@ -59,32 +61,43 @@ Deno.test("the README's metrics table names every family and label /metrics emit
       }
     }
     for (const [name, labels] of emitted) {
-      assert.ok(documented.has(name), `README's metrics table lacks ${name}`);
+      assert.ok(documented.has(name), `docs/operations.md's metrics table lacks ${name}`);
       // A family with no sample yet (auth counters without CURVE) shows no labels to compare.
       if (sampled.has(name)) {
         assert.deepEqual([...labels].sort(), [...documented.get(name)!].sort(), `labels of ${name}`);
       }
     }
     for (const name of documented.keys()) {
-      assert.ok(emitted.has(name), `README documents ${name}, not emitted`);
+      assert.ok(emitted.has(name), `docs/operations.md documents ${name}, not emitted`);
     }
   } finally {
     await adaptor.stop();
   }
 });
 
-Deno.test("the README's flag table and --help list the same flags", () => {
+Deno.test("the guide's flag table and --help list the same flags; the README's short list agrees", () => {
   const help = parseArgs(["--help"], {});
   assert.equal(help.kind, "help");
-  const fromHelp = new Set(
-    [...(help.kind === "help" ? help.text : "").matchAll(/^\s{2}(?:-\w, )?(--[\w-]+)/gm)].map((m) => m[1]),
-  );
-  fromHelp.delete("--help");
-  const fromReadme = new Set(
+  const helpText = help.kind === "help" ? help.text : "";
+  const fromHelp = new Set([...helpText.matchAll(/^\s{2}(?:-\w, )?(--[\w-]+)/gm)].map((m) => m[1]));
+  for (const flag of ["--help", "--version", "--check"]) fromHelp.delete(flag);
+  const fromGuide = new Set(
     tableRows("flag").flatMap(([flag]) => [...flag.matchAll(/(--[\w-]+)/g)].map((m) => m[1])),
   );
-  fromReadme.delete("--help");
-  assert.deepEqual([...fromHelp].sort(), [...fromReadme].sort());
+  assert.deepEqual([...fromHelp].sort(), [...fromGuide].sort());
+  // Each row of the README's short list: a flag --help knows, with the default the option table gives.
+  for (const [flag, shown] of tableRows("flag", readme)) {
+    const long = /--[\w-]+/.exec(flag)?.[0];
+    if (!long) continue; // keygen
+    assert.ok(helpText.includes(long), `README lists ${long}, --help does not`);
+    const option = OPTIONS.find((o) => o.flags.includes(`${long} `) || o.flags.endsWith(long));
+    if (!option) continue; // --check: a mode, not a setting
+    const want = option.kind.type === "switch" ? "off" : shownDefault(option);
+    assert.ok(
+      shown === "" || want.startsWith(shown.replaceAll("`", "")),
+      `README's default of ${long} is ${shown}, the option table's ${want}`,
+    );
+  }
 });
 
 Deno.test("the operator guide's flag table is the option table's (deno task docs writes it)", () => {
