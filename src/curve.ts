@@ -61,11 +61,26 @@ export function curveFor(security: SecuritySetup, role: Role, endpoint: Endpoint
     const server = servers.keys.get(endpoint.address)!;
     return { kind: "client", serverKey: server.key, publicKey: cert.publicKey, secretKey: cert.secretKey };
   }
-  const bindsTcp = endpoint.mode === "bind" && endpoint.transport === "tcp";
-  if (CURVE_ROLES.includes(role) || (role === "bind" && bindsTcp)) {
+  if (servesCurve(role, endpoint)) {
     return { kind: "server", secretKey: cert.secretKey, zap: clients !== undefined };
   }
   return undefined;
+}
+
+/** Whether `endpoint` of `role` is a CURVE server with `--curve-cert` (and is not a CURVE client). */
+export function servesCurve(role: Role, endpoint: Endpoint): boolean {
+  const bindsTcp = endpoint.mode === "bind" && endpoint.transport === "tcp";
+  return CURVE_ROLES.includes(role) || (role === "bind" && bindsTcp);
+}
+
+/** The roles of `config` with a CURVE server endpoint: the sockets whose clients are judged. */
+export function curveServerRoles(config: Config): Role[] {
+  if (config.curveCert === undefined) return [];
+  const client = (e: Endpoint) =>
+    config.curveServers !== undefined && e.mode === "connect" && e.transport === "tcp";
+  return (Object.keys(ROLES) as Role[]).filter((role) =>
+    config[role].some((e) => !client(e) && servesCurve(role, e))
+  );
 }
 
 /** `HOST:PORT` and `HOST` of a tcp address as written (`tcp://[src;]HOST:PORT`). */
