@@ -21,7 +21,7 @@ const alerts = new Map(
 );
 
 /** Each unit test's block of the tests file. */
-const testBlocks = unitTests.split(/\n- name: /).slice(1);
+const testBlocks = unitTests.split(/\n\s*- name: /).slice(1);
 
 /** The alerts a test block expects to fire (an alertname with exp_labels after it). */
 function firing(block: string): string[] {
@@ -69,7 +69,7 @@ Deno.test("every alert is tested firing; increase()/rate() alerts on their first
     assert.ok(testBlocks.some((t) => firing(t).includes(name)), `${name}: no test where it fires`);
     const expr = /\n\s+expr: (?:>-\n)?([\s\S]*?)\n\s+(?:for|labels):/.exec(block)![1];
     if (/\b(increase|rate)\(/.test(expr)) {
-      const first = testBlocks.filter((t) => t.startsWith("'first incident") && firing(t).includes(name));
+      const first = testBlocks.filter((t) => /^["']?first incident/.test(t) && firing(t).includes(name));
       assert.ok(first.length > 0, `${name}: no 'first incident' test`);
       // The first incident: the counter's series starts at 0 and then steps once.
       for (const t of first) assert.match(t, /values: '?0 0 1/, `${name}: first incident from 0`);
