@@ -90,6 +90,13 @@ function hostAndPort(address: string): { hostPort: string; host: string } {
   return { hostPort: target, host: colon > 0 ? target.slice(0, colon) : target };
 }
 
+/** Where a servers directory keeps the certificate of tcp `address`: `DIR/HOST:PORT`, else `DIR/HOST`. */
+export function serverCertificateFiles(dir: string, address: string): string[] {
+  const base = dir.replace(/\/+$/, "");
+  const { hostPort, host } = hostAndPort(address);
+  return [`${base}/${hostPort}`, `${base}/${host}`];
+}
+
 /**
  * Finds the server certificate of every connecting tcp endpoint in `config` in `dir`:
  * `DIR/HOST:PORT`, else `DIR/HOST`. Throws `UsageError` naming the endpoint and the files looked
@@ -108,8 +115,7 @@ export function readServerKeys(config: Config, dir: string, flag = "--curve-serv
   for (const role of Object.keys(ROLES) as Role[]) {
     for (const endpoint of config[role]) {
       if (endpoint.mode !== "connect" || endpoint.transport !== "tcp" || keys.has(endpoint.address)) continue;
-      const { hostPort, host } = hostAndPort(endpoint.address);
-      const candidates = [`${base}/${hostPort}`, `${base}/${host}`];
+      const candidates = serverCertificateFiles(base, endpoint.address);
       const file = candidates.find((path) => {
         try {
           return Deno.statSync(path).isFile;

@@ -42,7 +42,8 @@ export async function run(
     return await main(args[0] === "--" ? args.slice(1) : args, env, signals);
   } catch (error) {
     const code = exitCodeOf(error);
-    const hint = code === 2 ? ` (see ${PROGRAM} --help)` : "";
+    const tap = oneLine(error).startsWith("tap: ") ? " tap" : "";
+    const hint = code === 2 ? ` (see ${PROGRAM}${tap} --help)` : "";
     // Not console.error: it throws when stderr is full, which would turn exit 2 into 1.
     writeStderr(`${PROGRAM}: error: ${oneLine(error)}${hint}\n`);
     return code;
@@ -73,6 +74,10 @@ export async function main(
     );
     console.log(`public key: ${publicKey}`);
     return 0;
+  }
+  if (invocation.kind === "tap") {
+    const { runTap } = await import("./tap.ts");
+    return await runTap(invocation.request, signals);
   }
   const { config } = invocation;
   setupLogging({ level: config.logLevel, format: config.logFormat });
