@@ -4,6 +4,7 @@ import {
   fileLimit,
   groupId,
   libcLoader,
+  openDescriptors,
   raiseFileLimit,
   setUmask,
   trimMalloc,
@@ -95,4 +96,15 @@ Deno.test("groupId resolves groups through the C library (NSS), null for none; s
   } finally {
     setUmask(before);
   }
+});
+
+Deno.test("openDescriptors counts this process's open descriptors, as a readdir of /proc/self/fd does", () => {
+  const listed = () => [...Deno.readDirSync("/proc/self/fd")].filter((e) => /^\d+$/.test(e.name)).length - 1;
+  const files = Array.from({ length: 300 }, () => Deno.openSync("/dev/null"));
+  try {
+    assert.equal(openDescriptors(), listed());
+  } finally {
+    for (const file of files) file.close();
+  }
+  assert.equal(openDescriptors(), listed());
 });
