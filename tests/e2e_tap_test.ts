@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { keygen } from "../src/cert.ts";
 import { freePort, ipcPath, sleep, until } from "./support/net.ts";
 import { Peers } from "./support/peers.ts";
-import { AdaptorProcess } from "./support/process.ts";
+import { AdaptorProcess, ROOT, RUN_FLAGS } from "./support/process.ts";
 
 const encoder = new TextEncoder();
 
@@ -150,6 +150,56 @@ Deno.test("tap on a CURVE XPUB: an admitted key receives (server key or servers 
     await peers.close();
     const { status } = await adaptor.stop();
     Deno.removeSync(dir, { recursive: true });
+    assert.equal(status.code, 0, adaptor.lines.join("\n"));
+  }
+});
+
+Deno.test("tap: one whose output nobody reads loses its own messages at the XPUB; the other subscribers get all", async () => {
+  const xsub = `ipc://${ipcPath("xsub")}`;
+  const xpub = `tcp://127.0.0.1:${freePort()}`;
+  const adaptor = new AdaptorProcess(["-b", xsub, "-p", xpub]);
+  const peers = new Peers();
+  await adaptor.ready();
+  // stdout piped and not read: once the pipe is full the tap stops reading its socket.
+  const stuck = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...RUN_FLAGS, `${ROOT}src/main.ts`, "tap", xpub],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(stuck.stderr).text();
+  try {
+    const sub = peers.subscriber(xpub, ["event"]);
+    const pub = peers.publisher(xsub);
+    await sendUntil(() => pub.socket.trySend("event-sync"), () => sub.messages.length > 0, "the subscriber");
+    const before = sub.messages.length;
+    const SENT = 30_000; // 30 MB: more than the tap's pipe, socket buffers and both high-water marks hold
+    const payload = new Uint8Array(1000).fill(0x41);
+    payload.set(encoder.encode("event-"));
+    await pub.sendAll(SENT, () => [payload]);
+    await sub.expect(before + SENT, 60_000);
+    // Now read what the tap printed: fewer than were sent (the XPUB dropped the rest for it).
+    const reader = stuck.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let lines = 0;
+    for (;;) {
+      const chunk = await Promise.race([reader.read(), sleep(1000).then(() => undefined)]);
+      if (!chunk || chunk.done) break;
+      lines += chunk.value.split("\n").length - 1;
+    }
+    assert.ok(lines > 0 && lines < SENT, `the tap printed ${lines} of ${SENT}`);
+    stuck.kill("SIGINT");
+    const status = await stuck.status;
+    assert.equal(status.code, 0, await stderr);
+    reader.releaseLock();
+    await stuck.stdout.cancel().catch(() => {});
+  } finally {
+    try {
+      stuck.kill("SIGKILL");
+    } catch {
+      // gone
+    }
+    await peers.close();
+    const { status } = await adaptor.stop();
     assert.equal(status.code, 0, adaptor.lines.join("\n"));
   }
 });
