@@ -251,7 +251,8 @@ export async function runTap(
         case "disconnected":
           if (connected) io.err(`${PROGRAM} tap: ${where} disconnected; reconnecting`);
           connected = false;
-          lastTrouble = "it closed each connection before the handshake";
+          lastTrouble = "it closed each connection during the handshake (not a PUB or XPUB? the adaptor's " +
+            "XPUB is its -p endpoint)";
           return;
       }
     });

@@ -36,6 +36,7 @@ Deno.test("tap: prints what the XPUB forwards for its prefixes; --count, --json,
   const lines = tap(xpub, "tap-");
   const counted = tap(xpub, "tap-", "--count", "3", "--json");
   const nobody = tap(`tcp://127.0.0.1:${freePort()}`, "--connect-timeout", "300");
+  const notXpub = tap(xsub, "--connect-timeout", "1000"); // the adaptor's XSUB: a SUB is not its peer
   try {
     const pub = peers.publisher(xsub);
     await Promise.all([lines.waitFor(/tap: connected to /), counted.waitFor(/tap: connected to /)]);
@@ -70,8 +71,10 @@ Deno.test("tap: prints what the XPUB forwards for its prefixes; --count, --json,
       nobody.lines.join("\n"),
       /^adaptor: error: tap: cannot connect to tcp:\/\/127\.0\.0\.1:\d+ within 300 ms: nothing accepts connections there$/,
     );
+    assert.equal((await notXpub.exit()).code, 1);
+    assert.match(notXpub.lines.at(-1)!, /^adaptor: error: tap: cannot connect to ipc:.*not a PUB or XPUB\?/);
   } finally {
-    for (const t of [lines, counted, nobody]) t.kill("SIGKILL");
+    for (const t of [lines, counted, nobody, notXpub]) t.kill("SIGKILL");
     await peers.close();
     const { status } = await adaptor.stop();
     assert.equal(status.code, 0, adaptor.lines.join("\n"));
