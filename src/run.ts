@@ -49,7 +49,8 @@ export async function run(
     return await main(argv, env, signals, journal);
   } catch (error) {
     const code = exitCodeOf(error);
-    const hint = code === 2 ? ` (see ${PROGRAM} --help)` : "";
+    const tap = oneLine(error).startsWith("tap: ") ? " tap" : "";
+    const hint = code === 2 ? ` (see ${PROGRAM}${tap} --help)` : "";
     const output = { format: requestedLogFormat(argv, env), journal };
     // Not console.error: it throws when stderr is full, which would turn exit 2 into 1.
     writeStderr(fatalLine(PROGRAM, `${oneLine(error)}${hint}`, code, output));
@@ -82,6 +83,10 @@ export async function main(
     );
     console.log(`public key: ${publicKey}`);
     return 0;
+  }
+  if (invocation.kind === "tap") {
+    const { runTap } = await import("./tap.ts");
+    return await runTap(invocation.request, signals);
   }
   const { config } = invocation;
   setupLogging({ level: config.logLevel, format: config.logFormat, journal });

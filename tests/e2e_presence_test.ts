@@ -1,8 +1,8 @@
 /**
  * "Up, but nobody can reach it": no publisher connected to the XSUB for --publisher-grace
  * seconds is warned about once, with the usual cause, and /healthz (503) and the
- * adaptor_publishers_absent gauge say so until a publisher connects; when the last one leaves,
- * the clock starts again.
+ * adaptor_publishers_absent gauge say so until a publisher connects (adaptor_healthy stays 1:
+ * one alert per cause); when the last one leaves, the clock starts again.
  */
 
 import assert from "node:assert/strict";
@@ -37,7 +37,8 @@ Deno.test("no publisher for --publisher-grace: one warning, /healthz 503 and the
     assert.equal(unhealthy.status, 503);
     assert.match(unhealthy.text, /^no publisher connected to the XSUB ipc:\/\/.* for 1 s \(since start\)$/);
     assert.equal(await absent(), 1);
-    assert.equal((await scrape(url)).get("adaptor_healthy"), 0);
+    // One gauge per cause: the adaptor itself is healthy, its publishers are absent.
+    assert.equal((await scrape(url)).get("adaptor_healthy"), 1);
 
     peers = new Peers();
     peers.publisher(`ipc://${bind}`);

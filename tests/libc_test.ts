@@ -5,6 +5,7 @@ import {
   groupId,
   libcLoader,
   lockFile,
+  openDescriptors,
   probeLock,
   raiseFileLimit,
   readProcFile,
@@ -130,4 +131,15 @@ Deno.test("probeLock: absent (and not created), free (and left as it was), held;
 Deno.test("readProcFile: /proc/self/status, which Deno's file API refuses without --allow-all", () => {
   assert.match(readProcFile("/proc/self/status") ?? "", /^Uid:\s+\d+/m);
   assert.equal(readProcFile("/proc/self/no-such-file"), undefined);
+});
+
+Deno.test("openDescriptors counts this process's open descriptors, as a readdir of /proc/self/fd does", () => {
+  const listed = () => [...Deno.readDirSync("/proc/self/fd")].filter((e) => /^\d+$/.test(e.name)).length - 1;
+  const files = Array.from({ length: 300 }, () => Deno.openSync("/dev/null"));
+  try {
+    assert.equal(openDescriptors(), listed());
+  } finally {
+    for (const file of files) file.close();
+  }
+  assert.equal(openDescriptors(), listed());
 });

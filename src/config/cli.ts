@@ -18,6 +18,7 @@ import {
   shownDefault,
 } from "./options.ts";
 import { UsageError } from "../errors.ts";
+import type { TapRequest } from "../tap.ts";
 import { PROGRAM } from "../version.ts";
 
 /** What the command line asks for. */
@@ -27,12 +28,19 @@ export type Invocation =
   | { readonly kind: "check"; readonly config: Config }
   | { readonly kind: "help"; readonly text: string }
   | { readonly kind: "version" }
-  | { readonly kind: "keygen"; readonly path: string };
+  | { readonly kind: "keygen"; readonly path: string }
+  | { readonly kind: "tap"; readonly request: TapRequest };
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
-/** The commander program; `onKeygen` hears the keygen subcommand's path when it is parsed. */
-function program(onKeygen: (path: string) => void = () => {}): Command {
+/**
+ * The commander program; `onKeygen` and `onTap` hear the keygen and tap subcommands' arguments
+ * when they are parsed.
+ */
+function program(
+  onKeygen: (path: string) => void = () => {},
+  onTap: (request: TapRequest) => void = () => {},
+): Command {
   const cmd = new Command(PROGRAM)
     .description(
       "Forwards API-gateway usage events: gateway workers PUB-connect to the XSUB (-b),\n" +
@@ -47,7 +55,9 @@ function program(onKeygen: (path: string) => void = () => {}): Command {
       "check what a start would (flags, variables, certificates, groups, ipc paths, locks, ports), " +
         "print the configuration and exit: 0 good, 1 a start would fail now, 2 bad configuration",
     )
-    .allowExcessArguments(false);
+    .allowExcessArguments(false)
+    // The adaptor's flags go before a subcommand; tap has --curve-* flags of its own.
+    .enablePositionalOptions();
   for (const option of OPTIONS as readonly OptionSpec[]) {
     const shown = option.kind.type === "switch" ? "" : ` (default: ${shownDefault(option)})`;
     const flag = new Option(option.flags, `${option.help}${shown} [env ${option.env}]`);
@@ -61,6 +71,29 @@ function program(onKeygen: (path: string) => void = () => {}): Command {
     )
     .helpOption("-h, --help", "show this help")
     .action((path: string) => onKeygen(path));
+  cmd.command("tap")
+    .argument(
+      "<endpoint>",
+      "a running adaptor's XPUB (-p), or any ZeroMQ PUB/XPUB: tcp://HOST:PORT, ipc:///PATH",
+    )
+    .argument("[prefix...]", "subscribe to these prefixes (default: everything)")
+    .description(
+      "print what flows out of a running adaptor, as an ordinary subscriber: one event a line (made safe " +
+        "for a terminal), or JSON lines",
+    )
+    .option("--count <n>", "exit after N events")
+    .option("--json", "JSON lines: time, frame count, bytes, frames")
+    .option("--curve-cert <file>", "this tap's secret CURVE certificate, for a CURVE XPUB")
+    .option("--curve-server-key <key>", "the XPUB's public key (Z85; the adaptor logs it at start)")
+    .option(
+      "--curve-servers <dir>",
+      "or the directory with its public certificate, DIR/HOST:PORT or DIR/HOST",
+    )
+    .option("--connect-timeout <ms>", "give up when no connection is made in this time (default: 5000)")
+    .helpOption("-h, --help", "show this help")
+    .action((endpoint: string, prefixes: string[], options: Record<string, string | boolean>) =>
+      onTap({ endpoint, prefixes, ...options } as TapRequest)
+    );
   // With a subcommand defined, commander needs a root action to run without one.
   cmd.action(() => {});
   return cmd;
@@ -80,7 +113,8 @@ export function parseArgs(
   env: Readonly<Record<string, string | undefined>> = {},
 ): Invocation {
   let keygenPath: string | undefined;
-  const cmd = program((path) => keygenPath = path);
+  let tap: TapRequest | undefined;
+  const cmd = program((path) => keygenPath = path, (request) => tap = request);
   let help = "";
   for (const command of [cmd, ...cmd.commands]) {
     command.exitOverride().configureOutput({
@@ -96,13 +130,14 @@ export function parseArgs(
       return { kind: "help", text: help };
     }
     if (error instanceof CommanderError) {
-      const inKeygen = argv.includes("keygen") ? "keygen: " : "";
-      throw new UsageError(inKeygen + error.message.replace(/^error: /, ""));
+      const sub = ["keygen", "tap"].find((name) => argv.includes(name));
+      throw new UsageError((sub ? `${sub}: ` : "") + error.message.replace(/^error: /, ""));
     }
     throw error;
   }
   const options = cmd.opts();
   if (keygenPath !== undefined) return { kind: "keygen", path: keygenPath };
+  if (tap !== undefined) return { kind: "tap", request: tap };
   if (options.version) return { kind: "version" };
 
   const input: Record<string, unknown> = {};

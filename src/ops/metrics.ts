@@ -14,8 +14,10 @@
 import process from "node:process";
 import type { AdaptorHandle, AdaptorHooks, ChannelName, ProxyStatistics } from "../adaptor/adaptor.ts";
 import { type Role, ROLES } from "../config/endpoint.ts";
+import { curveServerRoles } from "../security/curve.ts";
 import type { Health } from "./health.ts";
 import type { SocketEvent } from "../zmq/monitor.ts";
+import { fileLimit, openDescriptors } from "../os/libc.ts";
 import { ADAPTOR_VERSION } from "../version.ts";
 import { addonBuild, zmqVersion } from "../zmq/binding.ts";
 
@@ -81,6 +83,22 @@ const OPENS = new Set(["accepted", "connected"]);
 const CLOSES = "disconnected";
 
 /**
+ * The monitor events a socket reports, by how its endpoints are used: each series exists at 0
+ * from the start, so that `increase()` sees a first event (a series born at 1 shows none).
+ */
+export const SOCKET_EVENTS = {
+  bind: ["listening", "accepted", "accept_failed", "closed", "close_failed"],
+  connect: ["connected", "connect_delayed", "connect_retried"],
+  both: [
+    "disconnected",
+    "handshake_succeeded",
+    "handshake_failed_no_detail",
+    "handshake_failed_protocol",
+    "handshake_failed_auth",
+  ],
+} as const;
+
+/**
  * Collects an adaptor's metrics. Create it before the adaptor, pass `hooks` to
  * `startAdaptor` (so that no connection is missed), then `attach` the handle.
  */
@@ -119,14 +137,45 @@ export class AdaptorMetrics {
     this.#http = refused;
   }
 
-  /** The running adaptor whose counters and health to report. */
+  /**
+   * The running adaptor whose counters and health to report. Creates, at 0, every event
+   * counter of its sockets and the auth counters of its CURVE server sockets.
+   */
   attach(handle: AdaptorHandle): void {
     this.#handle = handle;
+    for (const channel of handle.channels) {
+      for (const role of Object.values(CHANNEL_SIDES[channel])) {
+        const endpoints = handle.config[role];
+        const events = [
+          ...(endpoints.some((e) => e.mode === "bind") ? SOCKET_EVENTS.bind : []),
+          ...(endpoints.some((e) => e.mode === "connect") ? SOCKET_EVENTS.connect : []),
+          ...SOCKET_EVENTS.both,
+        ];
+        for (const event of events) this.#eventCounter(channel, role, event);
+      }
+    }
+    for (const role of curveServerRoles(handle.config)) {
+      if (!handle.channels.some((c) => Object.values(CHANNEL_SIDES[c]).includes(role))) continue;
+      const socket = ROLES[role].socket;
+      if (!this.#auth.has(socket)) this.#auth.set(socket, { allowed: 0, denied: 0 });
+    }
   }
 
-  /** The adaptor's health; not ok while no adaptor is attached yet. */
+  /** The adaptor's health, as /healthz tells it; not ok while no adaptor is attached yet. */
   health(): Health {
     return this.#handle ? this.#handle.health() : { ok: false, reason: "starting" };
+  }
+
+  /**
+   * The adaptor's own health: `health()` but for the publishers' absence, which has its own
+   * gauge (one alert per cause). Absence is the last thing assessed, so a health whose reason
+   * is the absence has nothing else wrong.
+   */
+  #healthyItself(): boolean {
+    const health = this.health();
+    if (health.ok) return true;
+    const absence = this.#handle?.publisherAbsence;
+    return absence !== undefined && health.reason === absence;
   }
 
   /** Peers connected to `role`'s socket now. */
@@ -157,10 +206,6 @@ export class AdaptorMetrics {
     const channels = handle?.channels ?? [];
     const fresh = handle ? await handle.statistics({ timeoutMs: this.#statisticsTimeoutMs }) : {};
     for (const channel of channels) {
-      // Connection events exist from the start, at 0, so that rate() and alerts see them.
-      for (const role of Object.values(CHANNEL_SIDES[channel])) {
-        for (const event of [...OPENS, CLOSES]) this.#eventCounter(channel, role, event);
-      }
       const stats = fresh[channel];
       if (stats) this.#lastStatistics[channel] = stats;
       else this.#unanswered.set(channel, (this.#unanswered.get(channel) ?? 0) + 1);
@@ -195,9 +240,11 @@ export class AdaptorMetrics {
       },
       {
         name: "adaptor_healthy",
-        help: "1 while every proxy runs and every bound ipc socket file is in place (as /healthz).",
+        help: "1 while every proxy, monitor and the ZAP handler runs and every bound ipc socket file is " +
+          "in place; as /healthz, but for the publishers' absence, which is adaptor_publishers_absent " +
+          "(/healthz reports both).",
         type: "gauge",
-        samples: [{ value: this.health().ok ? 1 : 0 }],
+        samples: [{ value: this.#healthyItself() ? 1 : 0 }],
       },
       {
         name: "adaptor_messages_forwarded_total",
@@ -286,13 +333,14 @@ export class AdaptorMetrics {
       {
         name: "adaptor_socket_events_total",
         help: "Socket monitor events by channel, socket and event (listening, accepted, connected, " +
-          "disconnected, handshake_failed_*, ...).",
+          "disconnected, handshake_failed_*, ...); every event a socket reports exists from the start.",
         type: "counter",
         samples: [...this.#events.values()].map(({ labels, count }) => ({ labels, value: count })),
       },
       {
         name: "adaptor_auth_allowed_total",
-        help: "CURVE clients admitted, by socket (every decision, whatever the log shows).",
+        help: "CURVE clients admitted, by socket (every decision, whatever the log shows); " +
+          "0 from the start for each CURVE server socket.",
         type: "counter",
         samples: [...this.#auth].map(([socket, counts]) => ({ labels: { socket }, value: counts.allowed })),
       },
@@ -329,12 +377,30 @@ export class AdaptorMetrics {
 }
 
 /**
- * The standard `process_*` metrics: CPU seconds of all threads (the proxies' included, from
- * getrusage), resident memory and start time. Not `process_open_fds`: Deno lets a process read
- * `/proc/self` only with --allow-all, which the adaptor does not ask for.
+ * The standard `process_*` metrics, as Prometheus' process collector names them: CPU seconds of
+ * all threads (the proxies' included, from getrusage), resident memory, start time, and open
+ * and allowed descriptors (/proc/self/fd and the soft RLIMIT_NOFILE, through libc: Deno's own
+ * file API refuses /proc/self without --allow-all). The last two are left out where libc
+ * cannot be asked.
  */
 export function processFamilies(): MetricFamily[] {
   const cpu = process.cpuUsage();
+  const open = openDescriptors();
+  const limit = fileLimit()?.soft;
+  const descriptors: MetricFamily[] = [
+    ...(open === undefined ? [] : [{
+      name: "process_open_fds",
+      help: "Number of open file descriptors.",
+      type: "gauge" as const,
+      samples: [{ value: open }],
+    }]),
+    ...(limit === undefined ? [] : [{
+      name: "process_max_fds",
+      help: "Maximum number of open file descriptors (the soft RLIMIT_NOFILE).",
+      type: "gauge" as const,
+      samples: [{ value: limit }],
+    }]),
+  ];
   return [
     {
       name: "process_cpu_seconds_total",
@@ -354,5 +420,6 @@ export function processFamilies(): MetricFamily[] {
       type: "gauge",
       samples: [{ value: Math.round(performance.timeOrigin) / 1000 }],
     },
+    ...descriptors,
   ];
 }

@@ -61,17 +61,39 @@ export function curveFor(security: SecuritySetup, role: Role, endpoint: Endpoint
     const server = servers.keys.get(endpoint.address)!;
     return { kind: "client", serverKey: server.key, publicKey: cert.publicKey, secretKey: cert.secretKey };
   }
-  const bindsTcp = endpoint.mode === "bind" && endpoint.transport === "tcp";
-  if (CURVE_ROLES.includes(role) || (role === "bind" && bindsTcp)) {
+  if (servesCurve(role, endpoint)) {
     return { kind: "server", secretKey: cert.secretKey, zap: clients !== undefined };
   }
   return undefined;
+}
+
+/** Whether `endpoint` of `role` is a CURVE server with `--curve-cert` (and is not a CURVE client). */
+export function servesCurve(role: Role, endpoint: Endpoint): boolean {
+  const bindsTcp = endpoint.mode === "bind" && endpoint.transport === "tcp";
+  return CURVE_ROLES.includes(role) || (role === "bind" && bindsTcp);
+}
+
+/** The roles of `config` with a CURVE server endpoint: the sockets whose clients are judged. */
+export function curveServerRoles(config: Config): Role[] {
+  if (config.curveCert === undefined) return [];
+  const client = (e: Endpoint) =>
+    config.curveServers !== undefined && e.mode === "connect" && e.transport === "tcp";
+  return (Object.keys(ROLES) as Role[]).filter((role) =>
+    config[role].some((e) => !client(e) && servesCurve(role, e))
+  );
 }
 
 /** `HOST:PORT` and `HOST` of a tcp address as written (`tcp://[src;]HOST:PORT`). */
 function hostAndPort(address: string): { hostPort: string; host: string } {
   const target = address.replace(/^tcp:\/\//, "").split(";").at(-1)!;
   return { hostPort: target, host: splitHostPort(target)?.host ?? target };
+}
+
+/** Where a servers directory keeps the certificate of tcp `address`: `DIR/HOST:PORT`, else `DIR/HOST`. */
+export function serverCertificateFiles(dir: string, address: string): string[] {
+  const base = dir.replace(/\/+$/, "");
+  const { hostPort, host } = hostAndPort(address);
+  return [`${base}/${hostPort}`, `${base}/${host}`];
 }
 
 /**
@@ -92,8 +114,7 @@ export function readServerKeys(config: Config, dir: string, flag = "--curve-serv
   for (const role of Object.keys(ROLES) as Role[]) {
     for (const endpoint of config[role]) {
       if (endpoint.mode !== "connect" || endpoint.transport !== "tcp" || keys.has(endpoint.address)) continue;
-      const { hostPort, host } = hostAndPort(endpoint.address);
-      const candidates = [`${base}/${hostPort}`, `${base}/${host}`];
+      const candidates = serverCertificateFiles(base, endpoint.address);
       const file = candidates.find((path) => {
         try {
           return Deno.statSync(path).isFile;
