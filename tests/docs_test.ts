@@ -8,6 +8,9 @@ import assert from "node:assert/strict";
 import { parseArgs } from "../src/config/cli.ts";
 import { GUIDE, withTable } from "../scripts/docs.ts";
 import { OPTIONS, shownDefault } from "../src/config/options.ts";
+import { PublisherPresence } from "../src/adaptor/presence.ts";
+import { assessHealth } from "../src/ops/health.ts";
+import { AdaptorMetrics } from "../src/ops/metrics.ts";
 import { freePort, ipcPath } from "./support/net.ts";
 import { AdaptorProcess, ROOT } from "./support/process.ts";
 
@@ -103,4 +106,42 @@ Deno.test("the guide's flag table and --help list the same flags; the README's s
 Deno.test("the operator guide's flag table is the option table's (deno task docs writes it)", () => {
   const guide = Deno.readTextFileSync(GUIDE);
   assert.equal(guide, withTable(guide), "docs/operations.md's flag table is stale: run `deno task docs`");
+});
+
+Deno.test("the guide's health table names every reason /healthz can give, and no other", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "adaptor-health-doc-" });
+  const presence = new PublisherPresence("XSUB ipc:///run/x", 0.02);
+  try {
+    const file = `${dir}/q`;
+    Deno.writeTextFileSync(file, "");
+    const { dev, ino } = Deno.statSync(file);
+    const base = { stopping: false, channels: [{ name: "main", running: true }], socketFiles: [] };
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const reasons = [
+      new AdaptorMetrics().health(),
+      assessHealth({ ...base, stopping: true }),
+      assessHealth({ ...base, failed: "the ZAP handler ended (closed)" }),
+      assessHealth({ ...base, channels: [{ name: "main", running: false }] }),
+      assessHealth({ ...base, socketFiles: [{ path: `${dir}/gone`, dev: dev!, ino: ino! }] }),
+      assessHealth({ ...base, socketFiles: [{ path: file, dev: dev!, ino: ino! + 1 }] }),
+      assessHealth({ ...base, absent: presence.absence }),
+    ].map((h) => (h as { reason: string }).reason);
+    const rows = tableRows("reason").map(([cell]) =>
+      [...cell.matchAll(/`([^`]+)`/g)].map((m) =>
+        new RegExp(`^${m[1].replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replaceAll("…", ".*")}$`)
+      )
+    );
+    for (const reason of reasons) {
+      assert.ok(
+        rows.some((row) => row.some((re) => re.test(reason))),
+        `the guide's health table lacks: ${reason}`,
+      );
+    }
+    for (const row of rows) {
+      assert.ok(reasons.some((r) => row.some((re) => re.test(r))), `the guide documents ${row}, never given`);
+    }
+  } finally {
+    presence.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
