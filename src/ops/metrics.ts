@@ -14,6 +14,7 @@
 import process from "node:process";
 import type { AdaptorHandle, AdaptorHooks, ChannelName, ProxyStatistics } from "../adaptor/adaptor.ts";
 import { type Role, ROLES } from "../config/endpoint.ts";
+import { ConnectedPeers } from "../adaptor/connected_peers.ts";
 import { curveServerRoles } from "../security/curve.ts";
 import type { Health } from "./health.ts";
 import type { SocketEvent } from "../zmq/monitor.ts";
@@ -78,10 +79,6 @@ export const CHANNEL_SIDES: Readonly<Record<ChannelName, { publishers: Role; sub
   inbound: { publishers: "listen", subscribers: "push" },
 };
 
-/** Monitor events that open a connection to a peer, and the one that ends it; value = fd. */
-const OPENS = new Set(["accepted", "connected"]);
-const CLOSES = "disconnected";
-
 /**
  * The monitor events a socket reports, by how its endpoints are used: each series exists at 0
  * from the start, so that `increase()` sees a first event (a series born at 1 shows none).
@@ -107,7 +104,7 @@ export class AdaptorMetrics {
   readonly hooks: AdaptorHooks;
   readonly #statisticsTimeoutMs: number;
   /** Each role's connected peers, by file descriptor (libzmq's value for these events). */
-  readonly #peers = new Map<Role, Set<number>>();
+  readonly #peers = new Map<Role, ConnectedPeers>();
   readonly #events = new Map<string, { labels: Record<string, string>; count: number }>();
   readonly #lastStatistics: Partial<Record<ChannelName, ProxyStatistics>> = {};
   readonly #unanswered = new Map<ChannelName, number>();
@@ -195,33 +192,38 @@ export class AdaptorMetrics {
   #onSocketEvent(channel: ChannelName, role: Role, event: SocketEvent): void {
     this.#eventCounter(channel, role, event.name).count++;
     let peers = this.#peers.get(role);
-    if (!peers) this.#peers.set(role, peers = new Set());
-    if (OPENS.has(event.name)) peers.add(event.value);
-    else if (event.name === CLOSES) peers.delete(event.value);
+    if (!peers) this.#peers.set(role, peers = new ConnectedPeers());
+    peers.report(event);
   }
 
   /** Every metric, with the proxies' counters asked now. */
   async collect(): Promise<MetricFamily[]> {
     const handle = this.#handle;
     const channels = handle?.channels ?? [];
+    await this.#askProxies(handle, channels);
+    return [
+      ...this.#identity(),
+      ...this.#forwarding(channels),
+      ...this.#state(handle, channels),
+      ...this.#peerFamilies(handle, channels),
+      ...this.#eventFamilies(),
+      ...this.#httpFamilies(),
+      ...processFamilies(),
+    ];
+  }
+
+  /** Asks each proxy for its counters; one that does not answer in time keeps its last ones. */
+  async #askProxies(handle: AdaptorHandle | undefined, channels: readonly ChannelName[]): Promise<void> {
     const fresh = handle ? await handle.statistics({ timeoutMs: this.#statisticsTimeoutMs }) : {};
     for (const channel of channels) {
       const stats = fresh[channel];
       if (stats) this.#lastStatistics[channel] = stats;
       else this.#unanswered.set(channel, (this.#unanswered.get(channel) ?? 0) + 1);
     }
-    const counters = channels.flatMap((channel) => {
-      const stats = this.#lastStatistics[channel];
-      return stats ? [{ channel, stats }] : [];
-    });
-    const perChannel = (value: (stats: ProxyStatistics) => bigint): Sample[] =>
-      counters.map(({ channel, stats }) => ({ labels: { channel }, value: value(stats) }));
-    const peers = (side: "publishers" | "subscribers"): Sample[] =>
-      channels.map((channel) => ({
-        labels: { channel },
-        value: this.peers(CHANNEL_SIDES[channel][side]),
-      }));
+  }
 
+  /** What runs, and whether it is healthy. */
+  #identity(): MetricFamily[] {
     return [
       {
         name: "adaptor_build_info",
@@ -246,6 +248,17 @@ export class AdaptorMetrics {
         type: "gauge",
         samples: [{ value: this.#healthyItself() ? 1 : 0 }],
       },
+    ];
+  }
+
+  /** The proxies' counters, as they last answered. */
+  #forwarding(channels: readonly ChannelName[]): MetricFamily[] {
+    const perChannel = (value: (stats: ProxyStatistics) => bigint): Sample[] =>
+      channels.flatMap((channel) => {
+        const stats = this.#lastStatistics[channel];
+        return stats ? [{ labels: { channel }, value: value(stats) }] : [];
+      });
+    return [
       {
         name: "adaptor_messages_forwarded_total",
         help: "ZeroMQ frames forwarded downstream by the channel's proxy (main: XSUB to XPUB, " +
@@ -278,6 +291,12 @@ export class AdaptorMetrics {
           value: this.#unanswered.get(channel) ?? 0,
         })),
       },
+    ];
+  }
+
+  /** Conditions an operator alerts on. */
+  #state(handle: AdaptorHandle | undefined, channels: readonly ChannelName[]): MetricFamily[] {
+    return [
       {
         name: "adaptor_publishers_absent",
         help: "1 while no publisher has been connected to the XSUB for --publisher-grace seconds " +
@@ -305,6 +324,17 @@ export class AdaptorMetrics {
           value: this.#restarts.get(channel) ?? 0,
         })),
       },
+    ];
+  }
+
+  /** Who is connected, and what they subscribed to. */
+  #peerFamilies(handle: AdaptorHandle | undefined, channels: readonly ChannelName[]): MetricFamily[] {
+    const peers = (side: "publishers" | "subscribers"): Sample[] =>
+      channels.map((channel) => ({
+        labels: { channel },
+        value: this.peers(CHANNEL_SIDES[channel][side]),
+      }));
+    return [
       {
         name: "adaptor_publishers",
         help: "Peers connected to the channel's upstream socket now (main: gateway workers on the " +
@@ -330,6 +360,12 @@ export class AdaptorMetrics {
           value: topics,
         })),
       },
+    ];
+  }
+
+  /** Socket events and CURVE decisions, each counter there from the start. */
+  #eventFamilies(): MetricFamily[] {
+    return [
       {
         name: "adaptor_socket_events_total",
         help: "Socket monitor events by channel, socket and event (listening, accepted, connected, " +
@@ -350,8 +386,6 @@ export class AdaptorMetrics {
         type: "counter",
         samples: [...this.#auth].map(([socket, counts]) => ({ labels: { socket }, value: counts.denied })),
       },
-      ...this.#httpFamilies(),
-      ...processFamilies(),
     ];
   }
 
