@@ -24,7 +24,8 @@
 
 import { joinHostPort, type ListenAddress } from "../config/endpoint.ts";
 import { StartupError } from "../errors.ts";
-import { log } from "./log.ts";
+import { literal, log } from "./log.ts";
+import { oneLine } from "../errors.ts";
 import { type AdaptorMetrics, EXPOSITION_CONTENT_TYPE } from "./metrics.ts";
 import { sanitize } from "./sanitize.ts";
 import { LogThrottle } from "./throttle.ts";
@@ -76,117 +77,142 @@ export function serveMetrics(
   limits: Partial<HttpLimits> = {},
 ): MetricsServer {
   const given = joinHostPort(address.hostname, address.port);
-  const lim = { ...DEFAULT_HTTP_LIMITS, ...limits };
   let listener: Deno.TcpListener;
   try {
     listener = Deno.listen({ hostname: address.hostname, port: address.port });
   } catch (error) {
     throw new StartupError(`--metrics '${given}': cannot listen: ${osMessage(error)}`);
   }
-  const addr = listener.addr as Deno.NetAddr;
-  const bound = { hostname: addr.hostname, port: addr.port };
-  const url = `http://${joinHostPort(bound.hostname, bound.port)}`;
-  const logger = log("metrics");
-  const throttle = new LogThrottle({ windowMs: 60_000, perWindow: 1, write: (line) => logger.warn(line) });
-  logger.info("Serving metrics at {url}/metrics and health at {url}/healthz", { url });
+  return new HttpServer(listener, metrics, { ...DEFAULT_HTTP_LIMITS, ...limits });
+}
 
-  const connections = new Set<Connection>();
-  const refused = { atCap: 0, acceptErrors: 0 };
-  metrics.attachHttp(() => refused);
-  let stopping = false;
-  let wake: (() => void) | undefined;
+/** The server: an accept loop that never ends by itself, and the connections it serves. */
+class HttpServer implements MetricsServer {
+  readonly address: ListenAddress;
+  readonly url: string;
+  readonly refused = { atCap: 0, acceptErrors: 0 };
+  readonly #limits: HttpLimits;
+  readonly #metrics: AdaptorMetrics;
+  readonly #connections = new Set<Connection>();
+  readonly #logger = log("metrics");
+  readonly #throttle: LogThrottle;
+  readonly #accepting: Promise<void>;
+  #listener: Deno.TcpListener;
+  #stopping = false;
+  #wake: (() => void) | undefined;
+  #stopped: Promise<void> | undefined;
 
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(() => (wake = undefined, resolve()), ms);
-      wake = () => (clearTimeout(timer), wake = undefined, resolve());
+  constructor(listener: Deno.TcpListener, metrics: AdaptorMetrics, limits: HttpLimits) {
+    this.#listener = listener;
+    this.#metrics = metrics;
+    this.#limits = limits;
+    const addr = listener.addr as Deno.NetAddr;
+    this.address = { hostname: addr.hostname, port: addr.port };
+    this.url = `http://${joinHostPort(addr.hostname, addr.port)}`;
+    const logger = this.#logger;
+    this.#throttle = new LogThrottle({ windowMs: 60_000, perWindow: 1, write: (line) => logger.warn(line) });
+    logger.info("Serving metrics at {url}/metrics and health at {url}/healthz", { url: this.url });
+    metrics.attachHttp(() => this.refused);
+    this.#accepting = this.#acceptLoop().catch((error) => {
+      logger.error(literal(`metrics server stopped accepting: ${oneLine(error)}`));
     });
+  }
 
-  const acceptLoop = async () => {
+  get open(): number {
+    return this.#connections.size;
+  }
+
+  async #acceptLoop(): Promise<void> {
     let backoff = BACKOFF_FIRST_MS;
-    while (!stopping) {
+    while (!this.#stopping) {
       let conn: Deno.TcpConn;
       try {
-        conn = await listener.accept();
+        conn = await this.#listener.accept();
       } catch (error) {
-        if (stopping) return;
-        refused.acceptErrors++;
-        const broken = error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted;
-        throttle.report(
-          "accept",
-          `${url}: cannot accept a connection: ${osMessage(error)}; ${
-            broken ? "listening again" : "retrying"
-          } in ${backoff} ms`,
-        );
-        await sleep(backoff);
+        if (this.#stopping) return;
+        await this.#afterAcceptError(error, backoff);
         backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
-        if (broken && !stopping) {
-          try {
-            listener.close();
-          } catch {
-            // already closed
-          }
-          try {
-            listener = Deno.listen({ hostname: bound.hostname, port: bound.port });
-          } catch (again) {
-            throttle.report("listen", `${url}: cannot listen again: ${osMessage(again)}`);
-          }
-        }
         continue;
       }
       backoff = BACKOFF_FIRST_MS;
-      if (connections.size >= lim.maxConnections) {
-        refused.atCap++;
-        closeQuietly(conn);
-        throttle.report(
-          "cap",
-          `${url}: ${lim.maxConnections} connections open, closing new ones (--metrics serves ` +
-            `${lim.maxConnections} at once, each for ${
-              lim.headerTimeoutMs / 1000
-            } s at most before its request)`,
-        );
-        continue;
-      }
-      const connection = new Connection(conn, lim);
-      connections.add(connection);
-      connection.serve(metrics).catch(() => {}).finally(() => connections.delete(connection));
+      this.#serve(conn);
     }
-  };
-  const accepting = acceptLoop().catch((error) => {
-    logger.error("metrics server stopped accepting: {error}", { error: String(error) });
-  });
+  }
 
-  let stopped: Promise<void> | undefined;
-  return {
-    address: bound,
-    url,
-    refused,
-    get open() {
-      return connections.size;
-    },
-    stop(timeoutMs = 1000) {
-      stopped ??= (async () => {
-        stopping = true;
-        wake?.();
-        try {
-          listener.close();
-        } catch {
-          // closed by a failed re-listen
-        }
-        await accepting;
-        // Connections still reading a request head have nothing to finish: close them now;
-        // a request being answered gets `timeoutMs` (a scrape waiting on a blocked proxy).
-        for (const c of connections) if (!c.answering) c.close();
-        const deadline = performance.now() + timeoutMs;
-        while (connections.size > 0 && performance.now() < deadline) {
-          await new Promise((resolve) => setTimeout(resolve, 10));
-        }
-        for (const c of connections) c.close();
-        throttle.close();
-      })();
-      return stopped;
-    },
-  };
+  /** EMFILE and the like: logged (throttled), retried after `backoff`; a broken listener is opened again. */
+  async #afterAcceptError(error: unknown, backoff: number): Promise<void> {
+    this.refused.acceptErrors++;
+    const broken = error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted;
+    this.#throttle.report(
+      "accept",
+      `${this.url}: cannot accept a connection: ${osMessage(error)}; ${
+        broken ? "listening again" : "retrying"
+      } in ${backoff} ms`,
+    );
+    await this.#sleep(backoff);
+    if (!broken || this.#stopping) return;
+    try {
+      this.#listener.close();
+    } catch {
+      // already closed
+    }
+    try {
+      this.#listener = Deno.listen({ hostname: this.address.hostname, port: this.address.port });
+    } catch (again) {
+      this.#throttle.report("listen", `${this.url}: cannot listen again: ${osMessage(again)}`);
+    }
+  }
+
+  /** Serves `conn`, or closes it at once at the connection cap. */
+  #serve(conn: Deno.TcpConn): void {
+    const lim = this.#limits;
+    if (this.#connections.size >= lim.maxConnections) {
+      this.refused.atCap++;
+      closeQuietly(conn);
+      this.#throttle.report(
+        "cap",
+        `${this.url}: ${lim.maxConnections} connections open, closing new ones (--metrics serves ` +
+          `${lim.maxConnections} at once, each for ${
+            lim.headerTimeoutMs / 1000
+          } s at most before its request)`,
+      );
+      return;
+    }
+    const connection = new Connection(conn, lim);
+    this.#connections.add(connection);
+    connection.serve(this.#metrics).catch(() => {}).finally(() => this.#connections.delete(connection));
+  }
+
+  /** A back-off that `stop()` cuts short. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => (this.#wake = undefined, resolve()), ms);
+      this.#wake = () => (clearTimeout(timer), this.#wake = undefined, resolve());
+    });
+  }
+
+  stop(timeoutMs = 1000): Promise<void> {
+    this.#stopped ??= (async () => {
+      this.#stopping = true;
+      this.#wake?.();
+      try {
+        this.#listener.close();
+      } catch {
+        // closed by a failed re-listen
+      }
+      await this.#accepting;
+      // Connections still reading a request head have nothing to finish: close them now;
+      // a request being answered gets `timeoutMs` (a scrape waiting on a blocked proxy).
+      for (const c of this.#connections) if (!c.answering) c.close();
+      const deadline = performance.now() + timeoutMs;
+      while (this.#connections.size > 0 && performance.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      for (const c of this.#connections) c.close();
+      this.#throttle.close();
+    })();
+    return this.#stopped;
+  }
 }
 
 /** One accepted connection: read one request head, answer it, close. */
