@@ -190,6 +190,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
           log().warn(
             literal(`cannot remove socket file ${file.path} (${why}); the next start will bind over it`),
           ),
+        onWarning: (text) => log().warn(literal(text)),
       }),
     );
     const ctx = new Context({ ioThreads: config.ioThreads });
