@@ -28,7 +28,7 @@ function rootOnly(dir: string): { file: string; content: string } {
 }
 
 /** Starts the adaptor on `path`; it must be refused at once with one error line matching `why`. */
-async function assertRefused(path: string, why: RegExp): Promise<void> {
+async function assertRefused(path: string, why: RegExp, squatted = false): Promise<void> {
   const result = await runAdaptor(["-b", `ipc://${path}`, "-p", `tcp://127.0.0.1:${freePort()}`], {
     timeoutMs: 10_000,
   });
@@ -37,7 +37,7 @@ async function assertRefused(path: string, why: RegExp): Promise<void> {
   const errors = result.stderr.filter((l) => l.startsWith("adaptor: error:"));
   assert.equal(errors.length, 1, log);
   assert.match(errors[0], why);
-  assert.ok(!exists(path), "nothing may be bound after a refusal");
+  if (!squatted) assert.ok(!exists(path), "nothing may be bound after a refusal");
 }
 
 Deno.test("lock file: a symbolic link to a root-only file is refused, the file is untouched", async () => {
@@ -111,5 +111,65 @@ Deno.test("lock file: the pid is written into a stale lock file of our own, whic
     assert.ok(!exists(lock) && !exists(path));
   } finally {
     Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+/** A process of user nobody that listens on a unix socket at `path` (a squatter). */
+async function squat(path: string): Promise<Deno.ChildProcess> {
+  const script = "import socket,sys,time\n" +
+    "s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8)\n" +
+    "print('ready', flush=True); time.sleep(120)";
+  const child = new Deno.Command("setpriv", {
+    args: ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", script, path],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const { value } = await reader.read();
+  reader.releaseLock();
+  assert.match(value ?? "", /ready/);
+  return child;
+}
+
+Deno.test("a socket another user serves at the path (in /tmp-like 1777 directory): refused, naming its uid and pid", async () => {
+  const { dir, path } = ipcDir(0o1777);
+  const squatter = await squat(path);
+  try {
+    await assertRefused(
+      path,
+      new RegExp(
+        `another process \\(uid ${NOBODY} \\(nobody\\), pid ${squatter.pid} python3\\) is serving ${path}; ` +
+          `refusing.*not this adaptor's user.*a directory of its own`,
+      ),
+      true,
+    );
+    assert.ok(exists(path), "the squatter's socket is not taken from it");
+  } finally {
+    squatter.kill("SIGKILL");
+    await squatter.status;
+    await squatter.stdout.cancel().catch(() => {});
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a directory every user may write to is warned about at start; a directory of its own is not", async () => {
+  for (const mode of [0o1777, 0o700]) {
+    const { dir, path } = ipcDir(mode);
+    const adaptor = new AdaptorProcess(["-b", `ipc://${path}`, "-p", `tcp://127.0.0.1:${freePort()}`]);
+    try {
+      await adaptor.ready();
+      const warned = adaptor.lines.filter((l) => /\[WRN\].*is writable by every user/.test(l));
+      if (mode === 0o700) assert.deepEqual(warned, [], adaptor.lines.join("\n"));
+      else {
+        assert.equal(warned.length, 1, adaptor.lines.join("\n"));
+        assert.match(
+          warned[0],
+          new RegExp(`directory ${dir} \\(mode 1777\\) is writable by every user: .*/run/adaptor`),
+        );
+      }
+    } finally {
+      assert.equal((await adaptor.stop()).status.code, 0, adaptor.lines.join("\n"));
+      Deno.removeSync(dir, { recursive: true });
+    }
   }
 });
