@@ -425,8 +425,13 @@ export function lockFile(path: string): FileLock | LockRefusal | undefined {
       write(text) {
         const bytes = new TextEncoder().encode(text);
         if (c.ftruncate(fd, 0n) !== 0) return reason(errno(c));
-        const n = Number(c.pwrite(fd, bytes, BigInt(bytes.length), 0n));
-        return n === bytes.length ? undefined : n === -1 ? reason(errno(c)) : "short write";
+        // A write that reaches the file-size limit is short; the next one says why (EFBIG).
+        for (let at = 0; at < bytes.length;) {
+          const n = Number(c.pwrite(fd, bytes.subarray(at), BigInt(bytes.length - at), BigInt(at)));
+          if (n <= 0) return n === 0 ? "nothing written" : reason(errno(c));
+          at += n;
+        }
+        return undefined;
       },
       release() {
         if (released) return;
@@ -613,21 +618,4 @@ export function ignoreFileSizeSignal(): boolean {
   const SIG_IGN = Deno.UnsafePointer.create(1n);
   const previous = BigInt(Deno.UnsafePointer.value(c.signal(SIGXFSZ, SIG_IGN)));
   return previous !== -1n && previous !== 0xffff_ffff_ffff_ffffn; // SIG_ERR
-}
-
-/** RLIMIT_AS on Linux (every architecture). */
-const RLIMIT_AS = 9;
-
-/**
- * The address-space limit (`ulimit -v`, RLIMIT_AS soft) and what this process has mapped now
- * (VmSize), in bytes; undefined where glibc cannot be asked. `limit` is Infinity for none.
- */
-export function addressSpace(): { limit: number; mapped: number } | undefined {
-  const c = load();
-  if (!c) return undefined;
-  const limit = new BigUint64Array(2);
-  if (c.getrlimit(RLIMIT_AS, limit) !== 0) return undefined;
-  const size = /^VmSize:\s*(\d+) kB/m.exec(readSmallFile(c, "/proc/self/status") ?? "");
-  if (!size) return undefined;
-  return { limit: fromRlim(limit[0]), mapped: Number(size[1]) * 1024 };
 }

@@ -11,6 +11,7 @@ import { parseArgs } from "./cli.ts";
 import { exitCodeOf, oneLine } from "./errors.ts";
 import { installRejectionGuard } from "./guard.ts";
 import { raiseFileLimit } from "./libc.ts";
+import { checkLimits } from "./limits.ts";
 import { literal, log, setupLogging, writeStderr } from "./log.ts";
 import { AdaptorMetrics } from "./metrics.ts";
 import { serveMetrics } from "./metrics_server.ts";
@@ -85,6 +86,7 @@ export async function main(
       after: files.after.soft,
     });
   }
+  checkLimits(config); // before anything is opened: a limit too low is one line, not an abort
   if (config.test) log().info("RUNNING IN TEST MODE & DEBUG MODE for XPUB -> XSUB");
   if (config.receiverTest) log().info("RUNNING IN TEST MODE & DEBUG MODE for SUB -> PUSH");
   if (config.debug && !config.test && !config.receiverTest) log().info("RUNNING IN DEBUGGING MODE");

@@ -56,3 +56,27 @@ Deno.test("text lines: timestamp, level, category, message with values unquoted"
     /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [+-]\d\d:\d\d \[INF\] adaptor·debug: > got: \{"api":"orders"\}\n$/,
   );
 });
+
+Deno.test("lines that cannot be written are counted and said in one warning once writing works again", () => {
+  const lines: string[] = [];
+  let failing = true;
+  setupLogging({
+    level: "info",
+    format: "json",
+    write: (line) => {
+      if (failing) throw new Error("File too large (os error 27)");
+      lines.push(line);
+    },
+  });
+  log().info("lost one");
+  log().info("lost two");
+  failing = false;
+  log().info("written");
+  const records = lines.map((l) => JSON.parse(l));
+  assert.deepEqual(records.map((r) => [r.level, r.message]), [
+    ["warning", "2 log lines were lost: stderr could not be written (File too large (os error 27))"],
+    ["info", "written"],
+  ]);
+  log().info("again");
+  assert.equal(lines.length, 3, "said once");
+});
