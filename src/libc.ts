@@ -619,3 +619,29 @@ export function ignoreFileSizeSignal(): boolean {
   const previous = BigInt(Deno.UnsafePointer.value(c.signal(SIGXFSZ, SIG_IGN)));
   return previous !== -1n && previous !== 0xffff_ffff_ffff_ffffn; // SIG_ERR
 }
+
+/**
+ * The memory limit of this process's control group (cgroup v2 `memory.max`, v1
+ * `memory.limit_in_bytes`; systemd's MemoryMax=, a container's --memory), the lowest on the way
+ * up to the root, in bytes; undefined where there is none or it cannot be read.
+ */
+export function memoryLimit(): number | undefined {
+  const c = load();
+  if (!c) return undefined;
+  const lines = (readSmallFile(c, "/proc/self/cgroup") ?? "").split("\n");
+  const v2 = lines.find((l) => l.startsWith("0::"))?.slice(3);
+  const v1 = lines.map((l) => /^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:(.*)$/.exec(l)?.[1]).find((p) => p);
+  const [root, file, path] = v1 !== undefined
+    ? ["/sys/fs/cgroup/memory", "memory.limit_in_bytes", v1]
+    : ["/sys/fs/cgroup", "memory.max", v2];
+  if (path === undefined) return undefined;
+  let lowest: number | undefined;
+  for (let dir = path;; dir = dir.slice(0, dir.lastIndexOf("/"))) {
+    const text = readSmallFile(c, `${root}${dir === "/" ? "" : dir}/${file}`)?.trim();
+    const bytes = text && /^\d+$/.test(text) ? Number(text) : undefined;
+    // v1 says "no limit" with a number near 2^63.
+    if (bytes !== undefined && bytes < 2 ** 60) lowest = Math.min(lowest ?? bytes, bytes);
+    if (dir === "/" || dir === "") break;
+  }
+  return lowest;
+}

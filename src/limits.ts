@@ -7,6 +7,12 @@
  *   peers. libzmq asserts when it cannot make an eventfd or epoll instance, and its ipc listener
  *   aborts on EMFILE, so running short later is worse than refusing now.
  *
+ * - Memory: the queues are bounded in messages, not bytes. A stalled consumer on a channel (an
+ *   XPUB subscriber under a flood, the inbound channel's PULL) lets libzmq keep up to --rcvhwm
+ *   plus --sndhwm messages of up to --max-message-size: when that is above the control group's
+ *   memory limit (systemd MemoryMax=), the kernel would kill the adaptor for doing its job, so a
+ *   warning says so at start (`queueBudget`).
+ *
  * Not checked: the address space (RLIMIT_AS, `ulimit -v`). The JavaScript engine reserves 32 GiB
  * of it while the runtime starts, before any of the adaptor's code runs: below that the process
  * ends in V8's own fatal message, which nothing here can replace; above it, more than 14 GiB were
@@ -15,7 +21,7 @@
 
 import type { Config, Role } from "./config.ts";
 import { StartupError } from "./errors.ts";
-import { fileLimit, openDescriptors } from "./libc.ts";
+import { fileLimit, memoryLimit, openDescriptors } from "./libc.ts";
 
 /** Descriptors kept for peers beyond what the adaptor opens itself: workers, subscribers, scrapes. */
 export const PEER_DESCRIPTORS = 64;
@@ -43,18 +49,35 @@ export function descriptorsNeeded(config: Config): number {
     (config.metrics ? 1 + METRICS_CONNECTIONS : 0);
 }
 
+/** What a running adaptor holds besides its queues (docs/reliability.md: about 60 MiB). */
+export const BASELINE_BYTES = 64 * 2 ** 20;
+
+/**
+ * The most memory `config` lets the adaptor hold with one stalled consumer on each channel:
+ * `BASELINE_BYTES`, and per channel --rcvhwm + --sndhwm messages of --max-message-size (the
+ * measured plateaus are within it: docs/reliability.md). Infinity when a mark or the size is
+ * unlimited (0). Each further stalled subscriber adds --sndhwm messages.
+ */
+export function queueBudget(config: Config): number {
+  const { rcvhwm, sndhwm, maxMessageSize } = config;
+  if (rcvhwm === 0 || sndhwm === 0 || maxMessageSize === 0) return Infinity;
+  const channels = config.listen.length > 0 ? 2 : 1;
+  return BASELINE_BYTES + channels * (rcvhwm + sndhwm) * maxMessageSize;
+}
+
 /**
  * Throws `StartupError` (one line for the operator) when a limit of this process is too low for
- * `config`. `now` is for tests: the limits and counts as they are, read from the process when
- * left out.
+ * `config`; returns warnings for limits that may be too low. `now` is for tests: the limits and
+ * counts as they are, read from the process when left out.
  */
 export function checkLimits(
   config: Config,
   now: {
     files?: { soft: number };
     open?: number;
+    memory?: number;
   } = {},
-): void {
+): string[] {
   const files = now.files ?? fileLimit();
   const open = now.open ?? openDescriptors();
   if (files && open !== undefined && Number.isFinite(files.soft)) {
@@ -68,4 +91,17 @@ export function checkLimits(
       );
     }
   }
+  const memory = "memory" in now ? now.memory : memoryLimit();
+  const budget = queueBudget(config);
+  if (memory === undefined || budget <= memory) return [];
+  const mib = (bytes: number) => `${Math.round(bytes / 2 ** 20)} MiB`;
+  const channels = config.listen.length > 0 ? "each of 2 channels" : "the main channel";
+  return [
+    `the queues may hold ${Number.isFinite(budget) ? mib(budget) : "without bound"} (--rcvhwm ` +
+    `${config.rcvhwm} + --sndhwm ${config.sndhwm} messages of up to --max-message-size ` +
+    `${config.maxMessageSize} bytes on ${channels}, a stalled consumer each, and ${mib(BASELINE_BYTES)} ` +
+    `to run), above this process's memory limit of ${mib(memory)} (cgroup; systemd MemoryMax=): the ` +
+    `kernel would stop the adaptor instead of the queues dropping; raise MemoryMax= or lower the ` +
+    `marks or --max-message-size (docs/reliability.md)`,
+  ];
 }

@@ -86,7 +86,8 @@ export async function main(
       after: files.after.soft,
     });
   }
-  checkLimits(config); // before anything is opened: a limit too low is one line, not an abort
+  // Before anything is opened: a limit too low is one line, not an abort.
+  for (const warning of checkLimits(config)) log().warn(literal(warning));
   if (config.test) log().info("RUNNING IN TEST MODE & DEBUG MODE for XPUB -> XSUB");
   if (config.receiverTest) log().info("RUNNING IN TEST MODE & DEBUG MODE for SUB -> PUSH");
   if (config.debug && !config.test && !config.receiverTest) log().info("RUNNING IN DEBUGGING MODE");

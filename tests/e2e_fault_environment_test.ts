@@ -246,3 +246,61 @@ Deno.test("a log file at its size limit: lines that fail are counted and said on
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+/**
+ * A memory control group of this process's hierarchy (v1 or v2) limited to `bytes`, and the
+ * command that runs the adaptor inside it; undefined where none can be made here.
+ */
+function memoryCgroup(bytes: number): { command: string[]; remove: () => void } | undefined {
+  const own = Deno.readTextFileSync("/proc/self/cgroup").split("\n");
+  const v1 = own.map((l) => /^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:(.*)$/.exec(l)?.[1]).find((p) => p);
+  const [root, file, path] = v1 !== undefined
+    ? ["/sys/fs/cgroup/memory", "memory.limit_in_bytes", v1]
+    : ["/sys/fs/cgroup", "memory.max", own.find((l) => l.startsWith("0::"))?.slice(3)];
+  if (path === undefined) return undefined;
+  const dir = `${root}${path === "/" ? "" : path}/adaptor-test-${Deno.pid}-${bytes}`;
+  try {
+    Deno.mkdirSync(dir);
+    Deno.writeTextFileSync(`${dir}/${file}`, String(bytes));
+  } catch {
+    try {
+      Deno.removeSync(dir);
+    } catch {
+      // never made
+    }
+    return undefined;
+  }
+  const command = ["sh", "-c", `echo $$ > ${dir}/cgroup.procs && exec "$@"`, "sh", ...underLimits()];
+  return { command, remove: () => Deno.removeSync(dir) };
+}
+
+const probeGroup = memoryCgroup(2 ** 30);
+probeGroup?.remove();
+
+Deno.test({
+  name: "a memory limit (cgroup, MemoryMax=) below what the queues may hold is warned about at start" +
+    (probeGroup ? "" : " (skipped: no memory control group can be made here)"),
+  ignore: !probeGroup,
+  fn: async () => {
+    // The defaults' main channel: 64 MiB + (10 000 + 10 000) x 64 KiB = 1314 MiB.
+    for (const [limit, warned] of [[1024, true], [1536, false]] as const) {
+      const group = memoryCgroup(limit * 2 ** 20)!;
+      const dir = ipcDir();
+      const adaptor = new AdaptorProcess(["-b", `ipc://${dir}/q`, "-p", `tcp://127.0.0.1:${freePort()}`], {
+        command: group.command,
+      });
+      try {
+        await adaptor.ready();
+        const lines = adaptor.lines.filter((l) => /\[WRN\].*the queues may hold/.test(l));
+        assert.equal(lines.length, warned ? 1 : 0, adaptor.lines.join("\n"));
+        if (warned) {
+          assert.match(lines[0], /may hold 1314 MiB .*above this process's memory limit of 1024 MiB/);
+        }
+      } finally {
+        assert.equal((await adaptor.stop()).status.code, 0);
+        group.remove();
+        Deno.removeSync(dir, { recursive: true });
+      }
+    }
+  },
+});
