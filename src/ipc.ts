@@ -114,7 +114,7 @@ function squatted(probe: { uid?: number }): string {
   if (probe.uid === undefined || own === undefined || probe.uid === own) return "";
   return `; it is not this adaptor's user, and gateway workers connected to it publish to it: stop that ` +
     `process, and give the socket a directory of its own that only the adaptor may write (e.g. ` +
-    `/run/adaptor, systemd RuntimeDirectory=)`;
+    `/run/api-gateway, systemd RuntimeDirectory=)`;
 }
 
 /** The live-path check without libc (musl): a connection refused means stale. */
@@ -146,7 +146,7 @@ export function directoryExposure(path: string): string | undefined {
   }
   const own = effectiveUid();
   const advice = `give the socket a directory of its own that only the adaptor may write (e.g. ` +
-    `/run/adaptor, systemd RuntimeDirectory=)`;
+    `/run/api-gateway, systemd RuntimeDirectory=)`;
   if (info.mode !== null && (info.mode & 0o002) !== 0) {
     const mode = (info.mode & 0o7777).toString(8).padStart(4, "0");
     return `directory ${dir} (mode ${mode}) is writable by every user: any of them can bind ${path} or ` +

@@ -164,7 +164,7 @@ Deno.test("a directory every user may write to is warned about at start; a direc
         assert.equal(warned.length, 1, adaptor.lines.join("\n"));
         assert.match(
           warned[0],
-          new RegExp(`directory ${dir} \\(mode 1777\\) is writable by every user: .*/run/adaptor`),
+          new RegExp(`directory ${dir} \\(mode 1777\\) is writable by every user: .*/run/api-gateway`),
         );
       }
     } finally {
