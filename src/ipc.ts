@@ -430,6 +430,7 @@ export class IpcGuard implements AsyncDisposable {
   #watch: SocketFileWatch | undefined;
   readonly #onRemoveFailure: (file: OwnedSocketFile, why: string) => void;
   readonly #onWarning: (text: string) => void;
+  readonly #pending: string[] = [];
 
   private constructor(
     onRemoveFailure: (file: OwnedSocketFile, why: string) => void,
@@ -457,11 +458,15 @@ export class IpcGuard implements AsyncDisposable {
     const guard = new IpcGuard(options.onRemoveFailure ?? (() => {}), options.onWarning ?? (() => {}));
     try {
       for (const { path, what } of paths) {
-        const exposure = directoryExposure(path);
-        if (exposure) guard.#onWarning(`${what}: ${exposure}`);
         await guard.#lock(path, what);
         if ((await checkIpcPath(path, what)) === "stale") options.onStale?.(path);
       }
+      // Said once the start goes on: a refusal stays one line.
+      for (const { path, what } of paths) {
+        const exposure = directoryExposure(path);
+        if (exposure) guard.#pending.push(`${what}: ${exposure}`);
+      }
+      for (const warning of guard.#pending.splice(0)) guard.#onWarning(warning);
     } catch (error) {
       await guard[Symbol.asyncDispose]();
       throw error;
@@ -477,7 +482,7 @@ export class IpcGuard implements AsyncDisposable {
       this.#locks.push(lock);
       // The pid is for the operator's benefit only; a failed write (ulimit -f) is said, not fatal.
       const why = lock.write(`${Deno.pid}\n`);
-      if (why !== undefined) this.#onWarning(`cannot write the pid into lock file ${lockPath}: ${why}`);
+      if (why !== undefined) this.#pending.push(`cannot write the pid into lock file ${lockPath}: ${why}`);
       return;
     }
     if (lock.kind === "held") {
