@@ -29,6 +29,7 @@ import {
   lockFile,
   probeUnixSocket,
   processName,
+  protectSocketFile,
   setUmask,
   type UnixSocketProbe,
 } from "./libc.ts";
@@ -392,13 +393,19 @@ export function bindProtected(
   } finally {
     if (previous !== undefined) setUmask(previous);
   }
-  try {
-    if (access.gid !== undefined) Deno.chownSync(path, null, access.gid);
-    Deno.chmodSync(path, access.mode);
-  } catch (error) {
-    const why = error instanceof Deno.errors.PermissionDenied
-      ? "operation not permitted"
-      : (error as Error).message;
+  let why = protectSocketFile(path, access);
+  if (why === null) {
+    why = undefined;
+    try {
+      if (access.gid !== undefined) Deno.chownSync(path, null, access.gid);
+      Deno.chmodSync(path, access.mode);
+    } catch (error) {
+      why = error instanceof Deno.errors.PermissionDenied
+        ? "operation not permitted"
+        : (error as Error).message;
+    }
+  }
+  if (why !== undefined) {
     const which = access.gid !== undefined ? `group ${access.gid} and mode` : "mode";
     throw new StartupError(
       `${what}: cannot give ${path} ${which} ${access.mode.toString(8).padStart(4, "0")}: ${why}`,

@@ -72,6 +72,8 @@ const SYMBOLS = {
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   signal: { parameters: ["i32", "pointer"], result: "pointer" },
+  fchownat: { parameters: ["i32", "buffer", "u32", "u32", "i32"], result: "i32" },
+  chmod: { parameters: ["buffer", "u32"], result: "i32" },
   getpid: { parameters: [], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   // Walks every arena under its lock: off the JS thread.
@@ -644,4 +646,42 @@ export function memoryLimit(): number | undefined {
     if (dir === "/" || dir === "") break;
   }
   return lowest;
+}
+
+const O_PATH = 0o10000000;
+
+/**
+ * Gives the socket file just bound at `path` group `gid` (when given) and `mode`, without
+ * following the path twice: it is opened once (O_PATH|O_NOFOLLOW), must be a socket of this
+ * process's user, and is changed through that descriptor (fchownat on it; chmod on its
+ * /proc/self/fd entry, which names the inode itself). So a file swapped in by another user who
+ * may write to the directory (a symbolic link to /etc/shadow, say) is refused, never changed.
+ * Returns why not, or undefined; null where libc cannot be opened (the caller does without).
+ */
+export function protectSocketFile(
+  path: string,
+  access: { mode: number; gid?: number },
+): string | undefined | null {
+  const c = load();
+  if (!c?.statx) return null;
+  const fd = c.open(cstring(path), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+  if (fd === -1) return reason(errno(c));
+  try {
+    const status = statx(c, { fd });
+    const uid = c.geteuid();
+    if (status?.type !== "socket" || status.uid !== uid) {
+      return `it was replaced right after the bind (now ${
+        status ? `a ${status.type} of ${describeUid(status.uid)}` : "unknown"
+      }); refusing to change it`;
+    }
+    if (
+      access.gid !== undefined && c.fchownat(fd, cstring(""), 0xffff_ffff, access.gid, AT_EMPTY_PATH) !== 0
+    ) {
+      return reason(errno(c));
+    }
+    if (c.chmod(cstring(`/proc/self/fd/${fd}`), access.mode) !== 0) return reason(errno(c));
+    return undefined;
+  } finally {
+    c.close(fd);
+  }
 }
