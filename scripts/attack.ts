@@ -365,7 +365,7 @@ async function stalled(scenario: "stalled-inbound" | "stalled-subscriber"): Prom
     }`,
   );
   report([
-    ["sent", `${sent} messages (${(sent * size / 2 ** 20).toFixed(0)} MiB) in ${seconds.toFixed(1)} s`],
+    ["offered", `${sent} messages in ${seconds.toFixed(1)} s (the PUB drops what its queue cannot take)`],
     [
       "adaptor RSS",
       `${mib(start)} -> plateau ${mib(peak)} (+${mib(peak - start)}, ${
