@@ -679,8 +679,11 @@ export function protectSocketFile(
     ) {
       return reason(errno(c));
     }
-    if (c.chmod(cstring(`/proc/self/fd/${fd}`), access.mode) !== 0) return reason(errno(c));
-    return undefined;
+    if (c.chmod(cstring(`/proc/self/fd/${fd}`), access.mode) === 0) return undefined;
+    const code = errno(c);
+    // Without /proc (a bare chroot): by the path, if it still names this file.
+    if (code !== ENOENT || statx(c, { path })?.id !== status.id) return reason(code);
+    return c.chmod(cstring(path), access.mode) === 0 ? undefined : reason(errno(c));
   } finally {
     c.close(fd);
   }
