@@ -15,6 +15,11 @@
  *   by default) in one go, then leaves; for `--leave-seconds` (30) the legitimate subscriber's
  *   longest wait for an event and `adaptor_topics` are sampled (libzmq removes the topics on the
  *   proxy's thread), and the adaptor is stopped with SIGTERM after that.
+ * - `stalled-inbound`, `stalled-subscriber`: not an attack but the queues' worst case at the
+ *   defaults. A publisher sends `--message-bytes` (65 536: --max-message-size) messages as fast
+ *   as the adaptor takes them, to the inbound SUB (`-l`, whose PUSH has one PULL that never
+ *   reads) or to the XSUB (one XPUB subscriber to everything that never reads), until the
+ *   adaptor's RSS has stood still for 5 s; its plateau is the memory those queues can hold.
  *
  * Printed per scenario: bytes sent and for how long, the adaptor's RSS (start, peak, after the
  * attacker left, and after `--trim-wait` seconds, when the once-a-minute malloc_trim has run), each worker's RSS, whether the legitimate subscriber kept receiving, and how
@@ -32,6 +37,7 @@ import { AdaptorProcess } from "../tests/support/process.ts";
 import { scrape, value } from "../tests/support/scrape.ts";
 import { rssKiB, WorkerProcess } from "../tests/support/worker.ts";
 import { concat, connectRaw, frame, handshake, longFrameHeader } from "../tests/support/zmtp.ts";
+import { ZMQ_PUB, ZMQ_PULL, ZMQ_SNDHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
 
 const { values: options } = parseArgs({
   options: {
@@ -42,10 +48,17 @@ const { values: options } = parseArgs({
     seconds: { type: "string", default: "20" },
     "trim-wait": { type: "string", default: "65" },
     "adaptor-args": { type: "string", default: "" },
+    "message-bytes": { type: "string", default: "65536" },
   },
 });
 
-const SCENARIOS = ["multipart-xpub", "multipart-xsub", "topics"] as const;
+const SCENARIOS = [
+  "multipart-xpub",
+  "multipart-xsub",
+  "topics",
+  "stalled-inbound",
+  "stalled-subscriber",
+] as const;
 type Scenario = typeof SCENARIOS[number];
 const chosen: Scenario[] = options.scenario === "all"
   ? [...SCENARIOS]
@@ -299,6 +312,70 @@ async function topics(): Promise<void> {
   for (const line of stopLog.slice(-12)) console.log(`    | ${line}`);
 }
 
+/** The queues' worst case: a full-size flood into a channel whose consumer never reads. */
+async function stalled(scenario: "stalled-inbound" | "stalled-subscriber"): Promise<void> {
+  const inbound = scenario === "stalled-inbound";
+  const size = Number(options["message-bytes"]);
+  const xsub = `ipc://${ipcPath("stalled-xsub")}`;
+  const xpub = `tcp://127.0.0.1:${freePort()}`;
+  const source = `tcp://127.0.0.1:${freePort()}`;
+  const push = `ipc://${ipcPath("stalled-push")}`;
+  const peers = new Peers();
+  // The inbound SUB connects out (-l): its publisher is bound first.
+  const publisher = peers.socket(ZMQ_PUB);
+  publisher.setInt(ZMQ_SNDHWM, 1000);
+  if (inbound) publisher.bind(source);
+  const adaptor = new AdaptorProcess([
+    "-b",
+    xsub,
+    "-p",
+    xpub,
+    ...(inbound ? ["-l", source, "-u", push] : []),
+    ...extraArgs,
+  ]);
+  await adaptor.ready();
+  const stuck = peers.socket(inbound ? ZMQ_PULL : ZMQ_SUB);
+  if (!inbound) stuck.setBytes(ZMQ_SUBSCRIBE, "");
+  stuck.connect(inbound ? push : xpub);
+  if (!inbound) publisher.connect(xsub);
+  await sleep(1000); // connected, subscribed
+  const body = new Uint8Array(size).fill(0x78);
+  const start = rssKiB(adaptor.pid);
+  let peak = start;
+  let sent = 0;
+  let stillSince = performance.now();
+  const began = performance.now();
+  const stopAt = began + Number(options.seconds) * 3000;
+  while (performance.now() < stopAt && performance.now() - stillSince < 5000) {
+    for (let i = 0; i < 200; i++) if (publisher.trySend([body])) sent++;
+    await sleep(2);
+    const now = rssKiB(adaptor.pid);
+    if (now > peak + 1024) {
+      peak = now;
+      stillSince = performance.now();
+    }
+  }
+  const seconds = (performance.now() - began) / 1000;
+  peak = Math.max(peak, rssKiB(adaptor.pid));
+  await peers.close();
+  const { ms: stopMs, status } = await adaptor.stop();
+  console.log(
+    `${scenario}: ${size}-byte messages into ${
+      inbound ? "the inbound SUB, its PULL never reading" : "the XSUB, an XPUB subscriber never reading"
+    }`,
+  );
+  report([
+    ["offered", `${sent} messages in ${seconds.toFixed(1)} s (the PUB drops what its queue cannot take)`],
+    [
+      "adaptor RSS",
+      `${mib(start)} -> plateau ${mib(peak)} (+${mib(peak - start)}, ${
+        (peak - start) * 1024 / size | 0
+      } messages' worth)`,
+    ],
+    ["SIGTERM", `${stopMs.toFixed(0)} ms, exit ${status.code}`],
+  ]);
+}
+
 console.log(
   `attack figures (${new Date().toISOString()}, Deno ${Deno.version.deno}; adaptor args: ${
     extraArgs.join(" ") || "defaults"
@@ -306,5 +383,6 @@ console.log(
 );
 for (const scenario of chosen) {
   if (scenario === "topics") await topics();
+  else if (scenario === "stalled-inbound" || scenario === "stalled-subscriber") await stalled(scenario);
   else await multipart(scenario);
 }

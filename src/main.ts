@@ -6,9 +6,11 @@
  * signals → exit code (0 after a clean stop, 2 for usage errors, 1 for runtime errors).
  */
 
+import { ignoreFileSizeSignal } from "./os/libc.ts";
 import { listenForSignals, shieldWaits } from "./os/signals.ts";
 
 if (import.meta.main) {
+  ignoreFileSizeSignal(); // past `ulimit -f` a write fails with EFBIG (and is said) instead of killing us
   const signals = listenForSignals();
   await shieldWaits({ verify: false }); // threads started while loading inherit it; run.ts verifies
   const { run } = await import("./run.ts");

@@ -12,6 +12,7 @@ import { parseArgs, requestedLogFormat } from "./config/cli.ts";
 import { exitCodeOf, oneLine } from "./errors.ts";
 import { installRejectionGuard } from "./ops/guard.ts";
 import { raiseFileLimit } from "./os/libc.ts";
+import { checkLimits } from "./os/limits.ts";
 import { fatalLine, literal, log, setupLogging, writeStderr } from "./ops/log.ts";
 import { stderrIsJournal } from "./ops/journal.ts";
 import { AdaptorMetrics } from "./ops/metrics.ts";
@@ -100,6 +101,8 @@ export async function main(
       after: files.after.soft,
     });
   }
+  // Before anything is opened: a limit too low is one line, not an abort.
+  for (const warning of checkLimits(config)) log().warn(literal(warning));
   if (config.test) log().info("RUNNING IN TEST MODE & DEBUG MODE for XPUB -> XSUB");
   if (config.receiverTest) log().info("RUNNING IN TEST MODE & DEBUG MODE for SUB -> PUSH");
   if (config.debug && !config.test && !config.receiverTest) log().info("RUNNING IN DEBUGGING MODE");

@@ -144,7 +144,7 @@ Deno.test("--check: runtime problems exit 1 (missing directory, held lock, live 
     const cases: [string[], string[]][] = [
       [["-b", `ipc://${dir}/missing/q`], [`${dir}/missing`, "does not exist"]],
       [["-b", `ipc://${dir}/locked`], ["another process is serving", `holding ${dir}/locked.lock`]],
-      [["-b", `ipc://${dir}/live`], ["another process is serving", `${dir}/live`]],
+      [["-b", `ipc://${dir}/live`], ["another process (uid", "is serving", `${dir}/live`]],
       [["-b", abstract], [`-b/--bind '${abstract}': cannot bind`, "Address already in use"]],
       [["-b", `ipc://${dir}/q`, "-p", "tcp://nosuchif0:6001"], ["nosuchif0", "no such interface"]],
       // Two endpoints of ours on one port: the second bind fails in a start too.

@@ -1,12 +1,14 @@
 /**
  * The machine misbehaving under a running adaptor: its ipc directory removed, or made
  * unwritable, and its log destination full. Forwarding goes on, and the adaptor says what is
- * wrong (in the log, when the log can be written at all).
+ * wrong (in the log, when the log can be written at all). And the limits of its environment: a
+ * descriptor limit too low for the configuration is refused at start with one line; a file-size
+ * limit makes writes fail (said in a line), never kills it.
  */
 
 import assert from "node:assert/strict";
 import { assertForwards } from "./support/forwarding.ts";
-import { freePort } from "./support/net.ts";
+import { exists, freePort, sleep, until } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";
 import { AdaptorProcess, ROOT, RUN_FLAGS, runAdaptor } from "./support/process.ts";
 
@@ -146,4 +148,159 @@ Deno.test("logs on a full disk (stderr is /dev/full): forwarding and exit codes 
   }
   const usage = await runAdaptor(["--bogus"], { command: onFullDisk });
   assert.equal(usage.code, 2);
+});
+
+/** The adaptor as `deno task start` runs it, under `prlimit` with `limits` (e.g. "--nofile=32"). */
+const underLimits = (...limits: string[]) => [
+  "prlimit",
+  ...limits,
+  "--",
+  Deno.execPath(),
+  "run",
+  ...RUN_FLAGS,
+  `${ROOT}src/main.ts`,
+];
+
+Deno.test("a descriptor limit too low for the configuration is refused at start: one line, exit 1, no file left", async () => {
+  for (const nofile of [24, 32]) {
+    const dir = ipcDir();
+    try {
+      const result = await runAdaptor(
+        [
+          "-b",
+          `ipc://${dir}/q`,
+          "-p",
+          `tcp://127.0.0.1:${freePort()}`,
+          "--metrics",
+          `127.0.0.1:${freePort()}`,
+        ],
+        { command: underLimits(`--nofile=${nofile}`) },
+      );
+      const log = result.stderr.join("\n");
+      assert.equal(result.code, 1, log);
+      const errors = result.stderr.filter((l) => l.startsWith("adaptor: error:"));
+      assert.equal(errors.length, 1, log);
+      assert.match(
+        errors[0],
+        new RegExp(
+          `the open-files limit \\(RLIMIT_NOFILE\\) is ${nofile}, below the \\d+ this configuration needs`,
+        ),
+      );
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "no socket or lock file may be left");
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  }
+});
+
+/** Runs the adaptor once without limits, so that the runtime's caches need no write under them. */
+async function warmCaches(): Promise<void> {
+  assert.equal((await runAdaptor(["--version"])).code, 0);
+}
+
+Deno.test("a file-size limit (prlimit --fsize=1): the pid that cannot be written is one warning, no SIGXFSZ", async () => {
+  await warmCaches();
+  const dir = ipcDir();
+  const bind = `ipc://${dir}/q`;
+  const publish = `tcp://127.0.0.1:${freePort()}`;
+  const adaptor = new AdaptorProcess(["-b", bind, "-p", publish], { command: underLimits("--fsize=1") });
+  try {
+    await adaptor.ready();
+    assert.match(
+      await adaptor.waitFor(/\[WRN\].*cannot write the pid into lock file/),
+      new RegExp(`lock file ${dir}/q\\.lock: file too large \\(the file-size limit, ulimit -f\\?\\)`),
+    );
+    await assertForwards({ publishTo: bind, subscribeTo: publish });
+  } finally {
+    const { status } = await adaptor.stop();
+    assert.equal(status.code, 0, `${status.signal ?? ""}\n${adaptor.lines.join("\n")}`);
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a log file at its size limit: lines that fail are counted and said once it was truncated; no SIGXFSZ", async () => {
+  await warmCaches();
+  const dir = ipcDir();
+  const bind = `ipc://${dir}/q`;
+  const publish = `tcp://127.0.0.1:${freePort()}`;
+  const logFile = `${dir}/adaptor.log`;
+  // stderr appended to a file of at most 512 bytes: the start-up lines already reach it.
+  const command = ["sh", "-c", `exec "$@" 2>>${logFile}`, "sh", ...underLimits("--fsize=512")];
+  const adaptor = new AdaptorProcess(["-b", bind, "-p", publish], { command });
+  try {
+    await until(() => exists(logFile) && Deno.statSync(logFile).size === 512, "the log file full");
+    await assertForwards({ publishTo: bind, subscribeTo: publish });
+    Deno.truncateSync(logFile, 0); // what logrotate's copytruncate does
+    adaptor.kill("SIGHUP"); // a line to write, if the peers' leaving gave none
+    await until(() => /log lines? (was|were) lost/.test(Deno.readTextFileSync(logFile)), "the loss said");
+    const text = Deno.readTextFileSync(logFile);
+    assert.match(
+      text,
+      /\[WRN\] adaptor: \d+ log lines? (was|were) lost: stderr could not be written \(File too large/,
+    );
+    await sleep(50);
+    await assertForwards({ publishTo: bind, subscribeTo: publish });
+  } finally {
+    const { status } = await adaptor.stop();
+    assert.equal(status.code, 0, `killed by ${status.signal}`);
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+/**
+ * A memory control group of this process's hierarchy (v1 or v2) limited to `bytes`, and the
+ * command that runs the adaptor inside it; undefined where none can be made here.
+ */
+function memoryCgroup(bytes: number): { command: string[]; remove: () => void } | undefined {
+  const own = Deno.readTextFileSync("/proc/self/cgroup").split("\n");
+  const v1 = own.map((l) => /^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:(.*)$/.exec(l)?.[1]).find((p) => p);
+  const [root, file, path] = v1 !== undefined
+    ? ["/sys/fs/cgroup/memory", "memory.limit_in_bytes", v1]
+    : ["/sys/fs/cgroup", "memory.max", own.find((l) => l.startsWith("0::"))?.slice(3)];
+  if (path === undefined) return undefined;
+  const dir = `${root}${path === "/" ? "" : path}/adaptor-test-${Deno.pid}-${bytes}`;
+  try {
+    Deno.mkdirSync(dir);
+    Deno.writeTextFileSync(`${dir}/${file}`, String(bytes));
+  } catch {
+    try {
+      Deno.removeSync(dir);
+    } catch {
+      // never made
+    }
+    return undefined;
+  }
+  const command = ["sh", "-c", `echo $$ > ${dir}/cgroup.procs && exec "$@"`, "sh", ...underLimits()];
+  return { command, remove: () => Deno.removeSync(dir) };
+}
+
+const probeGroup = memoryCgroup(2 ** 30);
+probeGroup?.remove();
+
+Deno.test({
+  name: "a memory limit (cgroup, MemoryMax=) below what the queues may hold is warned about at start" +
+    (probeGroup ? "" : " (skipped: no memory control group can be made here)"),
+  ignore: !probeGroup,
+  fn: async () => {
+    // The defaults' main channel: 64 MiB + (10 000 + 10 000) x 64 KiB = 1314 MiB.
+    for (const [limit, warned] of [[1024, true], [1536, false]] as const) {
+      const group = memoryCgroup(limit * 2 ** 20)!;
+      const dir = ipcDir();
+      const adaptor = new AdaptorProcess(["-b", `ipc://${dir}/q`, "-p", `tcp://127.0.0.1:${freePort()}`], {
+        command: group.command,
+      });
+      try {
+        await adaptor.ready();
+        const lines = adaptor.lines.filter((l) => /\[WRN\].*the queues may hold/.test(l));
+        assert.equal(lines.length, warned ? 1 : 0, adaptor.lines.join("\n"));
+        if (warned) {
+          assert.match(lines[0], /may hold 1314 MiB .*above this process's memory limit of 1024 MiB/);
+        }
+      } finally {
+        assert.equal((await adaptor.stop()).status.code, 0);
+        group.remove();
+        Deno.removeSync(dir, { recursive: true });
+      }
+    }
+  },
 });

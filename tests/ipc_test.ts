@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { StartupError } from "../src/errors.ts";
 import {
+  bindProtected,
   checkIpcPath,
   describeSocketFile,
   ownSocketFile,
@@ -224,3 +225,50 @@ function nextMillisecond(): void {
     // spin: the tests around it are synchronous
   }
 }
+
+Deno.test("bindProtected: a socket file swapped for a symbolic link right after the bind is refused, its target untouched", () => {
+  const dir = Deno.makeTempDirSync();
+  const path = `${dir}/q`;
+  const target = `${dir}/root-only`;
+  Deno.writeTextFileSync(target, "secret\n", { mode: 0o600 });
+  let listener: Deno.Listener | undefined;
+  try {
+    // What another user who may write to the directory does between the bind and the chmod.
+    const bindThenSwap = () => {
+      listener = Deno.listen({ transport: "unix", path });
+      Deno.removeSync(path);
+      Deno.symlinkSync(target, path);
+    };
+    assert.throws(
+      () => bindProtected(bindThenSwap, path, { mode: 0o666, gid: 33 }, "-b"),
+      (e: unknown) => e instanceof StartupError && /replaced right after the bind/.test(e.message),
+    );
+    const info = Deno.statSync(target);
+    assert.equal(info.mode! & 0o7777, 0o600, "the target's mode was changed");
+    assert.equal(info.gid, Deno.gid(), "the target's group was changed");
+  } finally {
+    listener?.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("bindProtected gives the socket file its group and mode", () => {
+  const dir = Deno.makeTempDirSync();
+  const path = `${dir}/q`;
+  let listener: Deno.Listener | undefined;
+  try {
+    bindProtected(
+      () => listener = Deno.listen({ transport: "unix", path }),
+      path,
+      { mode: 0o660, gid: 33 },
+      "-b",
+    );
+    const info = Deno.lstatSync(path);
+    assert.ok(info.isSocket);
+    assert.equal(info.mode! & 0o7777, 0o660);
+    assert.equal(info.gid, 33);
+  } finally {
+    listener?.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

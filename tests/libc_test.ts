@@ -7,6 +7,7 @@ import {
   lockFile,
   openDescriptors,
   probeLock,
+  probeUnixSocket,
   raiseFileLimit,
   readProcFile,
   setUmask,
@@ -142,4 +143,64 @@ Deno.test("openDescriptors counts this process's open descriptors, as a readdir 
     for (const file of files) file.close();
   }
   assert.equal(openDescriptors(), listed());
+});
+
+Deno.test("lockFile: the pid goes through the locked descriptor, even after the path was swapped for a symlink", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const path = `${dir}/q.lock`;
+    const target = `${dir}/target`;
+    Deno.writeTextFileSync(target, "untouched\n");
+    const lock = lockFile(path);
+    assert.ok(lock && "release" in lock);
+    // What an attacker does between the open and the write: the path now names their symlink.
+    Deno.renameSync(path, `${dir}/moved.lock`);
+    Deno.symlinkSync(target, path);
+    assert.equal(lock.write("4242\n"), undefined);
+    assert.equal(Deno.readTextFileSync(target), "untouched\n");
+    assert.equal(Deno.readTextFileSync(`${dir}/moved.lock`), "4242\n");
+    lock.release();
+    assert.ok(Deno.lstatSync(path).isSymlink, "release removes only the file it locked");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("lockFile: a second lock on a held file is refused with the holder's pid", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const path = `${dir}/q.lock`;
+    const lock = lockFile(path);
+    assert.ok(lock && "release" in lock);
+    assert.equal(lock.write("a long stale line\n"), undefined);
+    assert.equal(lock.write("123\n"), undefined);
+    assert.equal(Deno.readTextFileSync(path), "123\n", "the old content is truncated");
+    assert.deepEqual(lockFile(path), { kind: "held", pid: 123 });
+    lock.release();
+    assert.throws(() => Deno.lstatSync(path), Deno.errors.NotFound);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("probeUnixSocket: served (with the server's pid and uid), stale, absent", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const path = `${dir}/s`;
+    assert.deepEqual(probeUnixSocket(path), { state: "absent" });
+    const listener = Deno.listen({ transport: "unix", path });
+    assert.deepEqual(probeUnixSocket(path), { state: "served", pid: Deno.pid, uid: Deno.uid() });
+    const accepted = await listener.accept();
+    accepted.close();
+    listener.close();
+    // A socket file nobody listens on (its process died): bound by a process that has exited.
+    const stale = `${dir}/t`;
+    const bound = new Deno.Command("python3", {
+      args: ["-c", "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", stale],
+    }).outputSync();
+    assert.ok(bound.success);
+    assert.deepEqual(probeUnixSocket(stale), { state: "refused" });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

@@ -86,3 +86,27 @@ Deno.test("fatalLine: the usage error's line as text, JSON, and for the journal"
   assert.equal(record.exitCode, 2);
   assert.match(fatalLine("adaptor", "bad", 1, { format: "json", journal: true }), /^<2>\{"time":/);
 });
+
+Deno.test("lines that cannot be written are counted and said in one warning once writing works again", () => {
+  const lines: string[] = [];
+  let failing = true;
+  setupLogging({
+    level: "info",
+    format: "json",
+    write: (line) => {
+      if (failing) throw new Error("File too large (os error 27)");
+      lines.push(line);
+    },
+  });
+  log().info("lost one");
+  log().info("lost two");
+  failing = false;
+  log().info("written");
+  const records = lines.map((l) => JSON.parse(l));
+  assert.deepEqual(records.map((r) => [r.level, r.message]), [
+    ["warning", "2 log lines were lost: stderr could not be written (File too large (os error 27))"],
+    ["info", "written"],
+  ]);
+  log().info("again");
+  assert.equal(lines.length, 3, "said once");
+});

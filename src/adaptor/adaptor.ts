@@ -249,6 +249,7 @@ class Adaptor implements AdaptorHandle {
           log().warn(
             literal(`cannot remove socket file ${file.path} (${why}); the next start will bind over it`),
           ),
+        onWarning: (text) => log().warn(literal(text)),
       }),
     );
   }

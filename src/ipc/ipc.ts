@@ -11,12 +11,28 @@
  * The check and the bind are two steps, so two adaptors started at the same moment could both
  * find the path free. `IpcGuard` closes that gap: it takes an exclusive lock on `PATH.lock`
  * before the check and holds it until the adaptor has stopped and removed its socket file.
+ *
+ * Other local users may write to the directory (the default is /tmp), so the lock file is
+ * trusted only when it is a regular file of ours (`libc.ts lockFile`), a live socket is named by
+ * who serves it (SO_PEERCRED), and a directory anyone may write to is warned about.
  */
 
 import { dirname } from "node:path";
 import { StartupError, UsageError } from "../errors.ts";
 import { watchFiles } from "./file_events.ts";
-import { cannotWriteDirectory, type FileLock, groupId, lockFile, setUmask } from "../os/libc.ts";
+import {
+  cannotWriteDirectory,
+  describeUid,
+  effectiveUid,
+  type FileLock,
+  groupId,
+  lockFile,
+  probeUnixSocket,
+  processName,
+  protectSocketFile,
+  setUmask,
+  type UnixSocketProbe,
+} from "../os/libc.ts";
 import { type Accounts, readAccounts } from "../os/accounts.ts";
 
 /** The identity of a socket file we created. */
@@ -59,19 +75,91 @@ async function inspect(path: string, what: string): Promise<PathState> {
   if (!info.isSocket) {
     throw new StartupError(`${what}: ${path} exists and is not a socket; refusing to replace it`);
   }
+  const probe = probeUnixSocket(path) ?? await connectUnix(path);
+  switch (probe.state) {
+    case "refused":
+      return "stale";
+    case "absent":
+      return "absent"; // removed since the lstat
+    case "denied":
+      throw new StartupError(
+        `${what}: ${path} (owned by ${describeUid(info.uid ?? -1)}) cannot be checked: permission denied`,
+      );
+    case "failed":
+      throw new Error(probe.why);
+  }
+  throw new StartupError(
+    `${what}: another process${describeServer(probe)} is serving ${path}; refusing to take its traffic ` +
+      `(stop it first)${squatted(probe)}`,
+  );
+}
+
+/** " (uid 65534 (nobody), pid 4242 python3)": who serves a socket, as far as the kernel said. */
+function describeServer(probe: { pid?: number; uid?: number }): string {
+  const parts = [
+    ...(probe.uid !== undefined ? [describeUid(probe.uid)] : []),
+    ...(probe.pid !== undefined ? [`pid ${probe.pid}${withName(processName(probe.pid))}`] : []),
+  ];
+  return parts.length > 0 ? ` (${parts.join(", ")})` : "";
+}
+
+const withName = (name: string | undefined) => name ? ` ${JSON.stringify(name).slice(1, -1)}` : "";
+
+/**
+ * What to add when the socket is served by a user other than the adaptor's: gateway workers that
+ * reconnect go to it. The path is not taken back, even by root: the workers already connected to
+ * that process stay with it whatever the adaptor binds, so a takeover would look healthy while
+ * events still leak; refusing makes the operator look.
+ */
+function squatted(probe: { uid?: number }): string {
+  const own = effectiveUid();
+  if (probe.uid === undefined || own === undefined || probe.uid === own) return "";
+  return `; it is not this adaptor's user, and gateway workers connected to it publish to it: stop that ` +
+    `process, and give the socket a directory of its own that only the adaptor may write (e.g. ` +
+    `/run/api-gateway, systemd RuntimeDirectory=)`;
+}
+
+/** The live-path check without libc (musl): a connection refused means stale. */
+async function connectUnix(path: string): Promise<UnixSocketProbe> {
   try {
     const conn = await Deno.connect({ transport: "unix", path });
     conn.close();
+    return { state: "served" };
   } catch (error) {
-    if (error instanceof Deno.errors.ConnectionRefused) return "stale";
-    if (error instanceof Deno.errors.PermissionDenied) {
-      throw new StartupError(`${what}: ${path} cannot be checked: permission denied`);
-    }
+    if (error instanceof Deno.errors.ConnectionRefused) return { state: "refused" };
+    if (error instanceof Deno.errors.PermissionDenied) return { state: "denied" };
+    if (error instanceof Deno.errors.NotFound) return { state: "absent" };
     throw error;
   }
-  throw new StartupError(
-    `${what}: another process is serving ${path}; refusing to take its traffic (stop it first)`,
-  );
+}
+
+/**
+ * Why the directory of the socket file at `path` lets other users take the path, or undefined:
+ * a directory every user may write to (even sticky, like /tmp: whoever binds or makes the lock
+ * file first while the adaptor is down owns it), or one another user owns.
+ */
+export function directoryExposure(path: string): string | undefined {
+  const dir = dirname(path);
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(dir);
+  } catch {
+    return undefined; // the checks that follow say what is wrong with it
+  }
+  const own = effectiveUid();
+  const advice = `give the socket a directory of its own that only the adaptor may write (e.g. ` +
+    `/run/api-gateway, systemd RuntimeDirectory=)`;
+  if (info.mode !== null && (info.mode & 0o002) !== 0) {
+    const mode = (info.mode & 0o7777).toString(8).padStart(4, "0");
+    return `directory ${dir} (mode ${mode}) is writable by every user: any of them can bind ${path} or ` +
+      `make its lock file while the adaptor is not running, and gateway workers would then publish to ` +
+      `their socket, or the adaptor could not start; ${advice}`;
+  }
+  if (info.uid !== null && own !== undefined && info.uid !== 0 && info.uid !== own) {
+    return `directory ${dir} is owned by ${describeUid(info.uid)}, who can replace ${path} at any time; ` +
+      advice;
+  }
+  return undefined;
 }
 
 async function checkDirectory(path: string, what: string): Promise<void> {
@@ -304,13 +392,19 @@ export function bindProtected(
   } finally {
     if (previous !== undefined) setUmask(previous);
   }
-  try {
-    if (access.gid !== undefined) Deno.chownSync(path, null, access.gid);
-    Deno.chmodSync(path, access.mode);
-  } catch (error) {
-    const why = error instanceof Deno.errors.PermissionDenied
-      ? "operation not permitted"
-      : (error as Error).message;
+  let why = protectSocketFile(path, access);
+  if (why === null) {
+    why = undefined;
+    try {
+      if (access.gid !== undefined) Deno.chownSync(path, null, access.gid);
+      Deno.chmodSync(path, access.mode);
+    } catch (error) {
+      why = error instanceof Deno.errors.PermissionDenied
+        ? "operation not permitted"
+        : (error as Error).message;
+    }
+  }
+  if (why !== undefined) {
     const which = access.gid !== undefined ? `group ${access.gid} and mode` : "mode";
     throw new StartupError(
       `${what}: cannot give ${path} ${which} ${access.mode.toString(8).padStart(4, "0")}: ${why}`,
@@ -341,29 +435,44 @@ export class IpcGuard implements AsyncDisposable {
   readonly #owned: OwnedSocketFile[] = [];
   #watch: SocketFileWatch | undefined;
   readonly #onRemoveFailure: (file: OwnedSocketFile, why: string) => void;
+  readonly #onWarning: (text: string) => void;
+  readonly #pending: string[] = [];
 
-  private constructor(onRemoveFailure: (file: OwnedSocketFile, why: string) => void) {
+  private constructor(
+    onRemoveFailure: (file: OwnedSocketFile, why: string) => void,
+    onWarning: (text: string) => void,
+  ) {
     this.#onRemoveFailure = onRemoveFailure;
+    this.#onWarning = onWarning;
   }
 
   /**
    * Locks each path, then checks that none is live (`checkIpcPath`). Throws `StartupError`
-   * (with every lock taken so far released) when another adaptor holds a lock or another
-   * process serves a path; `onStale` hears of stale files that will be bound over.
+   * (with every lock taken so far released) when another adaptor holds a lock, the lock file is
+   * not one to trust, or another process serves a path; `onStale` hears of stale files that will
+   * be bound over, `onWarning` of a directory others may write to (`directoryExposure`) and of a
+   * pid that could not be written.
    */
   static async acquire(
     paths: readonly GuardedPath[],
     options: {
       onStale?: (path: string) => void;
       onRemoveFailure?: (file: OwnedSocketFile, why: string) => void;
+      onWarning?: (text: string) => void;
     } = {},
   ): Promise<IpcGuard> {
-    const guard = new IpcGuard(options.onRemoveFailure ?? (() => {}));
+    const guard = new IpcGuard(options.onRemoveFailure ?? (() => {}), options.onWarning ?? (() => {}));
     try {
       for (const { path, what } of paths) {
         await guard.#lock(path, what);
         if ((await checkIpcPath(path, what)) === "stale") options.onStale?.(path);
       }
+      // Said once the start goes on: a refusal stays one line.
+      for (const { path, what } of paths) {
+        const exposure = directoryExposure(path);
+        if (exposure) guard.#pending.push(`${what}: ${exposure}`);
+      }
+      for (const warning of guard.#pending.splice(0)) guard.#onWarning(warning);
     } catch (error) {
       await guard[Symbol.asyncDispose]();
       throw error;
@@ -377,24 +486,22 @@ export class IpcGuard implements AsyncDisposable {
     if (lock === undefined) return; // no libc here (musl): the live-path check alone
     if ("release" in lock) {
       this.#locks.push(lock);
-      try {
-        Deno.writeTextFileSync(lockPath, `${Deno.pid}\n`);
-      } catch {
-        // the pid is for the operator's benefit only
-      }
+      // The pid is for the operator's benefit only; a failed write (ulimit -f) is said, not fatal.
+      const why = lock.write(`${Deno.pid}\n`);
+      if (why !== undefined) this.#pending.push(`cannot write the pid into lock file ${lockPath}: ${why}`);
       return;
     }
-    if (lock.held) {
-      let holder = "";
-      try {
-        const pid = Deno.readTextFileSync(lockPath).trim();
-        if (/^\d+$/.test(pid)) holder = `pid ${pid}, `;
-      } catch {
-        // unreadable: say less
-      }
+    if (lock.kind === "held") {
+      const holder = lock.pid !== undefined ? `pid ${lock.pid}, ` : "";
       throw new StartupError(
         `${what}: another process is serving ${path} (${holder}holding ${lockPath}); refusing to take its ` +
           `traffic (stop it first)`,
+      );
+    }
+    if (lock.kind === "unfit") {
+      throw new StartupError(
+        `${what}: lock file ${lockPath} ${lock.why}; refusing it (remove it if nothing of yours made it, ` +
+          `and give the socket a directory of its own)`,
       );
     }
     await checkIpcPath(path, what); // a missing directory, say, is better said by the check

@@ -1,8 +1,9 @@
 /**
  * Logging: LogTape, to stderr, as text or JSON lines.
  *
- * The sink writes synchronously so that the last lines before an exit are never lost, and it
- * swallows write errors (a full disk or a closed stderr must not stop forwarding).
+ * The sink writes synchronously so that the last lines before an exit are never lost. A failed
+ * write (a full disk, a file past `ulimit -f`, a closed stderr) must not stop forwarding: the
+ * line is counted, and the count said in one warning once a line can be written again.
  * Categories: `adaptor` (lifecycle), `adaptor.socket` (monitor events), `adaptor.debug`
  * (debug subscriber, test peers and rates), `adaptor.metrics` (the HTTP server).
  * When stderr is the journal (`journal.ts`) each line starts with its syslog priority.
@@ -25,16 +26,22 @@ import { withPriority } from "./journal.ts";
 
 const encoder = new TextEncoder();
 
-/** Where log lines go; tests may pass their own. */
+/** Where log lines go; tests may pass their own. Throws when the line could not be written. */
 export type LineWriter = (line: string) => void;
 
 /** Writes `line` to stderr as is; a failing stderr (full disk, closed) is ignored. */
 export function writeStderr(line: string): void {
   try {
-    Deno.stderr.writeSync(encoder.encode(line));
+    writeAll(line);
   } catch {
     // Nothing sensible to do when stderr itself fails; keep forwarding.
   }
+}
+
+/** Writes all of `line` to stderr (a write cut short at a size limit is retried, and then fails). */
+function writeAll(line: string): void {
+  const bytes = encoder.encode(line);
+  for (let at = 0; at < bytes.length;) at += Deno.stderr.writeSync(bytes.subarray(at));
 }
 
 /** How lines are written: text or JSON, and with journald's priority prefix or not. */
@@ -51,19 +58,46 @@ export function setupLogging(options: LogOutput & { level: LogLevel; write?: Lin
   const format = options.format === "json"
     ? formatJsonLine
     : getTextFormatter({ timestamp, timeZone: null, value: "bare" });
-  const write = options.write ?? writeStderr;
+  const write = options.write ?? writeAll;
   const line = options.journal
     ? (record: LogRecord) => withPriority(record.level, format(record))
     : (record: LogRecord) => format(record);
+  // Lines that could not be written (disk full, past `ulimit -f`) are counted, and said in one
+  // line as soon as a line can be written again (say, after the log file was rotated).
+  let lost = 0;
+  let why = "";
+  const sink = (record: LogRecord) => {
+    try {
+      if (lost > 0) write(line(lossRecord(lost, why)));
+      lost = 0;
+      write(line(record));
+    } catch (error) {
+      lost++;
+      why ||= (error as Error)?.message ?? String(error);
+    }
+  };
   resetSync();
   configureSync({
     reset: true,
-    sinks: { stderr: (record: LogRecord) => write(line(record)) },
+    sinks: { stderr: sink },
     loggers: [
       { category: ["adaptor"], lowestLevel: options.level, sinks: ["stderr"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
     ],
   });
+}
+
+/** The warning that says how many log lines were lost, and why. */
+function lossRecord(lost: number, why: string): LogRecord {
+  const text = `${lost} log line${lost === 1 ? " was" : "s were"} lost: stderr could not be written (${why})`;
+  return {
+    category: ["adaptor"],
+    level: "warning",
+    message: [text],
+    rawMessage: text,
+    properties: { lost },
+    timestamp: Date.now(),
+  };
 }
 
 /** Keys every JSON line has; a property of the same name cannot replace them. */
