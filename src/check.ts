@@ -19,7 +19,8 @@ import { loadSecurity, type SecuritySetup, warnAboutExposure } from "./security/
 import { exitCodeOf, oneLine, StartupError } from "./errors.ts";
 import { expectedAccessProblem, readStatus } from "./ipc/gateway_access.ts";
 import { checkIpcPath, lockPathOf, resolveGroup } from "./ipc/ipc.ts";
-import { cannotWriteDirectory, probeLock } from "./os/libc.ts";
+import { cannotWriteDirectory } from "./os/files.ts";
+import { probeLock } from "./os/lock.ts";
 import { fatalLine, literal, log, type LogOutput, writeStderr } from "./ops/log.ts";
 import { describe, explain } from "./zmq/socket_options.ts";
 import { PROGRAM } from "./version.ts";

@@ -6,7 +6,7 @@
  * signals → exit code (0 after a clean stop, 2 for usage errors, 1 for runtime errors).
  */
 
-import { ignoreFileSizeSignal } from "./os/libc.ts";
+import { ignoreFileSizeSignal } from "./os/signals.ts";
 import { listenForSignals, shieldWaits } from "./os/signals.ts";
 
 if (import.meta.main) {

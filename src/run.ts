@@ -11,7 +11,7 @@ import { runCheck } from "./check.ts";
 import { parseArgs, requestedLogFormat } from "./config/cli.ts";
 import { exitCodeOf, oneLine } from "./errors.ts";
 import { installRejectionGuard } from "./ops/guard.ts";
-import { raiseFileLimit } from "./os/libc.ts";
+import { raiseFileLimit } from "./os/descriptors.ts";
 import { checkLimits } from "./os/limits.ts";
 import { fatalLine, literal, log, setupLogging, writeStderr } from "./ops/log.ts";
 import { stderrIsJournal } from "./ops/journal.ts";

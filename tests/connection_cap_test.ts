@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { connectionBudget, DESCRIPTOR_RESERVE, listenBacklog } from "../src/adaptor/connection_cap.ts";
-import { setAcceptFilter } from "../src/os/libc.ts";
+import { setAcceptFilter } from "../src/os/sockets.ts";
 import { ZMQ_LINGER, ZMQ_PAIR } from "../src/zmq/constants.ts";
 import { Context } from "../src/zmq/socket.ts";
 import { monitorSocket, type SocketEvent } from "../src/zmq/monitor.ts";

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { keygen } from "../src/security/cert.ts";
 import { OPTIONS } from "../src/config/options.ts";
-import { lockFile } from "../src/os/libc.ts";
+import { lockFile } from "../src/os/lock.ts";
 import { ZMQ_LINGER, ZMQ_PUB } from "../src/zmq/constants.ts";
 import { Context } from "../src/zmq/socket.ts";
 import { freePort, portIsFree } from "./support/net.ts";

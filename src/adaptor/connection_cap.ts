@@ -19,7 +19,7 @@
  * reserve for the overshoot, the ipc peers and the metrics server (`connectionBudget`).
  */
 
-import { setAcceptFilter } from "../os/libc.ts";
+import { setAcceptFilter } from "../os/sockets.ts";
 import { literal, log } from "../ops/log.ts";
 import type { SocketEvent } from "../zmq/monitor.ts";
 import { ConnectedPeers } from "./connected_peers.ts";

@@ -16,12 +16,10 @@
  * of inotify instances reached), `watchFiles` returns undefined and the caller polls.
  */
 
-import { libcLoader } from "../os/libc.ts";
+import { libcLoader, O_CLOEXEC, O_NONBLOCK } from "../os/libc.ts";
 
 const IN_NONBLOCK = 0o4000;
 const IN_CLOEXEC = 0o2000000;
-const O_NONBLOCK = 0o4000;
-const O_CLOEXEC = 0o2000000;
 const IN_ATTRIB = 0x4;
 const IN_DELETE_SELF = 0x400;
 const IN_MOVE_SELF = 0x800;

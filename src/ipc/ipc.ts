@@ -20,19 +20,10 @@
 import { dirname } from "node:path";
 import { StartupError, UsageError } from "../errors.ts";
 import { watchFiles } from "./file_events.ts";
-import {
-  cannotWriteDirectory,
-  describeUid,
-  effectiveUid,
-  type FileLock,
-  groupId,
-  lockFile,
-  probeUnixSocket,
-  processName,
-  protectSocketFile,
-  setUmask,
-  type UnixSocketProbe,
-} from "../os/libc.ts";
+import { describeUid, effectiveUid, groupId, processName } from "../os/accounts.ts";
+import { cannotWriteDirectory, protectSocketFile, setUmask } from "../os/files.ts";
+import { type FileLock, lockFile } from "../os/lock.ts";
+import { probeUnixSocket, type UnixSocketProbe } from "../os/sockets.ts";
 import { type Accounts, readAccounts } from "../os/accounts.ts";
 
 /** The identity of a socket file we created. */

@@ -18,7 +18,7 @@ import { ConnectedPeers } from "../adaptor/connected_peers.ts";
 import { curveServerRoles } from "../security/curve.ts";
 import type { Health } from "./health.ts";
 import type { SocketEvent } from "../zmq/monitor.ts";
-import { fileLimit, openDescriptors } from "../os/libc.ts";
+import { fileLimit, openDescriptors } from "../os/descriptors.ts";
 import { ADAPTOR_VERSION } from "../version.ts";
 import { addonBuild, zmqVersion } from "../zmq/binding.ts";
 

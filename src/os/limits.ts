@@ -22,7 +22,8 @@
 import type { Config } from "../config/config.ts";
 import type { Role } from "../config/endpoint.ts";
 import { StartupError } from "../errors.ts";
-import { fileLimit, memoryLimit, openDescriptors } from "./libc.ts";
+import { fileLimit, openDescriptors } from "./descriptors.ts";
+import { memoryLimit } from "./memory.ts";
 
 /** Descriptors kept for peers beyond what the adaptor opens itself: workers, subscribers, scrapes. */
 export const PEER_DESCRIPTORS = 64;

@@ -19,7 +19,7 @@
  * anew, so the shield keeps the counters exact.
  */
 
-import { blockSignals, ignoreSignals, SIGNAL_NUMBERS, signalDispositions } from "./libc.ts";
+import { type Libc, libc, readSmallFile } from "./libc.ts";
 
 /** The signals that stop the adaptor. */
 export const STOP_SIGNALS = ["SIGINT", "SIGTERM"] as const;
@@ -108,4 +108,132 @@ export function ignoredSignalsHold(): boolean {
 export function shieldWaits(options: { verify?: boolean } = {}): Promise<number | undefined> {
   const signals = [...HANDLED_SIGNALS, ...IGNORED_SIGNALS].map((s) => SIGNAL_NUMBERS[s]);
   return blockSignals(signals, options.verify === false ? 0 : 50);
+}
+
+/** Linux's numbers of the signals the adaptor handles (the same on x86_64 and arm64). */
+export const SIGNAL_NUMBERS: Readonly<Record<string, number>> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGUSR1: 10,
+  SIGUSR2: 12,
+  SIGTERM: 15,
+};
+
+const SIG_BLOCK = 0;
+
+/** SIG_ERR, (void *) -1, as the pointer's value. */
+const SIG_ERR = 0xffff_ffff_ffff_ffffn;
+
+/**
+ * Sets the disposition of `signals` to SIG_IGN for the whole process: the kernel then discards
+ * them, and no handler anyone installed earlier runs. Returns false where libc cannot be opened
+ * or a call failed.
+ */
+export function ignoreSignals(signals: readonly number[]): boolean {
+  const c = libc();
+  if (!c) return false;
+  const ignore = Deno.UnsafePointer.create(1n); // SIG_IGN
+  return signals.every((n) => {
+    const previous = BigInt(Deno.UnsafePointer.value(c.signal(n, ignore)));
+    return previous !== SIG_ERR && previous !== -1n;
+  });
+}
+
+/** This process's signal dispositions, as /proc/self/status shows them (bit n-1 is signal n). */
+export interface SignalDispositions {
+  /** SigIgn: ignored by the process. */
+  readonly ignored: bigint;
+  /** SigCgt: caught (a handler is installed). */
+  readonly caught: bigint;
+  /** SigBlk of the calling thread. */
+  readonly blocked: bigint;
+}
+
+/** Reads this process's signal dispositions; undefined where libc or /proc cannot be read. */
+export function signalDispositions(): SignalDispositions | undefined {
+  const c = libc();
+  if (!c) return undefined;
+  const status = readSmallFile(c, "/proc/thread-self/status");
+  const field = (name: string) => {
+    const hex = new RegExp(`^${name}:\\s*([0-9a-f]+)`, "m").exec(status ?? "")?.[1];
+    return hex === undefined ? undefined : BigInt(`0x${hex}`);
+  };
+  const [ignored, caught, blocked] = [field("SigIgn"), field("SigCgt"), field("SigBlk")];
+  if (ignored === undefined || caught === undefined || blocked === undefined) return undefined;
+  return { ignored, caught, blocked };
+}
+
+/**
+ * Blocks `signals` on the calling (JavaScript) thread and on every thread of Deno's blocking
+ * pool; threads the pool starts later are started by this thread and inherit its mask.
+ *
+ * Why: Deno's pool threads do not block signals, so a signal with a handler (SIGHUP on
+ * `systemctl reload`) may be delivered to the thread waiting in `zmq_proxy_steerable` or a
+ * blocking receive, whose poll then returns EINTR and ends the wait. With the signals blocked
+ * there, the kernel delivers them to a thread that does not block them (V8's workers), where
+ * Deno's handler runs as before.
+ *
+ * The pool's existing threads are reached by calling `pthread_sigmask` on the pool: an idle
+ * thread takes each call. Which thread takes which is not ours to choose (on a busy machine one
+ * thread may take several while another sleeps on), so the threads are read back from
+ * /proc/self/task (through libc: Deno's own file API refuses /proc/self without --allow-all)
+ * and calls go out again until every pool thread blocks the signals, `rounds` times at most.
+ * Returns the number of pool threads that still do not (0: all shielded); undefined with
+ * `rounds` 0 (one round of calls, not read back) or where libc cannot be opened (musl: nothing
+ * was blocked).
+ */
+export async function blockSignals(signals: readonly number[], rounds = 50): Promise<number | undefined> {
+  const c = libc();
+  if (!c) return undefined;
+  const set = new BigUint64Array(16); // sigset_t: 1024 bits
+  let bits = 0n;
+  for (const n of signals) bits |= 1n << BigInt(n - 1);
+  set[0] = bits; // every signal the adaptor handles is below 64
+  if (c.pthread_sigmask(SIG_BLOCK, set, null) !== 0) return undefined;
+  let exposed = rounds > 0 ? poolThreadsNotBlocking(c, bits) : 4;
+  if (rounds === 0) {
+    await Promise.all(Array.from({ length: exposed }, () => c.pthread_sigmask_pool(SIG_BLOCK, set, null)));
+    return undefined; // not read back
+  }
+  for (let round = 0; round < rounds && exposed > 0; round++) {
+    await Promise.all(
+      Array.from({ length: exposed + 4 }, () => c.pthread_sigmask_pool(SIG_BLOCK, set, null)),
+    );
+    if (round > 0) await new Promise((resolve) => setTimeout(resolve, 2)); // let busy ones finish
+    exposed = poolThreadsNotBlocking(c, bits);
+  }
+  return exposed;
+}
+
+/** How many of this process's blocking-pool threads do not block all of `bits` (SigBlk). */
+function poolThreadsNotBlocking(c: Libc, bits: bigint): number {
+  const encoder = new TextEncoder();
+  const dir = c.opendir(encoder.encode("/proc/self/task\0"));
+  if (!dir) return 0;
+  let exposed = 0;
+  try {
+    for (let entry = c.readdir(dir); entry; entry = c.readdir(dir)) {
+      const name = new Deno.UnsafePointerView(entry).getCString(19); // struct dirent's d_name
+      if (!/^\d+$/.test(name)) continue;
+      const comm = readSmallFile(c, `/proc/self/task/${name}/comm`);
+      if (!comm?.startsWith("tokio-runtime")) continue; // Deno's pools; libzmq's own threads block all
+      const blocked = /^SigBlk:\s*([0-9a-f]+)/m.exec(
+        readSmallFile(c, `/proc/self/task/${name}/status`) ?? "",
+      );
+      if (blocked && (BigInt(`0x${blocked[1]}`) & bits) !== bits) exposed++;
+    }
+  } finally {
+    c.closedir(dir);
+  }
+  return exposed;
+}
+
+const SIGXFSZ = 25;
+
+/**
+ * Ignores SIGXFSZ: a write past the file-size limit (`ulimit -f`) then fails with EFBIG, which
+ * the writer reports, instead of killing the process with no word. Returns whether it was set.
+ */
+export function ignoreFileSizeSignal(): boolean {
+  return ignoreSignals([SIGXFSZ]);
 }

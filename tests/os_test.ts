@@ -1,18 +1,11 @@
 import assert from "node:assert/strict";
-import {
-  cannotWriteDirectory,
-  fileLimit,
-  groupId,
-  libcLoader,
-  lockFile,
-  openDescriptors,
-  probeLock,
-  probeUnixSocket,
-  raiseFileLimit,
-  readProcFile,
-  setUmask,
-  trimMalloc,
-} from "../src/os/libc.ts";
+import { groupId } from "../src/os/accounts.ts";
+import { fileLimit, openDescriptors, raiseFileLimit } from "../src/os/descriptors.ts";
+import { cannotWriteDirectory, setUmask } from "../src/os/files.ts";
+import { libcLoader, readProcFile } from "../src/os/libc.ts";
+import { lockFile, probeLock } from "../src/os/lock.ts";
+import { trimMalloc } from "../src/os/memory.ts";
+import { probeUnixSocket } from "../src/os/sockets.ts";
 import { freePort, sleep } from "./support/net.ts";
 import { Peers } from "./support/peers.ts";
 import { ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
