@@ -5,7 +5,7 @@
  *
  * Each scenario starts a fresh adaptor (as `deno task start` runs it, defaults unless
  * `--adaptor-args` adds some) with two gateway-worker stand-ins (pyzmq where available, see
- * tests/support/worker.ts) and a legitimate subscriber, then:
+ * testing/worker.ts) and a legitimate subscriber, then:
  *
  * - `multipart-xpub`, `multipart-xsub`: one raw ZMTP connection (a SUB on the XPUB's tcp
  *   endpoint, a PUB on the XSUB's ipc one) sends frames with the MORE flag set and never the
@@ -31,12 +31,12 @@
  */
 
 import { parseArgs } from "node:util";
-import { freePort, ipcPath, sleep } from "../tests/support/net.ts";
-import { Peers } from "../tests/support/peers.ts";
-import { AdaptorProcess } from "../tests/support/process.ts";
-import { scrape, value } from "../tests/support/scrape.ts";
-import { rssKiB, WorkerProcess } from "../tests/support/worker.ts";
-import { concat, connectRaw, frame, handshake, longFrameHeader } from "../tests/support/zmtp.ts";
+import { freePort, ipcPath, sleep } from "../testing/net.ts";
+import { Peers } from "../testing/peers.ts";
+import { AdaptorProcess } from "../testing/process.ts";
+import { scrape, value } from "../testing/scrape.ts";
+import { rssKiB, WorkerProcess } from "../testing/worker.ts";
+import { concat, connectRaw, frame, handshake, longFrameHeader } from "../testing/zmtp.ts";
 import { ZMQ_PUB, ZMQ_PULL, ZMQ_SNDHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
 
 const { values: options } = parseArgs({

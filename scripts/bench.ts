@@ -33,17 +33,16 @@ import {
   CLK_TCK,
   cpuNs,
   cpuTicks,
-  freePort,
   machineBusyTicks,
   peakRssKb,
   Proc,
   rssKb,
   run,
-  sleep,
   waitQuiet,
-} from "./bench/proc.ts";
+} from "../testing/proc.ts";
+import { freePort, sleep } from "../testing/net.ts";
 import { DEFAULTS } from "../src/config/options.ts";
-import { RUN_FLAGS } from "../tests/support/process.ts";
+import { RUN_FLAGS } from "../testing/process.ts";
 import {
   type Aggregate,
   aggregate,

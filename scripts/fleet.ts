@@ -4,7 +4,7 @@
  * 3 edge hosts (an adaptor each, a gateway worker stand-in publishing numbered events to its ipc
  * XSUB), 1 aggregator host (its adaptor's XSUB connects to every edge's XPUB over a veth link of
  * its own), 1 tracker host (a SUB on the aggregator's XPUB, over another link). Each round builds
- * that fleet afresh (tests/support/fleet.ts), then, one after the other:
+ * that fleet afresh (testing/fleet.ts), then, one after the other:
  *
  *   a. edge0's link to the aggregator down 10 s (its end: the aggregator only loses the carrier;
  *      no FIN, no RST), then up;
@@ -33,9 +33,9 @@
  * (fleet-curve markers with --curve), and the raw figures to .bench/fleet.json (fleet-curve.json).
  */
 
-import { curveUnavailable, Fleet, type FleetOptions, type Outcome } from "../tests/support/fleet.ts";
-import { netnsUnavailable } from "../tests/support/netns.ts";
-import { ROOT } from "../tests/support/process.ts";
+import { curveUnavailable, Fleet, type FleetOptions, type Outcome } from "../testing/fleet.ts";
+import { netnsUnavailable } from "../testing/netns.ts";
+import { ROOT } from "../testing/process.ts";
 
 const args = Deno.args;
 function numberArg(name: string, fallback: number): number {

@@ -27,10 +27,10 @@
  * figures to .bench/gateway.json.
  */
 
-import { AdaptorProcess, ROOT } from "../tests/support/process.ts";
-import { freePort, sleep } from "../tests/support/net.ts";
-import { Load, Nginx, nginxUnavailable, parseEvent } from "../tests/support/nginx.ts";
-import { Peers } from "../tests/support/peers.ts";
+import { AdaptorProcess, ROOT } from "../testing/process.ts";
+import { freePort, sleep } from "../testing/net.ts";
+import { Load, Nginx, nginxUnavailable, parseEvent } from "../testing/nginx.ts";
+import { Peers } from "../testing/peers.ts";
 import { ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
 
 const ZMQ_RECONNECT_IVL = 18;

@@ -9,10 +9,10 @@
  *   deno run --allow-all scripts/metrics_cost.ts [seconds-per-round] [rounds] [publishers]
  */
 
-import { freePort, ipcPath, sleep } from "../tests/support/net.ts";
-import { Peers, syncUp } from "../tests/support/peers.ts";
-import { AdaptorProcess } from "../tests/support/process.ts";
-import { scrape, value } from "../tests/support/scrape.ts";
+import { freePort, ipcPath, sleep } from "../testing/net.ts";
+import { Peers, syncUp } from "../testing/peers.ts";
+import { AdaptorProcess } from "../testing/process.ts";
+import { scrape, value } from "../testing/scrape.ts";
 
 const PAYLOAD = new Uint8Array(200).fill(65);
 

@@ -24,8 +24,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { freePort } from "../tests/support/net.ts";
-import { AdaptorProcess } from "../tests/support/process.ts";
+import { freePort } from "../testing/net.ts";
+import { AdaptorProcess } from "../testing/process.ts";
 import { ZMQ_LINGER, ZMQ_PUB, ZMQ_RCVHWM, ZMQ_SNDHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
 import { Context, type Socket } from "../src/zmq/socket.ts";
 

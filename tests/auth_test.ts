@@ -11,8 +11,8 @@ import { makeConfig } from "../src/config/config.ts";
 import { literal, log, setupLogging } from "../src/ops/log.ts";
 import { keygen } from "../src/security/cert.ts";
 import { curveKeypair } from "../src/zmq/z85.ts";
-import { freePort, ipcPath, until } from "./support/net.ts";
-import { Peers, syncUp } from "./support/peers.ts";
+import { freePort, ipcPath, until } from "../testing/net.ts";
+import { Peers, syncUp } from "../testing/peers.ts";
 
 function captureLog(): string[] {
   const lines: string[] = [];

@@ -12,8 +12,8 @@ import { type AuthEvent, decideZap, handshakeFailure, ZapHandler } from "../src/
 import { ZMQ_LINGER, ZMQ_XPUB, ZMQ_ZAP_DOMAIN } from "../src/zmq/constants.ts";
 import { Context } from "../src/zmq/socket.ts";
 import { curveKeypair, z85Decode } from "../src/zmq/z85.ts";
-import { freePort, sleep, until } from "./support/net.ts";
-import { Peers, type Receiver, SYNC } from "./support/peers.ts";
+import { freePort, sleep, until } from "../testing/net.ts";
+import { Peers, type Receiver, SYNC } from "../testing/peers.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 

@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort, ipcPath } from "./support/net.ts";
-import { AdaptorProcess, ROOT, RUN_FLAGS, taskFlags } from "./support/process.ts";
+import { freePort, ipcPath } from "../testing/net.ts";
+import { AdaptorProcess, ROOT, RUN_FLAGS, taskFlags } from "../testing/process.ts";
 import { prebuiltAddons } from "../src/zmq/binding.ts";
 
 const outputDir = Deno.makeTempDirSync({ prefix: "adaptor-compile-" });

@@ -10,7 +10,7 @@ import { setAcceptFilter } from "../src/os/sockets.ts";
 import { ZMQ_LINGER, ZMQ_PAIR } from "../src/zmq/constants.ts";
 import { Context } from "../src/zmq/socket.ts";
 import { monitorSocket, type SocketEvent } from "../src/zmq/monitor.ts";
-import { until } from "./support/net.ts";
+import { until } from "../testing/net.ts";
 
 Deno.test("connectionBudget and listenBacklog follow the descriptor limit", () => {
   assert.equal(connectionBudget(500, 2, { limit: 256, open: 40 }), 500, "--max-connections wins");

@@ -7,9 +7,9 @@
 
 import assert from "node:assert/strict";
 import { keygen } from "../src/security/cert.ts";
-import { freePort, ipcPath } from "./support/net.ts";
-import { AdaptorProcess } from "./support/process.ts";
-import { DASHBOARD, missing, promtool, testUnless } from "./support/prometheus.ts";
+import { freePort, ipcPath } from "../testing/net.ts";
+import { AdaptorProcess } from "../testing/process.ts";
+import { DASHBOARD, missing, promtool, testUnless } from "../testing/prometheus.ts";
 
 interface Panel {
   id: number;

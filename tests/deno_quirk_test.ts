@@ -5,12 +5,12 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort } from "./support/net.ts";
-import { ROOT } from "./support/process.ts";
+import { freePort } from "../testing/net.ts";
+import { ROOT } from "../testing/process.ts";
 
 Deno.test("Deno quirk still present: a bound zeromq.js SUB with a pending receive misses messages", async () => {
   const probe = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}tests/support/quirk_probe.ts`, String(freePort())],
+    args: ["run", "-A", `${ROOT}testing/quirk_probe.ts`, String(freePort())],
     cwd: ROOT,
     stdout: "piped",
     stderr: "piped",

@@ -11,8 +11,8 @@ import { OPTIONS, shownDefault } from "../src/config/options.ts";
 import { PublisherPresence } from "../src/adaptor/presence.ts";
 import { assessHealth } from "../src/ops/health.ts";
 import { AdaptorMetrics } from "../src/ops/metrics.ts";
-import { freePort, ipcPath } from "./support/net.ts";
-import { AdaptorProcess, ROOT } from "./support/process.ts";
+import { freePort, ipcPath } from "../testing/net.ts";
+import { AdaptorProcess, ROOT } from "../testing/process.ts";
 
 const readme = Deno.readTextFileSync(`${ROOT}README.md`);
 const guide = Deno.readTextFileSync(`${ROOT}docs/operations.md`);

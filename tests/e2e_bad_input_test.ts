@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { exists, freePort, ipcPath, portIsFree } from "./support/net.ts";
-import { runAdaptor } from "./support/process.ts";
+import { exists, freePort, ipcPath, portIsFree } from "../testing/net.ts";
+import { runAdaptor } from "../testing/process.ts";
 import { addonBuild } from "../src/zmq/binding.ts";
 
 function assertOneCleanLine(stderr: string[], mentions: string[]): void {

@@ -12,8 +12,8 @@ import { OPTIONS } from "../src/config/options.ts";
 import { lockFile } from "../src/os/lock.ts";
 import { ZMQ_LINGER, ZMQ_PUB } from "../src/zmq/constants.ts";
 import { Context } from "../src/zmq/socket.ts";
-import { freePort, portIsFree } from "./support/net.ts";
-import { AdaptorProcess, ROOT, RUN_FLAGS, runAdaptor } from "./support/process.ts";
+import { freePort, portIsFree } from "../testing/net.ts";
+import { AdaptorProcess, ROOT, RUN_FLAGS, runAdaptor } from "../testing/process.ts";
 
 /** A directory of its own for the ipc paths and certificates of one test. */
 function tempDir(): string {

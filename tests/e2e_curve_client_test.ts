@@ -14,9 +14,9 @@
 import assert from "node:assert/strict";
 import { keygen, type KeygenResult } from "../src/security/cert.ts";
 import { ZMQ_LINGER, ZMQ_PUB, ZMQ_SNDHWM } from "../src/zmq/constants.ts";
-import { freePort, ipcPath, sleep, until } from "./support/net.ts";
-import { type CurveClient, Peers, syncUp } from "./support/peers.ts";
-import { AdaptorProcess, runAdaptor } from "./support/process.ts";
+import { freePort, ipcPath, sleep, until } from "../testing/net.ts";
+import { type CurveClient, Peers, syncUp } from "../testing/peers.ts";
+import { AdaptorProcess, runAdaptor } from "../testing/process.ts";
 
 const secretOf = (pair: KeygenResult) =>
   /secret-key = "(.{40})"/.exec(Deno.readTextFileSync(pair.secretPath))![1];

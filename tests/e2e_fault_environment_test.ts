@@ -7,10 +7,10 @@
  */
 
 import assert from "node:assert/strict";
-import { assertForwards } from "./support/forwarding.ts";
-import { exists, freePort, sleep, until } from "./support/net.ts";
-import { Peers, syncUp } from "./support/peers.ts";
-import { AdaptorProcess, ROOT, RUN_FLAGS, runAdaptor } from "./support/process.ts";
+import { assertForwards } from "../testing/forwarding.ts";
+import { exists, freePort, sleep, until } from "../testing/net.ts";
+import { Peers, syncUp } from "../testing/peers.ts";
+import { AdaptorProcess, ROOT, RUN_FLAGS, runAdaptor } from "../testing/process.ts";
 
 /** A fresh directory for an ipc socket file. */
 const ipcDir = () => Deno.makeTempDirSync({ prefix: "adaptor-ipc-" });

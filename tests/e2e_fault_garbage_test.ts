@@ -6,9 +6,9 @@
  */
 
 import assert from "node:assert/strict";
-import { assertForwards, assertInboundForwards } from "./support/forwarding.ts";
-import { freePort, ipcPath } from "./support/net.ts";
-import { AdaptorProcess } from "./support/process.ts";
+import { assertForwards, assertInboundForwards } from "../testing/forwarding.ts";
+import { freePort, ipcPath } from "../testing/net.ts";
+import { AdaptorProcess } from "../testing/process.ts";
 import {
   connectRaw,
   garbage,
@@ -17,7 +17,7 @@ import {
   readUntilClosed,
   v1HugeFrame,
   writeIgnoringClose,
-} from "./support/zmtp.ts";
+} from "../testing/zmtp.ts";
 
 /** The peer type a real client of each bound socket would announce. */
 interface Target {

@@ -6,11 +6,11 @@
  */
 
 import assert from "node:assert/strict";
-import { assertForwards } from "./support/forwarding.ts";
-import { sleep, until } from "./support/net.ts";
-import { syncUp } from "./support/peers.ts";
-import { withAdaptor } from "./support/session.ts";
-import { connectRaw, handshake, readUntilClosed, subscription } from "./support/zmtp.ts";
+import { assertForwards } from "../testing/forwarding.ts";
+import { sleep, until } from "../testing/net.ts";
+import { syncUp } from "../testing/peers.ts";
+import { withAdaptor } from "../testing/session.ts";
+import { connectRaw, handshake, readUntilClosed, subscription } from "../testing/zmtp.ts";
 import { ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
 
 const disconnectWarning = (socket: string) =>

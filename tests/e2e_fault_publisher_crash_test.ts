@@ -1,18 +1,18 @@
 /**
  * A publisher process killed with SIGKILL mid-stream (possibly mid-message): the adaptor
  * discards its half-sent message, the other publishers go on without a gap, and a restarted
- * publisher is served again. Publishers are real processes (tests/support/publisher_process.ts).
+ * publisher is served again. Publishers are real processes (testing/publisher_process.ts).
  */
 
 import assert from "node:assert/strict";
-import { assertForwards } from "./support/forwarding.ts";
-import { freePort, ipcPath, until } from "./support/net.ts";
-import { Peers, type Receiver, syncUp } from "./support/peers.ts";
-import { AdaptorProcess } from "./support/process.ts";
+import { assertForwards } from "../testing/forwarding.ts";
+import { freePort, ipcPath, until } from "../testing/net.ts";
+import { Peers, type Receiver, syncUp } from "../testing/peers.ts";
+import { AdaptorProcess } from "../testing/process.ts";
 
 const decoder = new TextDecoder();
 const PADDING = "x".repeat(3000);
-const SCRIPT = new URL("./support/publisher_process.ts", import.meta.url).pathname;
+const SCRIPT = new URL("../testing/publisher_process.ts", import.meta.url).pathname;
 
 /** A publisher process and how to wait for it. */
 function startPublisher(endpoint: string, name: string): Deno.ChildProcess {

@@ -8,10 +8,10 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort, sleep, until } from "./support/net.ts";
-import { scrape, value } from "./support/scrape.ts";
-import { SYNC, syncUp } from "./support/peers.ts";
-import { withAdaptor } from "./support/session.ts";
+import { freePort, sleep, until } from "../testing/net.ts";
+import { scrape, value } from "../testing/scrape.ts";
+import { SYNC, syncUp } from "../testing/peers.ts";
+import { withAdaptor } from "../testing/session.ts";
 import { ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
 import { type Socket } from "../src/zmq/socket.ts";
 

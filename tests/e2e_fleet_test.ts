@@ -1,7 +1,7 @@
 /**
  * The fleet's tree across network namespaces (issue #16), the part that fits in the suite's
  * budget: 3 edge hosts, an aggregator host, a tracker host, each link a veth pair of its own
- * (tests/support/fleet.ts). One edge's link is cut silently (its interface down: no FIN, no RST)
+ * (testing/fleet.ts). One edge's link is cut silently (its interface down: no FIN, no RST)
  * for longer than the heartbeats allow, then restored; then the aggregator is SIGKILLed and
  * started again; then the tracker's link is cut for longer than the heartbeat timeout. Every event is counted by worker and sequence number. `deno task fleet` runs
  * all four faults of the issue with longer outages and writes the figures to docs/deployment.md.
@@ -17,7 +17,7 @@ import {
   type FleetOptions,
   netnsUnavailable,
   type Outcome,
-} from "./support/fleet.ts";
+} from "../testing/fleet.ts";
 
 /** Flip to false to leave the CURVE variant out. */
 const CURVE_VARIANT = true;

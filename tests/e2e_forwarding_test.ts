@@ -5,10 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import { AdaptorProcess } from "./support/process.ts";
-import { withAdaptor } from "./support/session.ts";
-import { freePort } from "./support/net.ts";
-import { Peers, syncUp } from "./support/peers.ts";
+import { AdaptorProcess } from "../testing/process.ts";
+import { withAdaptor } from "../testing/session.ts";
+import { freePort } from "../testing/net.ts";
+import { Peers, syncUp } from "../testing/peers.ts";
 import { ZMQ_SUB, ZMQ_SUBSCRIBE, ZMQ_UNSUBSCRIBE, ZMQ_XPUB } from "../src/zmq/constants.ts";
 
 const PUBLISHERS = 4;

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { processIds } from "../src/ipc/gateway_access.ts";
-import { withAdaptor } from "./support/session.ts";
+import { withAdaptor } from "../testing/session.ts";
 
 const skip = processIds()?.uid !== 0
   ? "not root"

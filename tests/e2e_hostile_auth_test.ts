@@ -12,10 +12,10 @@ import { keygen } from "../src/security/cert.ts";
 import { ZMQ_RECONNECT_IVL, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
 import { type Socket } from "../src/zmq/socket.ts";
 import { curveKeypair } from "../src/zmq/z85.ts";
-import { freePort, ipcPath, sleep } from "./support/net.ts";
-import { Peers, syncUp } from "./support/peers.ts";
-import { AdaptorProcess } from "./support/process.ts";
-import { scrapeUntil, value } from "./support/scrape.ts";
+import { freePort, ipcPath, sleep } from "../testing/net.ts";
+import { Peers, syncUp } from "../testing/peers.ts";
+import { AdaptorProcess } from "../testing/process.ts";
+import { scrapeUntil, value } from "../testing/scrape.ts";
 
 Deno.test("random-key CURVE clients for 8 s: a few dozen log lines at most, every denial counted", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "adaptor-e2e-hostile-auth-" });

@@ -11,10 +11,10 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort, ipcPath, sleep } from "./support/net.ts";
-import { Peers, syncUp } from "./support/peers.ts";
-import { healthOnceServed } from "./support/scrape.ts";
-import { AdaptorProcess, underFileLimit } from "./support/process.ts";
+import { freePort, ipcPath, sleep } from "../testing/net.ts";
+import { Peers, syncUp } from "../testing/peers.ts";
+import { healthOnceServed } from "../testing/scrape.ts";
+import { AdaptorProcess, underFileLimit } from "../testing/process.ts";
 
 const DESCRIPTORS = 256;
 

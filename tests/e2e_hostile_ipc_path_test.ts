@@ -7,8 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { exists, freePort } from "./support/net.ts";
-import { AdaptorProcess, runAdaptor } from "./support/process.ts";
+import { exists, freePort } from "../testing/net.ts";
+import { AdaptorProcess, runAdaptor } from "../testing/process.ts";
 
 const NOBODY = 65534;
 

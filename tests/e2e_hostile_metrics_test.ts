@@ -8,11 +8,11 @@
  */
 
 import assert from "node:assert/strict";
-import { assertForwards } from "./support/forwarding.ts";
-import { freePort, ipcPath, sleep } from "./support/net.ts";
-import { Peers, syncUp } from "./support/peers.ts";
-import { AdaptorProcess, underFileLimit } from "./support/process.ts";
-import { healthOnceServed, scrape } from "./support/scrape.ts";
+import { assertForwards } from "../testing/forwarding.ts";
+import { freePort, ipcPath, sleep } from "../testing/net.ts";
+import { Peers, syncUp } from "../testing/peers.ts";
+import { AdaptorProcess, underFileLimit } from "../testing/process.ts";
+import { healthOnceServed, scrape } from "../testing/scrape.ts";
 
 const DESCRIPTORS = 256;
 

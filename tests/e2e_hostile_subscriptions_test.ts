@@ -10,13 +10,13 @@
 
 import assert from "node:assert/strict";
 import { ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
-import { assertForwards } from "./support/forwarding.ts";
-import { exists, freePort, ipcPath, sleep } from "./support/net.ts";
-import { Peers } from "./support/peers.ts";
-import { AdaptorProcess } from "./support/process.ts";
-import { scrape, value } from "./support/scrape.ts";
-import { rssKiB, WorkerProcess } from "./support/worker.ts";
-import { connectRaw, handshake } from "./support/zmtp.ts";
+import { assertForwards } from "../testing/forwarding.ts";
+import { exists, freePort, ipcPath, sleep } from "../testing/net.ts";
+import { Peers } from "../testing/peers.ts";
+import { AdaptorProcess } from "../testing/process.ts";
+import { scrape, value } from "../testing/scrape.ts";
+import { rssKiB, WorkerProcess } from "../testing/worker.ts";
+import { connectRaw, handshake } from "../testing/zmtp.ts";
 
 const MiB = 1024;
 

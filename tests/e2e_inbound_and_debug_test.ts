@@ -4,9 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort, ipcPath } from "./support/net.ts";
-import { Peers, syncUp } from "./support/peers.ts";
-import { AdaptorProcess } from "./support/process.ts";
+import { freePort, ipcPath } from "../testing/net.ts";
+import { Peers, syncUp } from "../testing/peers.ts";
+import { AdaptorProcess } from "../testing/process.ts";
 
 Deno.test("inbound channel: a remote publisher's messages reach the gateway's PULL workers, none lost", async () => {
   const remote = `tcp://127.0.0.1:${freePort()}`;

@@ -7,8 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort, ipcPath, until } from "./support/net.ts";
-import { AdaptorProcess, ROOT, RUN_FLAGS } from "./support/process.ts";
+import { freePort, ipcPath, until } from "../testing/net.ts";
+import { AdaptorProcess, ROOT, RUN_FLAGS } from "../testing/process.ts";
 
 /** The adaptor with stderr appended to `file`; `journal` sets JOURNAL_STREAM to `DEV:INODE` of it. */
 function startToFile(args: string[], file: string, journal: string | undefined): AdaptorProcess {

@@ -7,8 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort } from "./support/net.ts";
-import { ROOT, RUN_FLAGS } from "./support/process.ts";
+import { freePort } from "../testing/net.ts";
+import { ROOT, RUN_FLAGS } from "../testing/process.ts";
 
 const JOURNALD = "/lib/systemd/systemd-journald";
 

@@ -5,10 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import { assertForwards as assertForwardsTo } from "./support/forwarding.ts";
-import { exists, freePort, ipcPath, sleep } from "./support/net.ts";
-import { Peers, syncUp } from "./support/peers.ts";
-import { AdaptorProcess, runAdaptor } from "./support/process.ts";
+import { assertForwards as assertForwardsTo } from "../testing/forwarding.ts";
+import { exists, freePort, ipcPath, sleep } from "../testing/net.ts";
+import { Peers, syncUp } from "../testing/peers.ts";
+import { AdaptorProcess, runAdaptor } from "../testing/process.ts";
 
 const assertForwards = (bind: string, port: number) =>
   assertForwardsTo({ publishTo: `ipc://${bind}`, subscribeTo: `tcp://127.0.0.1:${port}` });

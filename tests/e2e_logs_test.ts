@@ -6,9 +6,9 @@
  */
 
 import assert from "node:assert/strict";
-import { exists, freePort, ipcPath } from "./support/net.ts";
-import { Peers, syncUp } from "./support/peers.ts";
-import { AdaptorProcess, runAdaptor } from "./support/process.ts";
+import { exists, freePort, ipcPath } from "../testing/net.ts";
+import { Peers, syncUp } from "../testing/peers.ts";
+import { AdaptorProcess, runAdaptor } from "../testing/process.ts";
 
 Deno.test("--log-format json: every line is a JSON object with the fields operators filter on", async () => {
   const bind = ipcPath("xsub");

@@ -10,10 +10,10 @@
 import assert from "node:assert/strict";
 import { addonBuild } from "../src/zmq/binding.ts";
 import { ZMQ_LINGER, ZMQ_PULL, ZMQ_RCVHWM } from "../src/zmq/constants.ts";
-import { freePort, ipcPath, sleep } from "./support/net.ts";
-import { Peers, type Receiver, syncUp } from "./support/peers.ts";
-import { AdaptorProcess } from "./support/process.ts";
-import { health, scrape, scrapeUntil, value } from "./support/scrape.ts";
+import { freePort, ipcPath, sleep } from "../testing/net.ts";
+import { Peers, type Receiver, syncUp } from "../testing/peers.ts";
+import { AdaptorProcess } from "../testing/process.ts";
+import { health, scrape, scrapeUntil, value } from "../testing/scrape.ts";
 
 const encoder = new TextEncoder();
 

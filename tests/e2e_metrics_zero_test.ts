@@ -9,10 +9,10 @@
 import assert from "node:assert/strict";
 import { keygen } from "../src/security/cert.ts";
 import { SOCKET_EVENTS } from "../src/ops/metrics.ts";
-import { freePort, ipcPath } from "./support/net.ts";
-import { AdaptorProcess } from "./support/process.ts";
-import { scrape, scrapeUntil, value } from "./support/scrape.ts";
-import { greeting, writeIgnoringClose } from "./support/zmtp.ts";
+import { freePort, ipcPath } from "../testing/net.ts";
+import { AdaptorProcess } from "../testing/process.ts";
+import { scrape, scrapeUntil, value } from "../testing/scrape.ts";
+import { greeting, writeIgnoringClose } from "../testing/zmtp.ts";
 
 Deno.test("metrics: every event, auth and refusal counter is 0 before its first event, then counts", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "adaptor-e2e-zero-" });

@@ -16,7 +16,7 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort, sleep, until } from "./support/net.ts";
+import { freePort, sleep, until } from "../testing/net.ts";
 import {
   byWorker,
   gaps,
@@ -25,10 +25,10 @@ import {
   nginxUnavailable,
   parseEvent,
   type UsageEvent,
-} from "./support/nginx.ts";
-import { Peers, type Receiver, syncUp } from "./support/peers.ts";
-import { AdaptorProcess } from "./support/process.ts";
-import { scrapeUntil, value } from "./support/scrape.ts";
+} from "../testing/nginx.ts";
+import { Peers, type Receiver, syncUp } from "../testing/peers.ts";
+import { AdaptorProcess } from "../testing/process.ts";
+import { scrapeUntil, value } from "../testing/scrape.ts";
 
 const WWW_DATA = 33;
 const unavailable = nginxUnavailable();

@@ -6,10 +6,10 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort, ipcPath, until } from "./support/net.ts";
-import { Peers } from "./support/peers.ts";
-import { AdaptorProcess } from "./support/process.ts";
-import { scrape } from "./support/scrape.ts";
+import { freePort, ipcPath, until } from "../testing/net.ts";
+import { Peers } from "../testing/peers.ts";
+import { AdaptorProcess } from "../testing/process.ts";
+import { scrape } from "../testing/scrape.ts";
 
 Deno.test("no publisher for --publisher-grace: one warning, /healthz 503 and the gauge, until one connects", async () => {
   const bind = ipcPath("xsub");

@@ -6,11 +6,11 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort, ipcPath } from "./support/net.ts";
-import { Peers, syncUp } from "./support/peers.ts";
-import { AdaptorProcess } from "./support/process.ts";
-import { missing, PrometheusServer, RULES, testUnless } from "./support/prometheus.ts";
-import { greeting, writeIgnoringClose } from "./support/zmtp.ts";
+import { freePort, ipcPath } from "../testing/net.ts";
+import { Peers, syncUp } from "../testing/peers.ts";
+import { AdaptorProcess } from "../testing/process.ts";
+import { missing, PrometheusServer, RULES, testUnless } from "../testing/prometheus.ts";
+import { greeting, writeIgnoringClose } from "../testing/zmtp.ts";
 
 const SENT = 2500;
 

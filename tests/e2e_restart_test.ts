@@ -12,9 +12,9 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort, ipcPath, sleep, until } from "./support/net.ts";
-import { Peers, syncUp } from "./support/peers.ts";
-import { AdaptorProcess } from "./support/process.ts";
+import { freePort, ipcPath, sleep, until } from "../testing/net.ts";
+import { Peers, syncUp } from "../testing/peers.ts";
+import { AdaptorProcess } from "../testing/process.ts";
 
 Deno.test("restart: the events a worker queued while the adaptor was down reach a subscriber that reconnects later", async () => {
   const args = ["-b", `ipc://${ipcPath("restart")}`, "-p", `tcp://127.0.0.1:${freePort()}`];

@@ -7,9 +7,9 @@
 
 import assert from "node:assert/strict";
 import { ZMQ_SUB, ZMQ_SUBSCRIBE, ZMQ_XPUB } from "../src/zmq/constants.ts";
-import { freePort, ipcPath, sleep, until } from "./support/net.ts";
-import { Peers, syncUp } from "./support/peers.ts";
-import { AdaptorProcess } from "./support/process.ts";
+import { freePort, ipcPath, sleep, until } from "../testing/net.ts";
+import { Peers, syncUp } from "../testing/peers.ts";
+import { AdaptorProcess } from "../testing/process.ts";
 
 interface Tree {
   edges: { bind: string; port: number; proc: AdaptorProcess }[];

@@ -16,9 +16,9 @@
 import assert from "node:assert/strict";
 import { keygen, type KeygenResult } from "../src/security/cert.ts";
 import { curveKeypair } from "../src/zmq/z85.ts";
-import { exists, freePort, ipcPath, sleep } from "./support/net.ts";
-import { type CurveClient, Peers, syncUp } from "./support/peers.ts";
-import { AdaptorProcess, runAdaptor } from "./support/process.ts";
+import { exists, freePort, ipcPath, sleep } from "../testing/net.ts";
+import { type CurveClient, Peers, syncUp } from "../testing/peers.ts";
+import { AdaptorProcess, runAdaptor } from "../testing/process.ts";
 
 /** A temp dir with a server certificate and a clients directory; removed by `dispose()`. */
 class Keys {

@@ -8,11 +8,11 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort, ipcPath, sleep, until } from "./support/net.ts";
-import { listeningSockets } from "./support/listeners.ts";
-import { Peers, syncUp } from "./support/peers.ts";
-import { AdaptorProcess } from "./support/process.ts";
-import { signalBit, tgkill, threadsOf } from "./support/threads.ts";
+import { freePort, ipcPath, sleep, until } from "../testing/net.ts";
+import { listeningSockets } from "../testing/listeners.ts";
+import { Peers, syncUp } from "../testing/peers.ts";
+import { AdaptorProcess } from "../testing/process.ts";
+import { signalBit, tgkill, threadsOf } from "../testing/threads.ts";
 
 /** Past Deno's 500 ms grace, after which it listens for SIGUSR1 itself. */
 const RUNTIME_GRACE_MS = 1200;

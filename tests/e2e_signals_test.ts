@@ -13,11 +13,11 @@
 import assert from "node:assert/strict";
 import { lockPathOf } from "../src/ipc/ipc.ts";
 import { keygen } from "../src/security/cert.ts";
-import { exists, freePort, ipcPath, sleep, until } from "./support/net.ts";
-import { Peers, syncUp } from "./support/peers.ts";
-import { AdaptorProcess, runAdaptor } from "./support/process.ts";
-import { scrape } from "./support/scrape.ts";
-import { signalBit, tgkill, threadsOf, waitingPoolThreads } from "./support/threads.ts";
+import { exists, freePort, ipcPath, sleep, until } from "../testing/net.ts";
+import { Peers, syncUp } from "../testing/peers.ts";
+import { AdaptorProcess, runAdaptor } from "../testing/process.ts";
+import { scrape } from "../testing/scrape.ts";
+import { signalBit, tgkill, threadsOf, waitingPoolThreads } from "../testing/threads.ts";
 
 const SIGHUP = 1;
 const SIGUSR1 = 10;

@@ -8,10 +8,10 @@
 
 import assert from "node:assert/strict";
 import { ZMQ_XSUB } from "../src/zmq/constants.ts";
-import { freePort, sleep } from "./support/net.ts";
-import { scrape, value } from "./support/scrape.ts";
-import { syncUp } from "./support/peers.ts";
-import { withAdaptor } from "./support/session.ts";
+import { freePort, sleep } from "../testing/net.ts";
+import { scrape, value } from "../testing/scrape.ts";
+import { syncUp } from "../testing/peers.ts";
+import { withAdaptor } from "../testing/session.ts";
 
 /** 1000 subscriptions and a non-subscription frame from one raw subscriber; what reaches a worker. */
 async function flood(mode: string) {

@@ -8,9 +8,9 @@
 
 import assert from "node:assert/strict";
 import { keygen } from "../src/security/cert.ts";
-import { freePort, ipcPath, sleep, until } from "./support/net.ts";
-import { Peers } from "./support/peers.ts";
-import { AdaptorProcess, ROOT, RUN_FLAGS } from "./support/process.ts";
+import { freePort, ipcPath, sleep, until } from "../testing/net.ts";
+import { Peers } from "../testing/peers.ts";
+import { AdaptorProcess, ROOT, RUN_FLAGS } from "../testing/process.ts";
 
 const encoder = new TextEncoder();
 

@@ -6,8 +6,8 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort, ipcPath } from "./support/net.ts";
-import { AdaptorProcess, ROOT, RUN_FLAGS } from "./support/process.ts";
+import { freePort, ipcPath } from "../testing/net.ts";
+import { AdaptorProcess, ROOT, RUN_FLAGS } from "../testing/process.ts";
 
 const ENTRYPOINT = `${ROOT}scripts/docker-entrypoint.sh`;
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { startAdaptor } from "../src/adaptor/adaptor.ts";
 import { makeConfig } from "../src/config/config.ts";
 import { keygen } from "../src/security/cert.ts";
-import { exists, freePort, ipcPath } from "./support/net.ts";
+import { exists, freePort, ipcPath } from "../testing/net.ts";
 
 Deno.test("startAdaptor's and AdaptorHandle's examples", async () => {
   const path = ipcPath("example");

@@ -7,12 +7,12 @@
 
 import assert from "node:assert/strict";
 import { describeReason } from "../src/ops/guard.ts";
-import { exists, ipcPath } from "./support/net.ts";
-import { ROOT } from "./support/process.ts";
+import { exists, ipcPath } from "../testing/net.ts";
+import { ROOT } from "../testing/process.ts";
 
 async function probe(what: string, guarded = true, format = "text") {
   const path = ipcPath("guard"); // a plain file standing for a socket file
-  const script = guarded ? `${ROOT}tests/support/guard_probe.ts` : "";
+  const script = guarded ? `${ROOT}testing/guard_probe.ts` : "";
   const args = guarded ? ["run", "--allow-all", script, what, path, format] : [
     "eval",
     `Deno.writeTextFileSync(${JSON.stringify(path)}, ""); Promise.reject(new Error("x"));`,

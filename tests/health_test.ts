@@ -10,7 +10,7 @@ import { assessHealth } from "../src/ops/health.ts";
 import { ownSocketFile } from "../src/ipc/ipc.ts";
 import { ZMQ_LINGER, ZMQ_XPUB, ZMQ_XSUB } from "../src/zmq/constants.ts";
 import { Context } from "../src/zmq/socket.ts";
-import { ipcPath } from "./support/net.ts";
+import { ipcPath } from "../testing/net.ts";
 
 Deno.test("health: ok while the proxy runs; names the channel once its proxy stopped", async () => {
   const ctx = new Context();

@@ -23,9 +23,9 @@ import {
   ZMQ_XSUB,
 } from "../src/zmq/constants.ts";
 import { Context } from "../src/zmq/socket.ts";
-import { sleep, until } from "./support/net.ts";
-import { lingerless } from "./support/peers.ts";
-import { tgkill, waitingPoolThreads } from "./support/threads.ts";
+import { sleep, until } from "../testing/net.ts";
+import { lingerless } from "../testing/peers.ts";
+import { tgkill, waitingPoolThreads } from "../testing/threads.ts";
 
 const SIGHUP = 1;
 

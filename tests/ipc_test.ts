@@ -11,7 +11,7 @@ import {
 } from "../src/ipc/ipc.ts";
 import { ZMQ_LINGER, ZMQ_XSUB } from "../src/zmq/constants.ts";
 import { Context } from "../src/zmq/socket.ts";
-import { exists, ipcPath, sleep, until } from "./support/net.ts";
+import { exists, ipcPath, sleep, until } from "../testing/net.ts";
 
 Deno.test("checkIpcPath: absent, live, stale, not a socket, missing directory", async () => {
   const path = ipcPath("guard");

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { zmqVersion } from "../src/zmq/binding.ts";
 import { ZMQ_LINGER, ZMQ_SUB, ZMQ_SUBSCRIBE, ZMQ_XPUB, ZMQ_XSUB } from "../src/zmq/constants.ts";
 import { Context } from "../src/zmq/socket.ts";
-import { sleep } from "./support/net.ts";
+import { sleep } from "../testing/net.ts";
 
 Deno.test("libzmq quirk still present: an XPUB's topic count stays up when its subscriber leaves; an XSUB's follows", async () => {
   const ctx = new Context();

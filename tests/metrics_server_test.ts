@@ -11,8 +11,8 @@ import { libcLoader } from "../src/os/libc.ts";
 import { setupLogging } from "../src/ops/log.ts";
 import { AdaptorMetrics } from "../src/ops/metrics.ts";
 import { parseHead, serveMetrics } from "../src/ops/metrics_server.ts";
-import { sleep, until } from "./support/net.ts";
-import { health } from "./support/scrape.ts";
+import { sleep, until } from "../testing/net.ts";
+import { health } from "../testing/scrape.ts";
 
 const setrlimit = libcLoader({ setrlimit: { parameters: ["i32", "buffer"], result: "i32" } });
 const RLIMIT_NOFILE = 7;

@@ -6,8 +6,8 @@ import { libcLoader, readProcFile } from "../src/os/libc.ts";
 import { lockFile, probeLock } from "../src/os/lock.ts";
 import { trimMalloc } from "../src/os/memory.ts";
 import { probeUnixSocket } from "../src/os/sockets.ts";
-import { freePort, sleep } from "./support/net.ts";
-import { Peers } from "./support/peers.ts";
+import { freePort, sleep } from "../testing/net.ts";
+import { Peers } from "../testing/peers.ts";
 import { ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
 
 const anonKiB = () => Number(/RssAnon:\s+(\d+)/.exec(Deno.readTextFileSync("/proc/self/status"))![1]);

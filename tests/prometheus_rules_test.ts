@@ -8,8 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import { ROOT } from "./support/process.ts";
-import { missing, promtool, RULES, RULES_TESTS, testUnless } from "./support/prometheus.ts";
+import { ROOT } from "../testing/process.ts";
+import { missing, promtool, RULES, RULES_TESTS, testUnless } from "../testing/prometheus.ts";
 
 const rules = Deno.readTextFileSync(RULES);
 const unitTests = Deno.readTextFileSync(RULES_TESTS);

@@ -19,8 +19,8 @@ import {
   ZMQ_XSUB,
 } from "../src/zmq/constants.ts";
 import { Context } from "../src/zmq/socket.ts";
-import { sleep, until } from "./support/net.ts";
-import { lingerless } from "./support/peers.ts";
+import { sleep, until } from "../testing/net.ts";
+import { lingerless } from "../testing/peers.ts";
 
 /** XSUB → XPUB forwarder over inproc with a PUB and a SUB (subscribed to everything) around it. */
 function xsubXpubRig(name: string, options: { unlimitedHwm?: boolean } = {}) {

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { escapeCharacter, sanitize, SANITIZE_MAX_LENGTH } from "../src/ops/sanitize.ts";
 import { LogThrottle, OVERFLOW_KEY } from "../src/ops/throttle.ts";
-import { until } from "./support/net.ts";
+import { until } from "../testing/net.ts";
 
 Deno.test("sanitize: every control, separator, bidi and lone surrogate escaped; printable text kept", () => {
   assert.equal(sanitize("plain ASCII, café, 日本, emoji 🙂"), "plain ASCII, café, 日本, emoji 🙂");

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { parseArgs } from "../src/config/cli.ts";
 import { OPTIONS } from "../src/config/options.ts";
 import type { Config } from "../src/config/config.ts";
-import { ROOT } from "./support/process.ts";
+import { ROOT } from "../testing/process.ts";
 
 const UNIT = `${ROOT}scripts/adaptor.service`;
 const DROP_INS = { debian: "www-data", rhel: "nginx" } as const;

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { addonBuild, addonPath, openThroughZeromq, prebuiltAddons, zmqVersion } from "../src/zmq/binding.ts";
-import { ROOT } from "./support/process.ts";
+import { ROOT } from "../testing/process.ts";
 
 Deno.test("prebuiltAddons lists this platform's builds only, highest Node-API level first", () => {
   const builds = prebuiltAddons();

@@ -4,8 +4,8 @@
  * Prints "publishing" once connected; runs until stdin closes.
  */
 
-import { ZMQ_LINGER, ZMQ_PUB } from "../../src/zmq/constants.ts";
-import { Context } from "../../src/zmq/socket.ts";
+import { ZMQ_LINGER, ZMQ_PUB } from "../src/zmq/constants.ts";
+import { Context } from "../src/zmq/socket.ts";
 
 const [endpoint, name] = Deno.args;
 const ctx = new Context();

@@ -35,9 +35,9 @@ import {
   ZMQ_SUB,
   ZMQ_SUBSCRIBE,
   ZMQ_XPUB,
-} from "../../src/zmq/constants.ts";
-import { Context } from "../../src/zmq/socket.ts";
-import { parseCertificate, readSecretCertificate } from "../../src/security/cert.ts";
+} from "../src/zmq/constants.ts";
+import { Context } from "../src/zmq/socket.ts";
+import { parseCertificate, readSecretCertificate } from "../src/security/cert.ts";
 
 const ZMQ_XPUB_NODROP = 69;
 const ZMQ_CONNECT_TIMEOUT = 79;

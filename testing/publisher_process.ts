@@ -7,8 +7,8 @@
  * (ZMQ_XPUB_NODROP), so a gap in `seq` downstream is a loss. Prints "publishing" once connected.
  */
 
-import { ZMQ_LINGER, ZMQ_PUB, ZMQ_SNDHWM } from "../../src/zmq/constants.ts";
-import { Context } from "../../src/zmq/socket.ts";
+import { ZMQ_LINGER, ZMQ_PUB, ZMQ_SNDHWM } from "../src/zmq/constants.ts";
+import { Context } from "../src/zmq/socket.ts";
 
 const ZMQ_XPUB_NODROP = 69;
 const [endpoint, name] = Deno.args;

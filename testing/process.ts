@@ -4,9 +4,10 @@
  */
 
 import { fileURLToPath } from "node:url";
+import { readLines, signalQuietly } from "./child.ts";
 
 /** The repository root, for running `src/main.ts`. */
-export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+export const ROOT = fileURLToPath(new URL("../", import.meta.url));
 
 /**
  * The flags `deno task start` runs `src/main.ts` with (permissions, V8 flags), read from
@@ -68,19 +69,11 @@ export class AdaptorProcess {
     return this.#child.pid;
   }
 
-  async #pump(stream: ReadableStream<Uint8Array>, into: string[]): Promise<void> {
-    let rest = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      rest += chunk;
-      let at: number;
-      while ((at = rest.indexOf("\n")) >= 0) {
-        const line = rest.slice(0, at);
-        rest = rest.slice(at + 1);
-        into.push(line);
-        this.#waiters = this.#waiters.filter((w) => !(w.re.test(line) && (w.resolve(line), true)));
-      }
-    }
-    if (rest) into.push(rest);
+  #pump(stream: ReadableStream<Uint8Array>, into: string[]): Promise<void> {
+    return readLines(stream, (line) => {
+      into.push(line);
+      this.#waiters = this.#waiters.filter((w) => !(w.re.test(line) && (w.resolve(line), true)));
+    });
   }
 
   /** Resolves with the first stderr line (past or future) matching `re`; rejects after `ms`. */
@@ -119,11 +112,7 @@ export class AdaptorProcess {
   }
 
   kill(signal: Deno.Signal = "SIGTERM"): void {
-    try {
-      this.#child.kill(signal);
-    } catch {
-      // already gone
-    }
+    signalQuietly(this.#child, signal);
   }
 
   /** Sends `signal` and returns the exit status and how long the exit took, in ms. */

@@ -3,6 +3,9 @@
  * a process tree (CPU ticks, peak and current resident memory).
  */
 
+import { readLines, signalQuietly } from "./child.ts";
+import { sleep } from "./net.ts";
+
 /** Clock ticks per second of /proc/PID/stat times (sysconf(_SC_CLK_TCK); 100 on Linux). */
 export const CLK_TCK = 100;
 
@@ -54,28 +57,17 @@ export class Proc {
     return this.#exited;
   }
 
-  async #read(stream: ReadableStream<Uint8Array>, which: "stdout" | "stderr"): Promise<void> {
-    let pending = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+  #read(stream: ReadableStream<Uint8Array>, which: "stdout" | "stderr"): Promise<void> {
+    return readLines(stream, (line) => {
       const now = performance.now();
-      pending += chunk;
-      let nl: number;
-      while ((nl = pending.indexOf("\n")) >= 0) {
-        const line = pending.slice(0, nl);
-        pending = pending.slice(nl + 1);
-        this[which].push(line);
-        this.#times[which].push(now);
-        this.#waiters = this.#waiters.filter((w) => {
-          if (w.stream !== which || !w.test(line)) return true;
-          w.resolve(now);
-          return false;
-        });
-      }
-    }
-    if (pending !== "") {
-      this[which].push(pending);
-      this.#times[which].push(performance.now());
-    }
+      this[which].push(line);
+      this.#times[which].push(now);
+      this.#waiters = this.#waiters.filter((w) => {
+        if (w.stream !== which || !w.test(line)) return true;
+        w.resolve(now);
+        return false;
+      });
+    });
   }
 
   /**
@@ -113,12 +105,7 @@ export class Proc {
   }
 
   signal(signal: Deno.Signal): void {
-    if (this.#exited) return;
-    try {
-      this.child.kill(signal);
-    } catch {
-      // already gone
-    }
+    if (!this.#exited) signalQuietly(this.child, signal);
   }
 
   /** SIGTERM, then SIGKILL after `graceMs`. Resolves with the time from SIGTERM to exit. */
@@ -257,16 +244,6 @@ export async function run(
     throw error;
   }
 }
-
-/** A TCP port that was free a moment ago on 127.0.0.1. */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Busy CPU ticks of the whole machine so far (all CPUs; /proc/stat "cpu" line, idle and iowait excluded). */
 export function machineBusyTicks(): number {

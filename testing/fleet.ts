@@ -15,7 +15,8 @@
  * Used by tests/e2e_fleet_test.ts (a short scenario) and scripts/fleet.ts (all four faults).
  */
 
-import { keygen } from "../../src/security/cert.ts";
+import { readLines, signalQuietly } from "./child.ts";
+import { keygen } from "../src/security/cert.ts";
 import { type Host, type Link, netnsUnavailable, Network } from "./netns.ts";
 import { sleep } from "./net.ts";
 import { AdaptorProcess, ROOT, RUN_FLAGS } from "./process.ts";
@@ -70,7 +71,7 @@ export interface FleetOptions {
 // deno-lint-ignore no-explicit-any
 export type PeerEvent = { t: number; ev: string; [field: string]: any };
 
-/** A fleet peer process (tests/support/fleet_peer.ts) inside a namespace. */
+/** A fleet peer process (testing/fleet_peer.ts) inside a namespace. */
 export class PeerProcess {
   readonly events: PeerEvent[] = [];
   readonly stderr: string[] = [];
@@ -88,14 +89,14 @@ export class PeerProcess {
     }).spawn();
     this.status = this.#child.status;
     this.#pumps = [
-      lines(this.#child.stdout, (line) => {
+      readLines(this.#child.stdout, (line) => {
         try {
           this.events.push(JSON.parse(line));
         } catch {
           this.stderr.push(`stdout: ${line}`);
         }
       }),
-      lines(this.#child.stderr, (line) => this.stderr.push(line)),
+      readLines(this.#child.stderr, (line) => this.stderr.push(line)),
     ];
   }
 
@@ -130,25 +131,8 @@ export class PeerProcess {
   }
 
   kill(signal: Deno.Signal): void {
-    try {
-      this.#child.kill(signal);
-    } catch {
-      // gone
-    }
+    signalQuietly(this.#child, signal);
   }
-}
-
-async function lines(stream: ReadableStream<Uint8Array>, take: (line: string) => void): Promise<void> {
-  let rest = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    rest += chunk;
-    let at: number;
-    while ((at = rest.indexOf("\n")) >= 0) {
-      take(rest.slice(0, at));
-      rest = rest.slice(at + 1);
-    }
-  }
-  if (rest) take(rest);
 }
 
 /** A log line of an adaptor (`--log-format json`), with its time in ms. */
@@ -396,7 +380,7 @@ export class Fleet {
       "run",
       "--allow-all",
       "--v8-flags=--no-opt,--no-maglev",
-      `${ROOT}tests/support/fleet_peer.ts`,
+      `${ROOT}testing/fleet_peer.ts`,
       ...args,
     ]);
     const peer = new PeerProcess(command, label);

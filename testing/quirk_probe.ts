@@ -6,8 +6,8 @@
  */
 
 import * as zmq from "zeromq";
-import { ZMQ_LINGER, ZMQ_PUB } from "../../src/zmq/constants.ts";
-import { Context } from "../../src/zmq/socket.ts";
+import { ZMQ_LINGER, ZMQ_PUB } from "../src/zmq/constants.ts";
+import { Context } from "../src/zmq/socket.ts";
 
 const port = Number(Deno.args[0]);
 const COUNT = 1000;

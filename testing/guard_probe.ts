@@ -6,8 +6,8 @@
  * logs JSON lines.
  */
 
-import { installRejectionGuard } from "../../src/ops/guard.ts";
-import { setupLogging } from "../../src/ops/log.ts";
+import { installRejectionGuard } from "../src/ops/guard.ts";
+import { setupLogging } from "../src/ops/log.ts";
 
 const [what, path, format] = Deno.args;
 setupLogging({ level: "info", format: format === "json" ? "json" : "text" });

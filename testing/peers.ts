@@ -17,8 +17,8 @@ import {
   ZMQ_SUB,
   ZMQ_SUBSCRIBE,
   ZMQ_XPUB,
-} from "../../src/zmq/constants.ts";
-import { Context, type Frames, type Socket } from "../../src/zmq/socket.ts";
+} from "../src/zmq/constants.ts";
+import { Context, type Frames, type Socket } from "../src/zmq/socket.ts";
 import { sleep, until } from "./net.ts";
 
 const ZMQ_XPUB_NODROP = 69;
