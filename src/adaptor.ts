@@ -103,6 +103,8 @@ export interface AdaptorHandle {
   readonly publisherAbsence: string | undefined;
   /** Resolves (never rejects) if a part of the adaptor ends while it was not stopping. */
   readonly failure: Promise<string>;
+  /** Resolves when the main proxy forwards (at once, or after `--subscriber-wait`'s hold). */
+  readonly forwarding: Promise<void>;
   /** Each bound tcp socket's connection cap (`--max-connections`): held, cap, times reached. */
   connectionCaps(): {
     socket: string;
@@ -179,6 +181,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
   let zap: ZapHandler | undefined;
   let guard: IpcGuard;
   let presence: PublisherPresence | undefined;
+  let forwarding: Promise<void> = Promise.resolve();
   const caps = new Map<Role, ConnectionCap>();
   const auth = new AuthTracker(hooks.onAuth);
   try {
@@ -233,6 +236,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     // After a restart, what the workers queued waits in the XSUB until a subscriber is back.
     const subscriberWait = new SubscriberWait(config.subscriberWait);
     stack.defer(() => subscriberWait.close());
+    forwarding = subscriberWait.ready;
     const deps = {
       backlog: listenBacklog({ limit, open: openDescriptors() }),
       ctx,
@@ -368,6 +372,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       return presence?.absence;
     },
     failure,
+    forwarding,
     get auth() {
       return auth.counts;
     },

@@ -14,6 +14,7 @@ import { raiseFileLimit } from "./libc.ts";
 import { literal, log, setupLogging, writeStderr } from "./log.ts";
 import { AdaptorMetrics } from "./metrics.ts";
 import { serveMetrics } from "./metrics_server.ts";
+import { ServiceNotifier, ServiceStatus } from "./notify.ts";
 import { keygen } from "./cert.ts";
 import { shieldWaits, type SignalListeners } from "./signals.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
@@ -99,10 +100,19 @@ export async function main(
   // Again now that the program is loaded (loading it used the pool): before the first libzmq wait.
   const exposed = await shieldWaits();
   if (exposed) log().info(literal(`${exposed} pool thread(s) could not be made to block signals`));
+  // systemd (Type=notify): READY=1 once bound, STATUS=, RELOADING=1, STOPPING=1, WATCHDOG=1.
+  const notifier = new ServiceNotifier(env, (why) => log().warn(literal(why)));
+  const status = new ServiceStatus(notifier);
   // The metrics port is bound first: a busy one fails the start before any ZeroMQ socket exists.
   const metrics = config.metrics ? new AdaptorMetrics() : undefined;
   const server = config.metrics ? serveMetrics(config.metrics, metrics!) : undefined;
-  const adaptor = await startAdaptor(config, metrics?.hooks).catch(async (error) => {
+  const adaptor = await startAdaptor(config, {
+    ...metrics?.hooks,
+    onSocketEvent: (channel, role, event) => {
+      status.report(channel, role, event);
+      metrics?.hooks.onSocketEvent?.(channel, role, event);
+    },
+  }).catch(async (error) => {
     await server?.stop();
     throw error;
   });
@@ -111,6 +121,7 @@ export async function main(
   let reloading: Promise<void> | undefined;
   let again = false;
   const reloadOnce = async () => {
+    notifier.reloading();
     const clients = adaptor.reloadClients();
     const servers = await adaptor.reloadServers().catch((error) => {
       log().warn(literal(`SIGHUP: reconnecting failed: ${oneLine(error)}`));
@@ -119,6 +130,7 @@ export async function main(
     if (!clients && !servers) {
       log().info("SIGHUP: nothing to reload (no --curve-clients), nor --curve-servers");
     }
+    notifier.ready(status.text);
   };
   signals.on("SIGHUP", () => {
     if (reloading) return void (again = true);
@@ -133,6 +145,12 @@ export async function main(
     const stats = await adaptor.statistics({ timeoutMs: 300 });
     for (const [name, s] of Object.entries(stats)) log().info(literal(describeTotals(name as never, s)));
   });
+  // Ready once every socket is bound, not once forwarding starts: what the workers publish
+  // meanwhile waits in the XSUB, and a start must not hang on the tracking services.
+  notifier.ready(status.text);
+  status.live();
+  notifier.startWatchdog();
+  adaptor.forwarding.then(() => status.forwarding());
   log().info("{program} {version} ready (pid {pid})", {
     program: PROGRAM,
     version: ADAPTOR_VERSION,
@@ -146,6 +164,8 @@ export async function main(
   ]);
   if (reason.failed) log().error(literal(reason.text));
   else log().info(literal(reason.text));
+  status.close();
+  notifier.stopping(reason.text);
   const deadline = setTimeout(() => {
     adaptor.releaseFiles();
     if (adaptor.lingerOver()) {
@@ -160,6 +180,7 @@ export async function main(
   }, STOP_DEADLINE_MS);
   await Promise.all([server?.stop(), adaptor.stop()]);
   clearTimeout(deadline);
+  notifier.close();
   log().info("stopped");
   return reason.failed ? 1 : 0;
 }
