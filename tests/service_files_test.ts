@@ -163,7 +163,7 @@ Deno.test("Type=notify with a watchdog; a crash loop is restarted for ever, exit
   const unit = Deno.readTextFileSync(UNIT);
   assert.equal(serviceKey("Type", UNIT), "notify");
   assert.equal(serviceKey("WatchdogSec", UNIT), "10s");
-  assert.equal(serviceKey("ExecReload", UNIT), "/bin/kill -HUP $MAINPID");
+  assert.equal(serviceKey("ExecReload", UNIT), "/bin/sh -c 'kill -HUP $MAINPID'");
   // No start limit: the default (5 starts in 10 s) left the node without an adaptor for good.
   assert.match(unit, /^\[Unit\][^[]*^StartLimitIntervalSec=0$/m);
   assert.equal(serviceKey("RestartSec", UNIT), "1s");
@@ -213,7 +213,7 @@ Deno.test({
     for (const line of text.split("\n").filter((l) => l.startsWith("✗"))) {
       assert.match(
         line,
-        /^✗ (SystemCallFilter=~@privileged|RootDirectory|MemoryDenyWriteExecute|RestrictAddressFamilies|PrivateNetwork|PrivateUsers|DeviceAllow|IPAddressDeny)/,
+        /^✗ (SystemCallFilter=~@(privileged|resources)|RootDirectory|MemoryDenyWriteExecute|RestrictAddressFamilies|PrivateNetwork|PrivateUsers|DeviceAllow|IPAddressDeny)/,
         line,
       );
     }
