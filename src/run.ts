@@ -103,6 +103,8 @@ export async function main(
   // systemd (Type=notify): READY=1 once bound, STATUS=, RELOADING=1, STOPPING=1, WATCHDOG=1.
   const notifier = new ServiceNotifier(env, (why) => log().warn(literal(why)));
   const status = new ServiceStatus(notifier);
+  // Pings from the start on: where systemd counts from the fork, a slow start is not a wedged loop.
+  notifier.startWatchdog();
   // The metrics port is bound first: a busy one fails the start before any ZeroMQ socket exists.
   const metrics = config.metrics ? new AdaptorMetrics() : undefined;
   const server = config.metrics ? serveMetrics(config.metrics, metrics!) : undefined;
@@ -113,6 +115,7 @@ export async function main(
       metrics?.hooks.onSocketEvent?.(channel, role, event);
     },
   }).catch(async (error) => {
+    notifier.close();
     await server?.stop();
     throw error;
   });
@@ -147,10 +150,10 @@ export async function main(
   });
   // Ready once every socket is bound, not once forwarding starts: what the workers publish
   // meanwhile waits in the XSUB, and a start must not hang on the tracking services.
+  adaptor.forwarding.then(() => status.forwarding());
+  await null; // forwarding already (no --subscriber-wait): READY=1 says so
   notifier.ready(status.text);
   status.live();
-  notifier.startWatchdog();
-  adaptor.forwarding.then(() => status.forwarding());
   log().info("{program} {version} ready (pid {pid})", {
     program: PROGRAM,
     version: ADAPTOR_VERSION,

@@ -76,11 +76,16 @@ class NotifyListener {
   }
 }
 
-function start(notifySocket: string, env: Record<string, string> = {}, port = freePort()) {
+function start(
+  notifySocket: string,
+  env: Record<string, string> = {},
+  port = freePort(),
+  flags: string[] = [],
+) {
   const bind = ipcPath("notify");
   const listener = new NotifyListener(notifySocket, bind, port);
   const spawn = () =>
-    new AdaptorProcess(["-b", `ipc://${bind}`, "-p", `tcp://127.0.0.1:${port}`], {
+    new AdaptorProcess(["-b", `ipc://${bind}`, "-p", `tcp://127.0.0.1:${port}`, ...flags], {
       env: { NOTIFY_SOCKET: notifySocket, ...env },
     });
   return { bind, port, listener, spawn };
@@ -149,12 +154,17 @@ Deno.test("Type=notify: READY=1 when bound, STATUS= of the peers, WATCHDOG=1, RE
 
 Deno.test("Type=notify: an abstract @socket works; no WATCHDOG=1 when WATCHDOG_PID is another process's", async () => {
   const socket = `@adaptor-notify-test-${Deno.pid}-${crypto.randomUUID()}`;
-  const { listener, spawn } = start(socket, { WATCHDOG_USEC: "100000", WATCHDOG_PID: "1" });
+  const { listener, spawn } = start(socket, { WATCHDOG_USEC: "100000", WATCHDOG_PID: "1" }, undefined, [
+    "--subscriber-wait",
+    "0",
+  ]);
   await listener.listening;
   const adaptor = spawn();
   try {
     const ready = await listener.waitFor("READY=1", (d) => d.fields.READY === "1");
     assert.deepEqual(ready.probe, { ipc: true, tcp: true });
+    // No --subscriber-wait: forwarding from the start, and READY=1's STATUS= says so.
+    assert.equal(ready.fields.STATUS, "forwarding; 0 publishers, 0 subscribers");
     await sleep(400);
     assert.equal(listener.datagrams.filter((d) => "WATCHDOG" in d.fields).length, 0);
     assert.equal((await adaptor.stop()).status.code, 0);
