@@ -8,10 +8,11 @@
  * - WATCHDOG=1 repeats while WATCHDOG_USEC is set for it, never when WATCHDOG_PID is another's;
  * - SIGHUP: RELOADING=1 with a MONOTONIC_USEC= of this boot's clock, then READY=1;
  * - SIGTERM: STOPPING=1, nothing after it, exit 0; a start that fails sends no READY=1;
- * - an abstract (`@name`) socket works as a path does.
+ * - an abstract (`@name`) socket works as a path does; the address of each, and what is refused.
  */
 
 import assert from "node:assert/strict";
+import { monotonicMicros, notifyAddress, ServiceNotifier } from "../src/notify.ts";
 import { freePort, ipcPath, sleep, until } from "./support/net.ts";
 import { Peers, syncUp } from "./support/peers.ts";
 import { AdaptorProcess } from "./support/process.ts";
@@ -192,4 +193,37 @@ Deno.test("Type=notify: a start that fails (the XPUB's port is taken) sends no R
     await adaptor.exit();
     await listener.close();
   }
+});
+
+Deno.test("NOTIFY_SOCKET: a path NUL-terminated, @name abstract (a leading NUL, no terminator); anything else refused", () => {
+  const path = notifyAddress("/run/systemd/notify")!;
+  assert.equal(path.length, 2 + "/run/systemd/notify".length + 1);
+  assert.deepEqual([...path.address.subarray(0, 2)], [1, 0]); // AF_UNIX, little-endian
+  assert.equal(new TextDecoder().decode(path.address.subarray(2, path.length - 1)), "/run/systemd/notify");
+  assert.equal(path.address[path.length - 1], 0);
+  const abstract = notifyAddress("@adaptor/notify")!;
+  assert.equal(abstract.length, 2 + "@adaptor/notify".length);
+  assert.equal(abstract.address[2], 0);
+  assert.equal(new TextDecoder().decode(abstract.address.subarray(3, abstract.length)), "adaptor/notify");
+  // sun_path holds 108 bytes with the terminator; systemd's vsock: and relative paths are not ours.
+  assert.ok(notifyAddress("/" + "x".repeat(106)));
+  for (const bad of ["/" + "x".repeat(107), "", "@", "relative/notify", "vsock:2:1234"]) {
+    assert.equal(notifyAddress(bad), undefined, bad);
+  }
+  const errors: string[] = [];
+  const notifier = new ServiceNotifier(
+    { NOTIFY_SOCKET: "vsock:2:1234", WATCHDOG_USEC: "1000000" },
+    (e) => errors.push(e),
+  );
+  assert.equal(notifier.active, false);
+  assert.equal(notifier.watchdogMs, undefined);
+  assert.equal(notifier.send({ READY: 1 }), false);
+  assert.deepEqual(errors, ["NOTIFY_SOCKET=vsock:2:1234 is not a unix socket"]);
+  // Outside systemd: nothing at all.
+  const none = new ServiceNotifier({});
+  assert.equal(none.active, false);
+  assert.equal(none.send({ READY: 1 }), false);
+  // CLOCK_MONOTONIC, as systemd reads it: since boot, in microseconds.
+  const uptime = Number(Deno.readTextFileSync("/proc/uptime").split(" ")[0]) * 1e6;
+  assert.ok(Math.abs(Number(monotonicMicros()) - uptime) < 5e6, `${monotonicMicros()} vs uptime ${uptime}`);
 });
