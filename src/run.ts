@@ -17,6 +17,7 @@ import { fatalLine, literal, log, setupLogging, writeStderr } from "./ops/log.ts
 import { stderrIsJournal } from "./ops/journal.ts";
 import { AdaptorMetrics } from "./ops/metrics.ts";
 import { serveMetrics } from "./ops/metrics_server.ts";
+import { ServiceNotifier, ServiceStatus } from "./ops/notify.ts";
 import { keygen } from "./security/cert.ts";
 import { ignoredSignalsHold, shieldWaits, type SignalListeners } from "./os/signals.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
@@ -115,10 +116,22 @@ export async function main(
   // Again now that the program is loaded (loading it used the pool): before the first libzmq wait.
   const exposed = await shieldWaits();
   if (exposed) log().info(literal(`${exposed} pool thread(s) could not be made to block signals`));
+  // systemd (Type=notify): READY=1 once bound, STATUS=, RELOADING=1, STOPPING=1, WATCHDOG=1.
+  const notifier = new ServiceNotifier(env, (why) => log().warn(literal(why)));
+  const status = new ServiceStatus(notifier);
+  // Pings from the start on: where systemd counts from the fork, a slow start is not a wedged loop.
+  notifier.startWatchdog();
   // The metrics port is bound first: a busy one fails the start before any ZeroMQ socket exists.
   const metrics = config.metrics ? new AdaptorMetrics() : undefined;
   const server = config.metrics ? serveMetrics(config.metrics, metrics!) : undefined;
-  const adaptor = await startAdaptor(config, metrics?.hooks).catch(async (error) => {
+  const adaptor = await startAdaptor(config, {
+    ...metrics?.hooks,
+    onSocketEvent: (channel, role, event) => {
+      status.report(channel, role, event);
+      metrics?.hooks.onSocketEvent?.(channel, role, event);
+    },
+  }).catch(async (error) => {
+    notifier.close();
     await server?.stop();
     throw error;
   });
@@ -127,6 +140,7 @@ export async function main(
   let reloading: Promise<void> | undefined;
   let again = false;
   const reloadOnce = async () => {
+    notifier.reloading();
     const clients = adaptor.reloadClients();
     const servers = await adaptor.reloadServers().catch((error) => {
       log().warn(literal(`SIGHUP: reconnecting failed: ${oneLine(error)}`));
@@ -137,6 +151,7 @@ export async function main(
     }
     const stats = await adaptor.statistics({ timeoutMs: 300 });
     for (const [name, s] of Object.entries(stats)) log().info(literal(describeTotals(name as never, s)));
+    notifier.ready(status.text);
   };
   signals.on("SIGHUP", () => {
     if (reloading) return void (again = true);
@@ -151,6 +166,12 @@ export async function main(
   const recheck = setTimeout(() => {
     if (!ignoredSignalsHold()) log().error("SIGUSR1/SIGUSR2 had a handler again: ignored again");
   }, RUNTIME_SIGNAL_GRACE_MS);
+  // Ready once every socket is bound, not once forwarding starts: what the workers publish
+  // meanwhile waits in the XSUB, and a start must not hang on the tracking services.
+  adaptor.forwarding.then(() => status.forwarding());
+  await null; // forwarding already (no --subscriber-wait): READY=1 says so
+  notifier.ready(status.text);
+  status.live();
   log().info("{program} {version} ready (pid {pid})", {
     program: PROGRAM,
     version: ADAPTOR_VERSION,
@@ -164,6 +185,8 @@ export async function main(
   ]);
   if (reason.failed) log().error(literal(reason.text));
   else log().info(literal(reason.text));
+  status.close();
+  notifier.stopping(reason.text);
   const deadline = setTimeout(() => {
     adaptor.releaseFiles();
     if (adaptor.lingerOver()) {
@@ -179,6 +202,7 @@ export async function main(
   clearTimeout(recheck);
   await Promise.all([server?.stop(), adaptor.stop()]);
   clearTimeout(deadline);
+  notifier.close();
   log().info("stopped");
   return reason.failed ? 1 : 0;
 }

@@ -152,8 +152,109 @@ Deno.test("the unit bounds the adaptor's memory and raises its descriptors (issu
   const lines = Deno.readTextFileSync(UNIT).split("\n");
   const setting = (name: string) => lines.find((l) => l.startsWith(`${name}=`))?.slice(name.length + 1);
   // A never-ending multipart message grows the adaptor by ~1 GiB a second: the kernel stops it.
-  assert.equal(setting("MemoryMax"), "1G");
+  assert.equal(setting("MemoryMax"), "1536M");
   assert.equal(setting("LimitNOFILE"), "65536");
   // ...and systemd restarts it: an OOM kill is an abnormal end, which on-failure covers.
   assert.equal(setting("Restart"), "on-failure");
+});
+
+const NEWER = dropIn("systemd-254");
+
+Deno.test("Type=notify with a watchdog; a crash loop is restarted for ever, exit 2 never; ordered before OpenResty too", () => {
+  const unit = Deno.readTextFileSync(UNIT);
+  assert.equal(serviceKey("Type", UNIT), "notify");
+  assert.equal(serviceKey("WatchdogSec", UNIT), "10s");
+  assert.equal(serviceKey("ExecReload", UNIT), "/bin/sh -c 'kill -HUP $MAINPID'");
+  // No start limit: the default (5 starts in 10 s) left the node without an adaptor for good.
+  assert.match(unit, /^\[Unit\][^[]*^StartLimitIntervalSec=0$/m);
+  assert.equal(serviceKey("RestartSec", UNIT), "1s");
+  assert.equal(serviceKey("RestartPreventExitStatus", UNIT), "2");
+  assert.deepEqual(serviceKey("Before", UNIT)?.split(" "), ["nginx.service", "openresty.service"]);
+  const files = [...unit.matchAll(/^EnvironmentFile=(.*)$/gm)].map((m) => m[1]);
+  assert.deepEqual(files, ["-/etc/default/adaptor", "-/etc/sysconfig/adaptor"]);
+  // The newer systemd's drop-in: systemd signals and waits for READY=1; restarts back off.
+  assert.equal(serviceKey("Type", UNIT, NEWER), "notify-reload");
+  assert.equal(serviceKey("ExecReload", UNIT, NEWER), "");
+  assert.equal(serviceKey("RestartSteps", UNIT, NEWER), "5");
+  assert.equal(serviceKey("RestartMaxDelaySec", UNIT, NEWER), "30s");
+});
+
+Deno.test("the unit binds only the ports it publishes and serves metrics on; the socket is outside /tmp", () => {
+  const config = configOf(settings(UNIT));
+  const unit = Deno.readTextFileSync(UNIT);
+  const allowed = [...unit.matchAll(/^SocketBindAllow=tcp:(\d+)$/gm)].map((m) => Number(m[1]));
+  const ports = [...config.publish.map((e) => Number(/:(\d+)$/.exec(e.address)![1])), config.metrics!.port];
+  assert.deepEqual(allowed.sort(), ports.sort());
+  assert.equal(serviceKey("SocketBindDeny", UNIT), "any");
+  // PrivateTmp=yes here, and in Fedora/RHEL's nginx.service: a socket under /tmp is seen by neither.
+  assert.equal(serviceKey("PrivateTmp", UNIT), "yes");
+  assert.ok(config.bind[0].ipcPath!.startsWith(`/run/${serviceKey("RuntimeDirectory", UNIT)}/`));
+});
+
+/** `systemd-analyze security --offline=true`'s overall exposure of a unit file (0 best, 10 worst). */
+async function exposure(unit: string): Promise<{ score: number; text: string }> {
+  const output = await new Deno.Command("systemd-analyze", {
+    args: ["security", "--offline=true", "--no-pager", unit],
+  }).output();
+  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+  const m = /Overall exposure level for adaptor\.service: (\d+\.\d+)/.exec(text);
+  assert.ok(m, text);
+  return { score: Number(m![1]), text };
+}
+
+Deno.test({
+  name: `systemd-analyze security rates the unit's exposure 2.5 or less${
+    noAnalyze ? ` (skipped: ${noAnalyze})` : ""
+  }`,
+  ignore: noAnalyze !== undefined,
+  fn: async () => {
+    const { score, text } = await exposure(UNIT);
+    assert.ok(score <= 2.5, `exposure ${score}:\n${text}`);
+    // What it is not, and why (the unit says): the JIT, the workers' group, the network.
+    for (const line of text.split("\n").filter((l) => l.startsWith("✗"))) {
+      assert.match(
+        line,
+        /^✗ (SystemCallFilter=~@(privileged|resources)|RootDirectory|MemoryDenyWriteExecute|RestrictAddressFamilies|PrivateNetwork|PrivateUsers|DeviceAllow|IPAddressDeny)/,
+        line,
+      );
+    }
+  },
+});
+
+Deno.test({
+  name: `systemd-analyze verify: the systemd-254 drop-in's keys are the ones this systemd may not know${
+    noAnalyze ? ` (skipped: ${noAnalyze})` : ""
+  }`,
+  ignore: noAnalyze !== undefined,
+  fn: async () => {
+    const dir = Deno.makeTempDirSync({ prefix: "adaptor-unit-" });
+    try {
+      const unit = `${dir}/adaptor.service`;
+      Deno.writeTextFileSync(
+        unit,
+        Deno.readTextFileSync(UNIT).replace("ExecStart=/usr/local/bin/adaptor", "ExecStart=/bin/true"),
+      );
+      Deno.mkdirSync(`${dir}/adaptor.service.d`);
+      Deno.copyFileSync(NEWER, `${dir}/adaptor.service.d/systemd-254.conf`);
+      const output = await new Deno.Command("systemd-analyze", { args: ["verify", unit] }).output();
+      const text = new TextDecoder().decode(output.stderr) + new TextDecoder().decode(output.stdout);
+      assert.equal(output.code, 0, text);
+      const version = Number(
+        /^systemd (\d+)/.exec(
+          new TextDecoder().decode(
+            new Deno.Command("systemd-analyze", { args: ["--version"] }).outputSync().stdout,
+          ),
+        )![1],
+      );
+      const complaints = text.split("\n").filter((l) => l.trim() !== "");
+      const expected = [
+        ...(version < 253 ? [/Failed to parse service type, ignoring: notify-reload/] : []),
+        ...(version < 254 ? [/Unknown key 'RestartSteps'/, /Unknown key 'RestartMaxDelaySec'/] : []),
+      ];
+      assert.equal(complaints.length, expected.length, text);
+      expected.forEach((re, i) => assert.match(complaints[i], re));
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
 });

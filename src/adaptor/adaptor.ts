@@ -117,6 +117,8 @@ export interface AdaptorHandle {
   readonly publisherAbsence: string | undefined;
   /** Resolves (never rejects) if a part of the adaptor ends while it was not stopping. */
   readonly failure: Promise<string>;
+  /** Resolves when the main proxy forwards (at once, or after `--subscriber-wait`'s hold). */
+  readonly forwarding: Promise<void>;
   /** Each bound tcp socket's connection cap (`--max-connections`): held, cap, times reached. */
   connectionCaps(): {
     socket: string;
@@ -454,6 +456,10 @@ class Adaptor implements AdaptorHandle {
 
   get healthy(): boolean {
     return this.health().ok;
+  }
+
+  get forwarding(): Promise<void> {
+    return this.#subscriberWait.ready;
   }
 
   get publisherAbsence(): string | undefined {

@@ -1,0 +1,523 @@
+/**
+ * `deno task systemd`: the shipped unit (scripts/adaptor.service, the Debian drop-in, the
+ * sysusers file) under a real systemd 252 as PID 1, in a Debian 12 root booted by systemd-nspawn.
+ * The adaptor runs from source (a drop-in's ExecStart=: the binary cannot be built here), with
+ * CURVE, --metrics, a connection cap and the hardening, and the syscall filter's action set back
+ * to killing (SIGSYS) so that any call outside it shows. Checks, with figures printed:
+ *
+ * - `systemctl start` returns once the adaptor is ready: the socket file and the XPUB accept then;
+ * - publishers as www-data (the workers' user) and a CURVE subscriber: it forwards; STATUS= says so;
+ * - the connection cap's socket filter, /metrics, the socket-file watch, malloc_trim (a minute up)
+ *   and `systemctl reload` (RELOADING=1 then READY=1 in systemd's own log) kill nothing;
+ * - the watchdog restarts it when its loop is stopped (SIGSTOP);
+ * - SIGKILL again and again: restarted every time, never the start limit;
+ * - `systemctl stop` stops it within 2 s; no SIGSYS anywhere in the journal.
+ *
+ * The root is made once by debootstrap (~75 s) and kept in /var/cache/adaptor-systemd-root
+ * (ADAPTOR_SYSTEMD_ROOT); the container runs on an overlay of it (--volatile=overlay) with its
+ * own network namespace, and is killed at the end whatever happened. Needs root, debootstrap,
+ * systemd-container and Debian's package archive.
+ *
+ * `--systemd-254`: the same under systemd 254 from bookworm-backports (a copy of the root, cached
+ * as ROOT-254) with scripts/adaptor.service.d/systemd-254.conf: notify-reload, restart back-off.
+ */
+
+import { taskFlags } from "../testing/process.ts";
+
+const REPO = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const BASE = Deno.env.get("ADAPTOR_SYSTEMD_ROOT") ?? "/var/cache/adaptor-systemd-root";
+/** `--systemd-254`: systemd 254 from bookworm-backports, with scripts/adaptor.service.d/systemd-254.conf. */
+const NEWER = Deno.args.includes("--systemd-254");
+const ROOT = NEWER ? `${BASE}-254` : BASE;
+/** SIGKILLs in a row: with the newer drop-in each waits longer (RestartSteps=), up to 30 s. */
+const KILLS = NEWER ? 4 : 8;
+const PACKAGES = "systemd,systemd-sysv,dbus,python3-zmq,python3-cffi-backend";
+const MIRROR = Deno.env.get("ADAPTOR_SYSTEMD_MIRROR") ?? "http://deb.debian.org/debian";
+const SOCKET = "/run/api-gateway/nginx_queue_listen";
+const MAX_CONNECTIONS = 4;
+/** Deno's cache, bound read-only: the container has no network to fetch npm packages. */
+const DENO_DIR = Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME") ?? "/root"}/.cache/deno`;
+
+const decoder = new TextDecoder();
+const figures: string[] = [];
+const failures: string[] = [];
+
+function figure(text: string): void {
+  figures.push(text);
+  console.log(`  ${text}`);
+}
+
+function check(ok: boolean, what: string): boolean {
+  console.log(`${ok ? "ok  " : "FAIL"} ${what}`);
+  if (!ok) failures.push(what);
+  return ok;
+}
+
+/** A check the rest depends on: stops the run when it fails. */
+function must(ok: boolean, what: string): void {
+  if (!check(ok, what)) throw new Error(`stopped: ${what}`);
+}
+
+/** The kernel's seccomp kills (audit type 1326), with the syscall's number. */
+async function seccompKills(): Promise<string[]> {
+  const out = (await run(["dmesg"], 10_000)).out;
+  return out.split("\n").filter((l) => l.includes("type=1326"));
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function run(command: string[], timeoutMs = 30_000): Promise<{ code: number; out: string }> {
+  const output = await new Deno.Command("timeout", {
+    args: ["-k", "2", String(Math.ceil(timeoutMs / 1000)), ...command],
+    stdin: "null",
+  }).output();
+  return { code: output.code, out: decoder.decode(output.stdout) + decoder.decode(output.stderr) };
+}
+
+/** The Debian 12 root, made by debootstrap unless the cached one has the same packages. */
+async function ensureRoot(
+  root: string,
+  packages: string,
+  make: (tmp: string) => Promise<void>,
+): Promise<void> {
+  const marker = `${root}/.adaptor-root`;
+  try {
+    if (Deno.readTextFileSync(marker).trim() === packages) {
+      console.log(`root: ${root} (cached; remove it to make it again)`);
+      return;
+    }
+  } catch { /* not made yet */ }
+  const tmp = `${root}.tmp`;
+  await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  await Deno.remove(root, { recursive: true }).catch(() => {});
+  const start = performance.now();
+  await make(tmp);
+  Deno.writeTextFileSync(`${tmp}/.adaptor-root`, packages + "\n");
+  Deno.renameSync(tmp, root);
+  figure(`${root} made in ${((performance.now() - start) / 1000).toFixed(0)} s`);
+}
+
+async function ensureRoots(): Promise<void> {
+  await ensureRoot(BASE, PACKAGES, async (tmp) => {
+    console.log(`root: debootstrap bookworm into ${BASE} (about 75 s)...`);
+    const made = await run(
+      ["debootstrap", "--variant=minbase", `--include=${PACKAGES}`, "bookworm", tmp, MIRROR],
+      600_000,
+    );
+    if (made.code !== 0) throw new Error(`debootstrap failed:\n${made.out.slice(-2000)}`);
+  });
+  if (!NEWER) return;
+  await ensureRoot(ROOT, `${PACKAGES} systemd/bookworm-backports`, async (tmp) => {
+    console.log(`root: ${BASE} with systemd from bookworm-backports into ${ROOT}...`);
+    const copied = await run(["cp", "-a", BASE, tmp], 120_000);
+    if (copied.code !== 0) throw new Error(`cp failed: ${copied.out}`);
+    Deno.writeTextFileSync(
+      `${tmp}/etc/apt/sources.list.d/backports.list`,
+      `deb ${MIRROR} bookworm-backports main\n`,
+    );
+    Deno.copyFileSync("/etc/resolv.conf", `${tmp}/etc/resolv.conf`);
+    const apt = (...args: string[]) =>
+      run(["chroot", tmp, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y", ...args], 300_000);
+    for (const step of [["update"], ["install", "-t", "bookworm-backports", "systemd", "systemd-sysv"]]) {
+      const done = await apt(...step);
+      if (done.code !== 0) throw new Error(`apt-get ${step.join(" ")} failed:\n${done.out.slice(-2000)}`);
+    }
+  });
+}
+
+/** The drop-ins installed beside the unit: the Debian one, and the one running from source. */
+function dropIns(dir: string): void {
+  Deno.mkdirSync(`${dir}/adaptor.service.d`, { recursive: true });
+  Deno.copyFileSync(`${REPO}/scripts/adaptor.service.d/debian.conf`, `${dir}/adaptor.service.d/gateway.conf`);
+  if (NEWER) {
+    Deno.copyFileSync(
+      `${REPO}/scripts/adaptor.service.d/systemd-254.conf`,
+      `${dir}/adaptor.service.d/systemd-254.conf`,
+    );
+  }
+  Deno.writeTextFileSync(
+    `${dir}/adaptor.service.d/zz-source.conf`,
+    [
+      "# deno task systemd: the adaptor from source (no binary here), CURVE, a connection cap;",
+      "# a syscall outside the filter kills (SIGSYS) instead of failing with EPERM.",
+      "[Service]",
+      "ExecStart=",
+      `ExecStart=/usr/local/bin/deno run ${taskFlags("start").join(" ")} /opt/adaptor/src/main.ts`,
+      "Environment=DENO_DIR=/var/cache/deno NO_COLOR=1",
+      "Environment=ADAPTOR_CURVE_CERT=/etc/api-gateway/curve/node1_secret",
+      "Environment=ADAPTOR_CURVE_CLIENTS=/etc/api-gateway/curve/clients",
+      `Environment=ADAPTOR_MAX_CONNECTIONS=${MAX_CONNECTIONS}`,
+      "SystemCallErrorNumber=",
+      "",
+    ].join("\n"),
+  );
+}
+
+/** A booted container: `sh` runs a command in it, `spawn` starts a long-lived one. */
+class Container {
+  readonly #nspawn: Deno.ChildProcess;
+  readonly #dir: string;
+  #leader = 0;
+
+  constructor() {
+    this.#dir = Deno.makeTempDirSync({ prefix: "adaptor-systemd-" });
+    dropIns(this.#dir);
+    this.#nspawn = new Deno.Command("systemd-nspawn", {
+      args: [
+        "--register=no",
+        "--keep-unit",
+        "--quiet",
+        "--private-network",
+        "--volatile=overlay",
+        "--console=passive",
+        "-D",
+        ROOT,
+        `--bind-ro=${REPO}:/opt/adaptor`,
+        `--bind-ro=${Deno.execPath()}:/usr/local/bin/deno`,
+        `--bind-ro=${DENO_DIR}:/var/cache/deno`,
+        `--bind-ro=${REPO}/scripts/adaptor.service:/etc/systemd/system/adaptor.service`,
+        `--bind-ro=${this.#dir}/adaptor.service.d:/etc/systemd/system/adaptor.service.d`,
+        `--bind-ro=${REPO}/scripts/adaptor.sysusers:/etc/sysusers.d/adaptor.conf`,
+        "-b",
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "inherit",
+    }).spawn();
+  }
+
+  /** Waits until systemd in the container is up (running or degraded). */
+  async booted(ms = 60_000): Promise<number> {
+    const start = performance.now();
+    while (performance.now() - start < ms) {
+      const leader = await run(["pgrep", "-P", String(this.#nspawn.pid), "-x", "systemd"], 5000);
+      if (leader.code === 0) {
+        this.#leader = Number(leader.out.trim().split("\n")[0]);
+        const state = await this.sh("systemctl is-system-running", 5000);
+        if (/^(running|degraded)/.test(state.out)) return performance.now() - start;
+      }
+      await sleep(200);
+    }
+    throw new Error(`the container did not boot within ${ms} ms`);
+  }
+
+  sh(script: string, timeoutMs = 30_000): Promise<{ code: number; out: string }> {
+    return run(["nsenter", "-t", String(this.#leader), "-a", "sh", "-c", script], timeoutMs);
+  }
+
+  /** A process in the container whose stdout lines are collected; ends when killed or its stdin closes. */
+  spawn(script: string): { lines: string[]; stop: () => Promise<void> } {
+    const child = new Deno.Command("nsenter", {
+      args: ["-t", String(this.#leader), "-a", "sh", "-c", script],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const lines: string[] = [];
+    const pump = (async () => {
+      let rest = "";
+      for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+        rest += chunk;
+        const parts = rest.split("\n");
+        rest = parts.pop()!;
+        lines.push(...parts);
+      }
+    })();
+    return {
+      lines,
+      stop: async () => {
+        await child.stdin.close().catch(() => {});
+        const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
+        await child.status;
+        clearTimeout(timer);
+        await Promise.race([pump, sleep(3000)]);
+      },
+    };
+  }
+
+  /**
+   * Kills the container (no machined with --register=no): SIGKILL to its PID 1 ends its PID
+   * namespace, then nspawn; nspawn itself is killed if it is not gone within 10 s.
+   */
+  async destroy(): Promise<void> {
+    const kill = (pid: number) => {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* gone */ }
+    };
+    if (this.#leader > 0) kill(this.#leader);
+    else kill(this.#nspawn.pid);
+    const gone = (ms: number) =>
+      Promise.race([this.#nspawn.status.then(() => true), sleep(ms).then(() => false)]);
+    if (!await gone(10_000)) {
+      kill(this.#nspawn.pid);
+      if (!await gone(5_000)) console.log(`systemd-nspawn ${this.#nspawn.pid} did not end`);
+    }
+    Deno.removeSync(this.#dir, { recursive: true });
+  }
+}
+
+const PY_SUBSCRIBER = `
+import sys, time, zmq, zmq.auth
+pub, sec = zmq.auth.load_certificate("/root/sub1_secret")
+server, _ = zmq.auth.load_certificate("/etc/api-gateway/curve/node1")
+ctx = zmq.Context(); s = ctx.socket(zmq.SUB)
+s.curve_publickey, s.curve_secretkey, s.curve_serverkey = pub, sec, server
+s.setsockopt(zmq.SUBSCRIBE, b""); s.connect("tcp://127.0.0.1:6001")
+n = 0; last = time.time()
+while True:
+    if s.poll(100): s.recv(); n += 1
+    if time.time() - last > 0.2: print(n, flush=True); last = time.time()
+`;
+
+const PY_CONNECTIONS = `
+import socket, time
+held = []
+for i in range(${MAX_CONNECTIONS + 3}):
+    s = socket.socket(); s.settimeout(0.5)
+    try: s.connect(("127.0.0.1", 6001)); held.append(s)
+    except OSError: pass
+time.sleep(2)
+for s in held: s.close()
+`;
+
+const PY_METRICS = `
+import urllib.request
+body = urllib.request.urlopen("http://127.0.0.1:6002/metrics", timeout=5).read().decode()
+print(sum(1 for l in body.splitlines() if l.startswith("adaptor_")))
+`;
+
+const PY_ACCEPTS = `
+import socket
+u = socket.socket(socket.AF_UNIX); u.connect("${SOCKET}")
+t = socket.socket(); t.connect(("127.0.0.1", 6001))
+print("accepts")
+`;
+
+async function main(): Promise<void> {
+  if (Deno.uid() !== 0) throw new Error("deno task systemd needs root (debootstrap, systemd-nspawn)");
+  await ensureRoots();
+  const container = new Container();
+  const peers: { stop: () => Promise<void> }[] = [];
+  try {
+    figure(`boot to running: ${(await container.booted()).toFixed(0)} ms`);
+    const sh = (script: string, ms?: number) => container.sh(script, ms);
+    const show = async (property: string) =>
+      (await sh(`systemctl show -p ${property} --value adaptor`)).out.trim();
+    const active = async () => (await sh("systemctl is-active adaptor")).out.trim();
+    /** Waits for the adaptor to be active with a main pid other than `other`; its pid, and when. */
+    const activeAgain = async (other: string, ms: number) => {
+      const start = performance.now();
+      while (performance.now() - start < ms) {
+        const pid = await show("MainPID");
+        if (pid !== "0" && pid !== other && (await active()) === "active") return pid;
+        await sleep(100);
+      }
+      return undefined;
+    };
+    const journal = async () => (await sh("journalctl -u adaptor -o cat --no-pager", 30_000)).out;
+    const systemdLog = async () => (await sh("journalctl -b -o cat --no-pager", 30_000)).out;
+
+    // Keys: the adaptor's (owned by it, 0600) and a subscriber's, admitted by its public key.
+    const keys = await sh(
+      [
+        "set -e; mkdir -p /etc/api-gateway/curve/clients; cd /etc/api-gateway/curve",
+        `DENO_DIR=/var/cache/deno deno run ${
+          taskFlags("start").join(" ")
+        } /opt/adaptor/src/main.ts keygen node1`,
+        `DENO_DIR=/var/cache/deno deno run ${
+          taskFlags("start").join(" ")
+        } /opt/adaptor/src/main.ts keygen /root/sub1`,
+        "cp /root/sub1 clients/sub1; chown adaptor node1_secret; id adaptor",
+      ].join(" && "),
+      60_000,
+    );
+    must(
+      keys.code === 0,
+      `CURVE keys made; the sysusers file made the user (${keys.out.trim().split("\n").pop()})`,
+    );
+    const killsBefore = (await seccompKills()).length;
+
+    // Start: systemctl returns when READY=1 came; by then the XSUB and XPUB accept.
+    const t0 = performance.now();
+    const started = await sh("systemctl start adaptor", 60_000);
+    const startMs = performance.now() - t0;
+    if (started.code !== 0) {
+      console.log((await journal()).split("\n").slice(-20).join("\n"));
+      console.log((await seccompKills()).slice(killsBefore).join("\n"));
+    }
+    must(started.code === 0, `systemctl start adaptor${started.code ? `: ${started.out}` : ""}`);
+    figure(`systemctl start to active (Type=notify, READY=1 once bound): ${startMs.toFixed(0)} ms`);
+    check(
+      (await sh(`python3 -c '${PY_ACCEPTS}'`)).out.includes("accepts"),
+      "when active, the socket file and the XPUB accept",
+    );
+    const perms = await sh(`stat -c '%a %U:%G' /run/api-gateway ${SOCKET}`);
+    check(
+      /^750 adaptor:www-data\n660 adaptor:www-data/.test(perms.out),
+      `socket directory and file: ${perms.out.replace(/\n/g, ", ")}`,
+    );
+    const firstPid = await show("MainPID");
+    const firstSince = performance.now();
+
+    // Publishers as www-data, a CURVE subscriber: forwarding, and STATUS= says so.
+    for (const name of ["w1", "w2"]) {
+      peers.push(container.spawn(
+        `exec setpriv --reuid=www-data --regid=www-data --init-groups python3 /opt/adaptor/testing/worker_publisher.py ipc://${SOCKET} ${name}`,
+      ));
+    }
+    const subscriber = container.spawn(`exec python3 -c '${PY_SUBSCRIBER}'`);
+    peers.push(subscriber);
+    const received = () => Number(subscriber.lines.at(-1) ?? 0);
+    const forwards = async (what: string) => {
+      const before = received();
+      const start = performance.now();
+      while (performance.now() - start < 15_000 && received() < before + 50) await sleep(100);
+      check(received() >= before + 50, `${what}: the subscriber receives (${received() - before} more)`);
+    };
+    await forwards("publishers as www-data, a CURVE subscriber");
+    await sleep(800);
+    const status = await show("StatusText");
+    check(status === "forwarding; 2 publishers, 1 subscriber", `STATUS=: "${status}"`);
+
+    // The connection cap's socket filter, /metrics, the socket-file watch: nothing is killed.
+    await sh(`python3 -c '${PY_CONNECTIONS}'`);
+    const metrics = await sh(`python3 -c '${PY_METRICS}'`);
+    check(Number(metrics.out.trim()) > 10, `/metrics answers (${metrics.out.trim()} adaptor_ lines)`);
+    await sh(`mv ${SOCKET} ${SOCKET}.moved && sleep 1 && mv ${SOCKET}.moved ${SOCKET} && sleep 1`);
+    let lines = await journal();
+    check(
+      /At most \d+ connections|stopped listening|takes tcp connections again/.test(lines),
+      "the connection cap ran",
+    );
+    check(
+      lines.includes("is gone") && lines.includes("is fine again"),
+      "the socket-file watch saw the file go and come back",
+    );
+
+    // Reload: systemd's own log shows RELOADING=1, then READY=1, from the adaptor.
+    await sh("systemd-analyze log-level debug");
+    const r0 = performance.now();
+    const reloaded = await sh("systemctl reload adaptor");
+    figure(
+      `systemctl reload: ${(performance.now() - r0).toFixed(0)} ms ${
+        NEWER ? "(Type=notify-reload: returns at READY=1)" : "(returns once SIGHUP is sent)"
+      }`,
+    );
+    await sleep(1000);
+    await sh("systemd-analyze log-level info");
+    const debug = await systemdLog();
+    const mainPid = await show("MainPID");
+    const notes = [
+      ...debug.matchAll(new RegExp(`Got notification message from PID ${mainPid} \\((.*)\\)`, "g")),
+    ]
+      .map((m) => m[1]);
+    const reloadingAt = notes.findIndex((n) => n.startsWith("RELOADING=1"));
+    if (reloadingAt < 0) {
+      console.log(debug.split("\n").filter((l) => /notification|adaptor/.test(l)).slice(-15).join("\n"));
+    }
+    check(
+      reloaded.code === 0 && reloadingAt >= 0 &&
+        notes.slice(reloadingAt).some((n) => n.startsWith("READY=1")),
+      `systemctl reload: RELOADING=1 then READY=1 (${
+        notes.filter((n) => !n.startsWith("WATCHDOG")).slice(-2).join(" | ")
+      })`,
+    );
+    if (NEWER) {
+      check(
+        /Changed reload-signal -> reload-notify[\s\S]*Changed reload-notify -> running/.test(debug),
+        "notify-reload: systemd signalled, then waited for READY=1 (reload-signal -> reload-notify -> running)",
+      );
+    }
+    await forwards("after the reload");
+
+    // malloc_trim runs every 60 s: keep the first process a minute and more.
+    const wait = 65_000 - (performance.now() - firstSince);
+    if (wait > 0) await sleep(wait);
+    check(
+      await show("MainPID") === firstPid && await active() === "active",
+      "the same process ran for 65 s (malloc_trim ran once)",
+    );
+
+    // The watchdog: a stopped loop is killed and restarted.
+    const w0 = performance.now();
+    await sh(`kill -STOP ${firstPid}`);
+    const afterWatchdog = await activeAgain(firstPid, 40_000);
+    figure(
+      `watchdog: SIGSTOP to active again: ${
+        ((performance.now() - w0) / 1000).toFixed(1)
+      } s (WatchdogSec=10s)`,
+    );
+    check(
+      afterWatchdog !== undefined && (await systemdLog()).includes("Watchdog timeout"),
+      "the watchdog restarted it",
+    );
+    await forwards("after the watchdog's restart");
+
+    // SIGKILL, again and again: never the start limit.
+    const restarts: number[] = [];
+    let pid = afterWatchdog ?? (await show("MainPID"));
+    for (let i = 0; i < KILLS; i++) {
+      const k0 = performance.now();
+      await sh(`kill -KILL ${pid}`);
+      const next = await activeAgain(pid, 45_000);
+      if (!next) break;
+      restarts.push(performance.now() - k0);
+      pid = next;
+    }
+    check(
+      restarts.length === KILLS,
+      `restarted after each of ${KILLS} SIGKILLs (${restarts.length}); NRestarts=${await show("NRestarts")}`,
+    );
+    figure(
+      `SIGKILL to active again, in order: ${restarts.map((ms) => (ms / 1000).toFixed(2)).join(", ")} s ${
+        NEWER ? "(RestartSec=1s, RestartSteps=5, RestartMaxDelaySec=30s)" : "(RestartSec=1s)"
+      }`,
+    );
+    if (NEWER) {
+      check(
+        restarts.every((ms, i) => i === 0 || ms > restarts[i - 1]),
+        "the restarts back off (each waits longer than the one before)",
+      );
+    }
+    await forwards(`after ${KILLS} SIGKILLs`);
+
+    // Stop within 2 s.
+    const s0 = performance.now();
+    await sh("systemctl stop adaptor", 20_000);
+    const stopMs = performance.now() - s0;
+    figure(`systemctl stop: ${stopMs.toFixed(0)} ms`);
+    check(
+      stopMs < 2000 && (await show("Result")) === "success",
+      `stopped within 2 s, Result=${await show("Result")}`,
+    );
+
+    lines = await systemdLog();
+    const sigsys = [
+      ...lines.split("\n").filter((l) => /SIGSYS|status=31\/SYS/.test(l)),
+      ...(await seccompKills()).slice(killsBefore),
+    ];
+    check(
+      sigsys.length === 0,
+      `no SIGSYS in the journal nor the kernel's log${sigsys.length ? `:\n${sigsys.join("\n")}` : ""}`,
+    );
+    const killed = lines.split("\n").filter((l) =>
+      /adaptor\.service: Main process exited, code=(killed|dumped)/.test(l)
+    );
+    console.log(
+      `  main process kills seen by systemd: ${killed.length} (1 watchdog + ${KILLS} SIGKILL expected)`,
+    );
+    check(killed.length === KILLS + 1, "no kill other than ours");
+  } finally {
+    // The container first: its end ends the peers (nsenter's own child holds their pipes).
+    await container.destroy();
+    for (const peer of peers) await peer.stop().catch(() => {});
+  }
+  console.log(`\n${figures.length} figures; ${failures.length} failed`);
+  if (failures.length > 0) {
+    console.log(failures.map((f) => `  - ${f}`).join("\n"));
+    Deno.exit(1);
+  }
+}
+
+if (import.meta.main) await main();
