@@ -6,17 +6,18 @@
  * part of the adaptor that ended by itself, an unhandled error anywhere, a stop that overran).
  */
 
-import { describeTotals, startAdaptor } from "./adaptor/adaptor.ts";
+import { type AdaptorHandle, describeTotals, startAdaptor } from "./adaptor/adaptor.ts";
 import { runCheck } from "./check.ts";
-import { parseArgs, requestedLogFormat } from "./config/cli.ts";
+import { type Invocation, parseArgs, requestedLogFormat } from "./config/cli.ts";
+import type { Config } from "./config/config.ts";
 import { exitCodeOf, oneLine } from "./errors.ts";
-import { installRejectionGuard } from "./ops/guard.ts";
+import { installRejectionGuard, type RejectionGuard } from "./ops/guard.ts";
 import { raiseFileLimit } from "./os/descriptors.ts";
 import { checkLimits } from "./os/limits.ts";
 import { fatalLine, literal, log, setupLogging, writeStderr } from "./ops/log.ts";
 import { stderrIsJournal } from "./ops/journal.ts";
 import { AdaptorMetrics } from "./ops/metrics.ts";
-import { serveMetrics } from "./ops/metrics_server.ts";
+import { type MetricsServer, serveMetrics } from "./ops/metrics_server.ts";
 import { ServiceNotifier, ServiceStatus } from "./ops/notify.ts";
 import { keygen } from "./security/cert.ts";
 import { ignoredSignalsHold, shieldWaits, type SignalListeners } from "./os/signals.ts";
@@ -60,7 +61,7 @@ export async function run(
   }
 }
 
-/** Runs the adaptor until a stop signal or a failure; returns the process exit code. */
+/** Runs what `argv` asks for (the adaptor, `--check`, a subcommand); returns the exit code. */
 export async function main(
   argv: readonly string[],
   env: Record<string, string>,
@@ -68,47 +69,45 @@ export async function main(
   journal = false,
 ): Promise<number> {
   const invocation = parseArgs(argv, env);
-  if (invocation.kind === "help") {
-    console.log(invocation.text.trimEnd());
-    return 0;
-  }
-  if (invocation.kind === "version") {
-    console.log(
-      `${PROGRAM} ${ADAPTOR_VERSION} (ZeroMQ ${zmqVersion()}, addon build ${addonBuild()}, Deno ${Deno.version.deno})`,
-    );
-    return 0;
-  }
-  if (invocation.kind === "keygen") {
-    const { publicPath, secretPath, publicKey } = keygen(invocation.path);
-    console.log(
-      `wrote ${publicPath} (public: give it to the other side) and ${secretPath} (secret, mode 0600)`,
-    );
-    console.log(`public key: ${publicKey}`);
-    return 0;
-  }
-  if (invocation.kind === "tap") {
-    const { runTap } = await import("./tap.ts");
-    return await runTap(invocation.request, signals);
-  }
+  if (invocation.kind !== "run" && invocation.kind !== "check") return await command(invocation, signals);
   const { config } = invocation;
   setupLogging({ level: config.logLevel, format: config.logFormat, journal });
   if (invocation.kind === "check") return await runCheck(config, { format: config.logFormat, journal });
-  // An unhandled rejection or uncaught error anywhere: one line and a clean stop (exit 1).
-  const guard = installRejectionGuard();
-  const files = raiseFileLimit();
-  if (files?.raised) {
-    log().info("Raised the open-files limit from {before} to {after}", {
-      before: files.before.soft,
-      after: files.after.soft,
-    });
-  }
-  // Before anything is opened: a limit too low is one line, not an abort.
-  for (const warning of checkLimits(config)) log().warn(literal(warning));
-  if (config.test) log().info("RUNNING IN TEST MODE & DEBUG MODE for XPUB -> XSUB");
-  if (config.receiverTest) log().info("RUNNING IN TEST MODE & DEBUG MODE for SUB -> PUSH");
-  if (config.debug && !config.test && !config.receiverTest) log().info("RUNNING IN DEBUGGING MODE");
+  return await serve(config, env, signals);
+}
 
-  // SIGHUP rereads --curve-clients (`systemctl reload`); it never kills the adaptor.
+/** `--help`, `--version`, `keygen`, `tap`. */
+async function command(
+  invocation: Exclude<Invocation, { kind: "run" | "check" }>,
+  signals: SignalListeners,
+): Promise<number> {
+  switch (invocation.kind) {
+    case "help":
+      console.log(invocation.text.trimEnd());
+      return 0;
+    case "version":
+      console.log(
+        `${PROGRAM} ${ADAPTOR_VERSION} (ZeroMQ ${zmqVersion()}, addon build ${addonBuild()}, Deno ${Deno.version.deno})`,
+      );
+      return 0;
+    case "keygen": {
+      const { publicPath, secretPath, publicKey } = keygen(invocation.path);
+      console.log(
+        `wrote ${publicPath} (public: give it to the other side) and ${secretPath} (secret, mode 0600)`,
+      );
+      console.log(`public key: ${publicKey}`);
+      return 0;
+    }
+    case "tap": {
+      const { runTap } = await import("./tap.ts");
+      return await runTap(invocation.request, signals);
+    }
+  }
+}
+
+/** The adaptor as a service: start it, run until a stop signal or a failure, stop it. */
+async function serve(config: Config, env: Record<string, string>, signals: SignalListeners): Promise<number> {
+  const guard = prepareProcess(config);
   signals.on(
     "SIGHUP",
     () => log().info("SIGHUP during start-up: the clients directory is being read anyway"),
@@ -121,47 +120,8 @@ export async function main(
   const status = new ServiceStatus(notifier);
   // Pings from the start on: where systemd counts from the fork, a slow start is not a wedged loop.
   notifier.startWatchdog();
-  // The metrics port is bound first: a busy one fails the start before any ZeroMQ socket exists.
-  const metrics = config.metrics ? new AdaptorMetrics() : undefined;
-  const server = config.metrics ? serveMetrics(config.metrics, metrics!) : undefined;
-  const adaptor = await startAdaptor(config, {
-    ...metrics?.hooks,
-    onSocketEvent: (channel, role, event) => {
-      status.report(channel, role, event);
-      metrics?.hooks.onSocketEvent?.(channel, role, event);
-    },
-  }).catch(async (error) => {
-    notifier.close();
-    await server?.stop();
-    throw error;
-  });
-  metrics?.attach(adaptor);
-  // One reload at a time; SIGHUPs that come meanwhile make one more (a storm is a few reloads).
-  let reloading: Promise<void> | undefined;
-  let again = false;
-  const reloadOnce = async () => {
-    notifier.reloading();
-    const clients = adaptor.reloadClients();
-    const servers = await adaptor.reloadServers().catch((error) => {
-      log().warn(literal(`SIGHUP: reconnecting failed: ${oneLine(error)}`));
-      return [];
-    });
-    if (!clients && !servers) {
-      log().info("SIGHUP: nothing to reload (no --curve-clients), nor --curve-servers");
-    }
-    const stats = await adaptor.statistics({ timeoutMs: 300 });
-    for (const [name, s] of Object.entries(stats)) log().info(literal(describeTotals(name as never, s)));
-    notifier.ready(status.text);
-  };
-  signals.on("SIGHUP", () => {
-    if (reloading) return void (again = true);
-    reloading = (async () => {
-      do {
-        again = false;
-        await reloadOnce();
-      } while (again);
-    })().finally(() => reloading = undefined);
-  });
+  const { adaptor, server } = await start(config, notifier, status);
+  signals.on("SIGHUP", reloader(adaptor, notifier, status));
   // Deno subscribes to SIGUSR1 itself once it has run a while: check that it is still ignored.
   const recheck = setTimeout(() => {
     if (!ignoredSignalsHold()) log().error("SIGUSR1/SIGUSR2 had a handler again: ignored again");
@@ -185,24 +145,111 @@ export async function main(
   ]);
   if (reason.failed) log().error(literal(reason.text));
   else log().info(literal(reason.text));
+  clearTimeout(recheck);
   status.close();
   notifier.stopping(reason.text);
+  await stopWithin(STOP_DEADLINE_MS, adaptor, server, reason.failed);
+  notifier.close();
+  log().info("stopped");
+  return reason.failed ? 1 : 0;
+}
+
+/** What the process needs before the adaptor opens anything: the error guard, descriptors, limits. */
+function prepareProcess(config: Config): RejectionGuard {
+  // An unhandled rejection or uncaught error anywhere: one line and a clean stop (exit 1).
+  const guard = installRejectionGuard();
+  const files = raiseFileLimit();
+  if (files?.raised) {
+    log().info("Raised the open-files limit from {before} to {after}", {
+      before: files.before.soft,
+      after: files.after.soft,
+    });
+  }
+  // Before anything is opened: a limit too low is one line, not an abort.
+  for (const warning of checkLimits(config)) log().warn(literal(warning));
+  if (config.test) log().info("RUNNING IN TEST MODE & DEBUG MODE for XPUB -> XSUB");
+  if (config.receiverTest) log().info("RUNNING IN TEST MODE & DEBUG MODE for SUB -> PUSH");
+  if (config.debug && !config.test && !config.receiverTest) log().info("RUNNING IN DEBUGGING MODE");
+  return guard;
+}
+
+/** The metrics port first (a busy one fails the start before any ZeroMQ socket exists), then the adaptor. */
+async function start(
+  config: Config,
+  notifier: ServiceNotifier,
+  status: ServiceStatus,
+): Promise<{ adaptor: AdaptorHandle; server?: MetricsServer }> {
+  const metrics = config.metrics ? new AdaptorMetrics() : undefined;
+  const server = config.metrics ? serveMetrics(config.metrics, metrics!) : undefined;
+  const adaptor = await startAdaptor(config, {
+    ...metrics?.hooks,
+    onSocketEvent: (channel, role, event) => {
+      status.report(channel, role, event);
+      metrics?.hooks.onSocketEvent?.(channel, role, event);
+    },
+  }).catch(async (error) => {
+    notifier.close();
+    await server?.stop();
+    throw error;
+  });
+  metrics?.attach(adaptor);
+  return { adaptor, server };
+}
+
+/**
+ * SIGHUP's action: reread `--curve-clients` and `--curve-servers`, log the totals. One reload
+ * at a time; SIGHUPs that come meanwhile make one more (a storm is a few reloads).
+ */
+function reloader(adaptor: AdaptorHandle, notifier: ServiceNotifier, status: ServiceStatus): () => void {
+  let reloading: Promise<void> | undefined;
+  let again = false;
+  const reloadOnce = async () => {
+    notifier.reloading();
+    const clients = adaptor.reloadClients();
+    const servers = await adaptor.reloadServers().catch((error) => {
+      log().warn(literal(`SIGHUP: reconnecting failed: ${oneLine(error)}`));
+      return [];
+    });
+    if (!clients && !servers) {
+      log().info("SIGHUP: nothing to reload (no --curve-clients), nor --curve-servers");
+    }
+    const stats = await adaptor.statistics({ timeoutMs: 300 });
+    for (const [name, s] of Object.entries(stats)) log().info(literal(describeTotals(name as never, s)));
+    notifier.ready(status.text);
+  };
+  return () => {
+    if (reloading) return void (again = true);
+    reloading = (async () => {
+      do {
+        again = false;
+        await reloadOnce();
+      } while (again);
+    })().finally(() => reloading = undefined);
+  };
+}
+
+/**
+ * Stops the metrics server and the adaptor, cut short at `deadlineMs`: once the linger is over
+ * only libzmq's freeing of its state was left, so the exit is as if it had finished; else 1.
+ */
+async function stopWithin(
+  deadlineMs: number,
+  adaptor: AdaptorHandle,
+  server: MetricsServer | undefined,
+  failed: boolean,
+): Promise<void> {
   const deadline = setTimeout(() => {
     adaptor.releaseFiles();
     if (adaptor.lingerOver()) {
       log().warn(literal(
-        `stopping took longer than ${STOP_DEADLINE_MS} ms: every socket is closed and --linger is over, ` +
+        `stopping took longer than ${deadlineMs} ms: every socket is closed and --linger is over, ` +
           "libzmq is only freeing its state (millions of topics take seconds): exiting now",
       ));
-      Deno.exit(reason.failed ? 1 : 0);
+      Deno.exit(failed ? 1 : 0);
     }
-    log().error(literal(`stopping took longer than ${STOP_DEADLINE_MS} ms: exiting now`));
+    log().error(literal(`stopping took longer than ${deadlineMs} ms: exiting now`));
     Deno.exit(1);
-  }, STOP_DEADLINE_MS);
-  clearTimeout(recheck);
+  }, deadlineMs);
   await Promise.all([server?.stop(), adaptor.stop()]);
   clearTimeout(deadline);
-  notifier.close();
-  log().info("stopped");
-  return reason.failed ? 1 : 0;
 }

@@ -5,7 +5,18 @@
  */
 
 import { describeUid } from "./accounts.ts";
-import { AT_EMPTY_PATH, cstring, ENOENT, errno, libc, O_CLOEXEC, O_NOFOLLOW, O_PATH, reason, statx } from "./libc.ts";
+import {
+  AT_EMPTY_PATH,
+  cstring,
+  ENOENT,
+  errno,
+  libc,
+  O_CLOEXEC,
+  O_NOFOLLOW,
+  O_PATH,
+  reason,
+  statx,
+} from "./libc.ts";
 
 const W_OK = 2;
 

@@ -5,7 +5,23 @@
  */
 
 import { describeUid } from "./accounts.ts";
-import { cstring, ENOENT, errno, type FileStatus, type Libc, libc, O_CLOEXEC, O_CREAT, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_RDWR, reason, REASONS, statx } from "./libc.ts";
+import {
+  cstring,
+  ENOENT,
+  errno,
+  type FileStatus,
+  type Libc,
+  libc,
+  O_CLOEXEC,
+  O_CREAT,
+  O_NOCTTY,
+  O_NOFOLLOW,
+  O_NONBLOCK,
+  O_RDWR,
+  reason,
+  REASONS,
+  statx,
+} from "./libc.ts";
 
 const LOCK_EX = 2;
 
