@@ -188,8 +188,8 @@ function program(onKeygen: (path: string) => void = () => {}): Command {
   opt("--log-format <format>", "text or json (JSON lines)", "logFormat", DEFAULTS.logFormat);
   opt(
     "--subscriptions <mode>",
-    "forward: subscriptions reach the gateway's workers; local: they subscribe to everything once and " +
-      "the adaptor filters",
+    "local: the gateway's workers subscribe to everything once and the adaptor filters; forward: " +
+      "subscriptions reach the workers (on a network XPUB only with --curve-clients)",
     "subscriptions",
     DEFAULTS.subscriptions,
   );

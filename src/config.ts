@@ -122,11 +122,14 @@ export interface Config {
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
   /**
-   * `forward`: tracking services' subscriptions travel to the gateway's workers, which send only
-   * what someone subscribed to (the original's contract). `local`: the workers are subscribed to
-   * everything once and the adaptor filters at its own PUB, so every worker holds one
-   * subscription whatever the subscribers do (`--subscriptions`).
-   * @default `forward`
+   * `local`: the workers are subscribed to everything once and the adaptor filters at its own
+   * PUB, so every worker holds one subscription whatever the subscribers do, and no subscriber
+   * can cancel another's. `forward`: tracking services' subscriptions travel to the gateway's
+   * workers, which send only what someone subscribed to (the original's contract); any peer of
+   * the XPUB can then cancel a topic for all (libzmq 4.3.5 passes an unsubscription it has no
+   * record of), so it needs authenticated subscribers where the XPUB is reachable from the
+   * network (`forwardExposure`). `--subscriptions`.
+   * @default `local`
    */
   readonly subscriptions: SubscriptionMode;
   /** Secret CURVE certificate (`--curve-cert`): makes the XPUB and the inbound SUB CURVE servers. */
@@ -199,7 +202,7 @@ export const DEFAULTS = {
   subscriberWait: 1000,
   logLevel: "info" as LogLevel,
   logFormat: "text" as LogFormat,
-  subscriptions: "forward" as SubscriptionMode,
+  subscriptions: "local" as SubscriptionMode,
   /** Owner and group may connect (publish, pull); others may not. */
   ipcMode: "0660",
 } as const;
@@ -348,6 +351,25 @@ export function makeConfig(input: ConfigInput = {}): Config {
     );
   }
 
+  const subscriptions = oneOf(
+    "--subscriptions",
+    input.subscriptions ?? DEFAULTS.subscriptions,
+    SUBSCRIPTION_MODES,
+  );
+  const exposed = subscriptions === "forward"
+    ? forwardExposure(publish, curveClients, curveServers)
+    : undefined;
+  if (exposed) {
+    throw new UsageError(
+      `--subscriptions forward: XPUB ${exposed.address} is reachable from the network without authenticated ` +
+        `subscribers (${
+          exposed.mode === "bind" ? "--curve-clients" : "--curve-servers"
+        }), and any peer could ` +
+        "cancel the subscriptions of every other; use --subscriptions local (the default), CURVE, or a " +
+        "loopback or ipc endpoint",
+    );
+  }
+
   return {
     bind,
     publish,
@@ -405,11 +427,7 @@ export function makeConfig(input: ConfigInput = {}): Config {
     subscriberWait: integer("--subscriber-wait", input.subscriberWait ?? DEFAULTS.subscriberWait, 0, 60_000),
     logLevel: oneOf("--log-level", input.logLevel ?? DEFAULTS.logLevel, LOG_LEVELS),
     logFormat: oneOf("--log-format", input.logFormat ?? DEFAULTS.logFormat, LOG_FORMATS),
-    subscriptions: oneOf(
-      "--subscriptions",
-      input.subscriptions ?? DEFAULTS.subscriptions,
-      SUBSCRIPTION_MODES,
-    ),
+    subscriptions,
     ...(curveCert !== undefined ? { curveCert } : {}),
     ...(curveClients !== undefined ? { curveClients } : {}),
     ...(curveServers !== undefined ? { curveServers } : {}),
@@ -417,6 +435,30 @@ export function makeConfig(input: ConfigInput = {}): Config {
     ...(optionalText(input.ipcGroup) !== undefined ? { ipcGroup: groupName(input.ipcGroup!.trim()) } : {}),
     metrics: input.metrics === undefined ? undefined : parseListenAddress(input.metrics, "--metrics"),
   };
+}
+
+/** Whether a tcp endpoint's host (the last of `tcp://[src;]HOST:PORT`) is a loopback address. */
+export function isLoopback(endpoint: Endpoint): boolean {
+  if (endpoint.transport !== "tcp") return false;
+  const target = endpoint.address.replace(/^tcp:\/\//, "").split(";").at(-1)!;
+  const host = target.slice(0, target.lastIndexOf(":"));
+  return /^(127\.[\d.]+|localhost|lo|\[::1\])$/.test(host);
+}
+
+/**
+ * The first XPUB endpoint where `--subscriptions forward` would let unauthenticated peers of the
+ * network in: a tcp endpoint off loopback that is not CURVE with known keys on both sides (bound:
+ * `--curve-clients`; connecting: `--curve-servers`). ipc and inproc peers are local processes.
+ */
+export function forwardExposure(
+  publish: readonly Endpoint[],
+  curveClients: string | undefined,
+  curveServers: string | undefined,
+): Endpoint | undefined {
+  return publish.find((e) =>
+    e.transport === "tcp" && !isLoopback(e) &&
+    (e.mode === "bind" ? curveClients === undefined : curveServers === undefined)
+  );
 }
 
 /** The smallest --max-subscription-size that lets CURVE clients shake hands (with room for metadata). */
