@@ -42,6 +42,7 @@ import { PeerEventLog, routeSocketEvents } from "./peer_events.ts";
 import { SubscriberWait } from "./subscriber_wait.ts";
 import { PublisherPresence } from "./presence.ts";
 import { connectionBudget, ConnectionCap, listenBacklog } from "./connection_cap.ts";
+import { SourceThrottle } from "./source_throttle.ts";
 import { describe } from "./socket_options.ts";
 import { Context, type CurveKeyPair, curveKeypair, zmqVersion } from "./zmq.ts";
 
@@ -180,7 +181,12 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
   let guard: IpcGuard;
   let presence: PublisherPresence | undefined;
   const caps = new Map<Role, ConnectionCap>();
-  const auth = new AuthTracker(hooks.onAuth);
+  // Hosts denied again and again are kept out by the kernel (`--block-after-denials`).
+  const throttles = new Map<Role, SourceThrottle>();
+  const auth = new AuthTracker((event) => {
+    throttles.get(event.role)?.decided(event.allowed, event.address);
+    hooks.onAuth?.(event);
+  });
   try {
     // Refuse before opening anything: a live ipc path belongs to another process.
     guard = stack.use(
@@ -228,6 +234,11 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
       const watch = new ConnectionCap(ROLES[role].socket);
       stack.defer(() => watch.close());
       caps.set(role, watch);
+      if (config.blockAfterDenials > 0) {
+        const throttle = new SourceThrottle(ROLES[role].socket, { limit: config.blockAfterDenials });
+        stack.defer(() => throttle.close());
+        throttles.set(role, throttle);
+      }
     }
     let warnedUmask = false;
     // After a restart, what the workers queued waits in the XSUB until a subscriber is back.
@@ -255,6 +266,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
             if (role === "bind") publishers.report(event);
             if (channel === "main" && role === "publish") subscriberWait.report(event);
             caps.get(role)?.report(event);
+            throttles.get(role)?.report(event);
             hooks.onSocketEvent?.(channel, role, event);
           },
         }),
@@ -383,6 +395,8 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     reloadClients() {
       if (!zap || stopping) return false;
       zap.reload();
+      // The keys changed: a host denied before may be admitted now.
+      for (const throttle of throttles.values()) throttle.liftAll();
       return true;
     },
     async reloadServers() {

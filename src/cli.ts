@@ -45,6 +45,7 @@ export const ENV: Readonly<Record<Key, { env: string; kind: Kind }>> = {
   outBatchSize: { env: "ADAPTOR_OUT_BATCH_SIZE", kind: "number" },
   ioThreads: { env: "ADAPTOR_IO_THREADS", kind: "number" },
   maxConnections: { env: "ADAPTOR_MAX_CONNECTIONS", kind: "number" },
+  blockAfterDenials: { env: "ADAPTOR_BLOCK_AFTER_DENIALS", kind: "number" },
   publisherGrace: { env: "ADAPTOR_PUBLISHER_GRACE", kind: "number" },
   subscriberWait: { env: "ADAPTOR_SUBSCRIBER_WAIT", kind: "number" },
   logLevel: { env: "ADAPTOR_LOG_LEVEL", kind: "text" },
@@ -170,6 +171,13 @@ function program(onKeygen: (path: string) => void = () => {}): Command {
       "descriptor limit leaves)",
     "maxConnections",
     "0",
+  );
+  opt(
+    "--block-after-denials <n>",
+    "a host denied this many times within 10 s (CURVE) has its new connections dropped by the kernel " +
+      "for 60 s (0 = never)",
+    "blockAfterDenials",
+    DEFAULTS.blockAfterDenials,
   );
   opt(
     "--publisher-grace <seconds>",

@@ -102,6 +102,12 @@ export interface Config {
    */
   readonly maxConnections: number;
   /**
+   * Denials (CURVE) from one host within 10 s after which the kernel drops the host's new
+   * connections to that socket for 60 s (`--block-after-denials`, `SourceThrottle`); 0: never.
+   * @default 10
+   */
+  readonly blockAfterDenials: number;
+  /**
    * Seconds the XSUB may go without a single connected publisher before the adaptor warns and
    * `/healthz` reports it (`--publisher-grace`; 0: never). Gateway workers connect when nginx
    * starts, whatever the traffic, so none for this long means they cannot reach the adaptor.
@@ -198,6 +204,7 @@ export const DEFAULTS = {
   outBatchSize: 65_536,
   ioThreads: 1,
   maxConnections: 0,
+  blockAfterDenials: 10,
   publisherGrace: 30,
   subscriberWait: 1000,
   logLevel: "info" as LogLevel,
@@ -422,6 +429,12 @@ export function makeConfig(input: ConfigInput = {}): Config {
       input.maxConnections ?? DEFAULTS.maxConnections,
       0,
       10_000_000,
+    ),
+    blockAfterDenials: integer(
+      "--block-after-denials",
+      input.blockAfterDenials ?? DEFAULTS.blockAfterDenials,
+      0,
+      1_000_000,
     ),
     publisherGrace: integer("--publisher-grace", input.publisherGrace ?? DEFAULTS.publisherGrace, 0, 86_400),
     subscriberWait: integer("--subscriber-wait", input.subscriberWait ?? DEFAULTS.subscriberWait, 0, 60_000),
