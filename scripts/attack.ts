@@ -21,6 +21,17 @@
  *   reads) or to the XSUB (one XPUB subscriber to everything that never reads), until the
  *   adaptor's RSS has stood still for 5 s; its plateau is the memory those queues can hold.
  *
+ * - `flapping`: one raw SUB on the XPUB sends `--pairs` SUBSCRIBE/CANCEL pairs (1 M) of one topic
+ *   nobody else holds, as fast as it can; counted: the subscription frames that reach each worker
+ *   (the workers are pyzmq XPUBs here, which report each one) and the adaptor's RSS. Run it with
+ *   the default and with `--adaptor-args "--subscriptions forward"`.
+ * - `handshake-flood`: CURVE with `--curve-clients`; a pyzmq probe (a PUB on the XSUB, an admitted
+ *   CURVE SUB on the XPUB, `--probe-rate` 1000 msg/s) measures the latency of each event for 5 s,
+ *   then while a second pyzmq process makes `--flood-rate` (1000) denied CURVE clients a second,
+ *   each with a fresh key, for `--flood-seconds` (10), then 5 s after (scripts/handshake_flood.py),
+ *   from `--flood-source` (127.0.0.2: another host as the adaptor sees it; "" for the probe's).
+ *   Compare with `--adaptor-args "--block-after-denials 0"`.
+ *
  * Printed per scenario: bytes sent and for how long, the adaptor's RSS (start, peak, after the
  * attacker left, and after `--trim-wait` seconds, when the once-a-minute malloc_trim has run), each worker's RSS, whether the legitimate subscriber kept receiving, and how
  * long SIGTERM took.
@@ -28,6 +39,7 @@
  *   deno task attack                        # every scenario
  *   deno task attack --scenario topics --topics 500000
  *   deno task attack --adaptor-args "--max-subscription-size 0"
+ *   deno task attack --scenario handshake-flood --flood-rate 1300
  */
 
 import { parseArgs } from "node:util";
@@ -36,7 +48,16 @@ import { Peers } from "../testing/peers.ts";
 import { AdaptorProcess } from "../testing/process.ts";
 import { scrape, value } from "../testing/scrape.ts";
 import { rssKiB, WorkerProcess } from "../testing/worker.ts";
-import { concat, connectRaw, frame, handshake, longFrameHeader } from "../testing/zmtp.ts";
+import {
+  concat,
+  connectRaw,
+  frame,
+  handshake,
+  longFrameHeader,
+  subscription,
+  unsubscription,
+} from "../testing/zmtp.ts";
+import { keygen } from "../src/security/cert.ts";
 import { ZMQ_PUB, ZMQ_PULL, ZMQ_SNDHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
 
 const { values: options } = parseArgs({
@@ -49,6 +70,11 @@ const { values: options } = parseArgs({
     "trim-wait": { type: "string", default: "65" },
     "adaptor-args": { type: "string", default: "" },
     "message-bytes": { type: "string", default: "65536" },
+    pairs: { type: "string", default: "1000000" },
+    "flood-rate": { type: "string", default: "1000" },
+    "flood-seconds": { type: "string", default: "10" },
+    "probe-rate": { type: "string", default: "1000" },
+    "flood-source": { type: "string", default: "127.0.0.2" },
   },
 });
 
@@ -58,6 +84,8 @@ const SCENARIOS = [
   "topics",
   "stalled-inbound",
   "stalled-subscriber",
+  "flapping",
+  "handshake-flood",
 ] as const;
 type Scenario = typeof SCENARIOS[number];
 const chosen: Scenario[] = options.scenario === "all"
@@ -376,6 +404,205 @@ async function stalled(scenario: "stalled-inbound" | "stalled-subscriber"): Prom
   ]);
 }
 
+async function flapping(): Promise<void> {
+  const setup = await setUp();
+  // An XPUB in a third worker's place: it reports each subscription frame that reaches it.
+  const upstream = setup.peers.upstream(setup.xsub);
+  await sleep(500);
+  const heard = upstream.log.length;
+  const pairs = Number(options.pairs);
+  const start = rssKiB(setup.adaptor.pid);
+  const workersStart = setup.workers.map((w) => w.rssKiB());
+  const conn = await connectRaw(setup.xpub);
+  await handshake(conn, "SUB");
+  const pair = concat(subscription("flap."), unsubscription("flap."));
+  const batch = concat(...Array.from({ length: 10_000 }, () => pair));
+  const began = performance.now();
+  let peak = start;
+  for (let n = 0; n < pairs; n += 10_000) {
+    for (let at = 0; at < batch.length;) at += await conn.write(batch.subarray(at));
+    if (n % 100_000 === 0) peak = Math.max(peak, rssKiB(setup.adaptor.pid));
+  }
+  const written = (performance.now() - began) / 1000;
+  // Until the worker stand-in stops hearing more (or 60 s).
+  let last = -1;
+  const workerPeaks = [...workersStart];
+  const deadline = performance.now() + 60_000;
+  while (performance.now() < deadline) {
+    await sleep(1000);
+    peak = Math.max(peak, rssKiB(setup.adaptor.pid));
+    setup.workers.forEach((w, i) => workerPeaks[i] = Math.max(workerPeaks[i], w.rssKiB()));
+    if (upstream.log.length === last) break;
+    last = upstream.log.length;
+  }
+  const taken = (performance.now() - began) / 1000;
+  const during = await receivedInOneSecond(setup);
+  conn.close();
+  const after = rssKiB(setup.adaptor.pid);
+  const { ms: stopMs, code } = await tearDown(setup);
+  console.log(
+    `flapping: ${pairs} SUBSCRIBE/CANCEL pairs of one topic nobody else holds, from one subscriber`,
+  );
+  report([
+    ["sent", `${(pairs * 2 * 8 / 2 ** 20).toFixed(0)} MiB in ${written.toFixed(1)} s`],
+    ["at a worker", `${upstream.log.length - heard} subscription frames within ${taken.toFixed(1)} s`],
+    ["adaptor RSS", `${mib(start)} -> peak ${mib(peak)} (+${mib(peak - start)}); ${mib(after)} after`],
+    [
+      "workers' RSS",
+      setup.workers.map((w, i) => `${w.kind} ${mib(workersStart[i])} -> peak ${mib(workerPeaks[i])}`).join(
+        "; ",
+      ),
+    ],
+    ["subscriber", `${during} events in one second after the flood (the 2 workers send ~200/s)`],
+    ["SIGTERM", `${stopMs.toFixed(0)} ms, exit ${code}`],
+  ]);
+}
+
+/** A pyzmq peer of scripts/handshake_flood.py: its stdout lines, and stdin to steer it. */
+class PyPeer {
+  readonly lines: string[] = [];
+  readonly #child: Deno.ChildProcess;
+  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #pump: Promise<void>;
+
+  constructor(args: string[]) {
+    this.#child = new Deno.Command("/usr/bin/python3", {
+      args: [new URL("./handshake_flood.py", import.meta.url).pathname, ...args],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    this.#stdin = this.#child.stdin.getWriter();
+    const stdout = this.#child.stdout;
+    this.#pump = (async () => {
+      let rest = "";
+      for await (const chunk of stdout.pipeThrough(new TextDecoderStream())) {
+        rest += chunk;
+        let at: number;
+        while ((at = rest.indexOf("\n")) >= 0) {
+          this.lines.push(rest.slice(0, at));
+          rest = rest.slice(at + 1);
+        }
+      }
+    })();
+  }
+
+  async line(ms = 30_000): Promise<string> {
+    const seen = this.lines.length;
+    const deadline = performance.now() + ms;
+    while (this.lines.length === seen) {
+      if (performance.now() > deadline) throw new Error("handshake_flood.py said nothing");
+      await sleep(20);
+    }
+    return this.lines[seen];
+  }
+
+  async say(text: string): Promise<void> {
+    await this.#stdin.write(new TextEncoder().encode(`${text}\n`));
+  }
+
+  async end(): Promise<void> {
+    await this.#stdin.close().catch(() => {});
+    await this.#child.status;
+    await this.#pump;
+  }
+}
+
+interface Latency {
+  received: number;
+  sent: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  max: number;
+}
+
+async function handshakeFlood(): Promise<void> {
+  const dir = Deno.makeTempDirSync({ prefix: "adaptor-attack-curve-" });
+  Deno.mkdirSync(`${dir}/clients`);
+  const server = keygen(`${dir}/server`);
+  const probeCert = keygen(`${dir}/probe`);
+  Deno.copyFileSync(probeCert.publicPath, `${dir}/clients/probe`);
+  const secret = /secret-key = "(.{40})"/.exec(Deno.readTextFileSync(probeCert.secretPath))![1];
+  const xsub = `ipc://${ipcPath("attack-xsub")}`;
+  const xpub = `tcp://127.0.0.1:${freePort()}`;
+  const metricsPort = freePort();
+  const url = `http://127.0.0.1:${metricsPort}`;
+  const adaptor = new AdaptorProcess([
+    ...["-b", xsub, "-p", xpub, "--metrics", `127.0.0.1:${metricsPort}`],
+    ...["--curve-cert", server.secretPath, "--curve-clients", `${dir}/clients`],
+    ...extraArgs,
+  ]);
+  await adaptor.ready();
+  const rate = Number(options["flood-rate"]);
+  const seconds = Number(options["flood-seconds"]);
+  const probe = new PyPeer([
+    "probe",
+    xsub,
+    xpub,
+    server.publicKey,
+    probeCert.publicKey,
+    secret,
+    options["probe-rate"]!,
+  ]);
+  const phases: [string, Latency][] = [];
+  const mark = async (name: string) => {
+    await probe.say("mark");
+    phases.push([name, JSON.parse(await probe.line())]);
+  };
+  let denied = 0;
+  let clients = 0;
+  let floodSeconds = 0;
+  const start = rssKiB(adaptor.pid);
+  let peak = start;
+  try {
+    if ((await probe.line()) !== "ready") throw new Error("the probe did not start");
+    await sleep(1000);
+    await mark("warm-up");
+    await sleep(5000);
+    await mark("before");
+    const deniedBefore = value(await scrape(url), "adaptor_auth_denied_total", { socket: "XPUB" }) ?? 0;
+    // From another loopback address than the probe's, as from another host (libzmq's `src;dest`).
+    const source = options["flood-source"] ? `${options["flood-source"]}:0;` : "";
+    const target = xpub.replace("tcp://", `tcp://${source}`);
+    const flood = new PyPeer(["flood", target, server.publicKey, `${rate}`, `${seconds}`]);
+    const result = JSON.parse(await flood.line(seconds * 1000 + 60_000));
+    [clients, floodSeconds] = [result.clients, result.seconds];
+    peak = Math.max(peak, rssKiB(adaptor.pid));
+    await mark("flood");
+    await flood.end();
+    await sleep(2000);
+    denied = (value(await scrape(url), "adaptor_auth_denied_total", { socket: "XPUB" }) ?? 0) - deniedBefore;
+    await sleep(3000);
+    await mark("after");
+  } finally {
+    await probe.end();
+  }
+  const { ms: stopMs, status: { code } } = await adaptor.stop();
+  Deno.removeSync(dir, { recursive: true });
+  const ms = (us: number | null) => us === null ? "-" : `${(us / 1000).toFixed(us < 10_000 ? 2 : 0)} ms`;
+  console.log(
+    `handshake-flood: ${rate} denied CURVE clients a second for ${seconds} s; a probe at ${
+      options["probe-rate"]
+    } msg/s`,
+  );
+  report([
+    [
+      "flood",
+      `${clients} clients in ${floodSeconds.toFixed(1)} s (${(clients / floodSeconds).toFixed(0)}/s), ` +
+      `${denied} denials counted`,
+    ],
+    ...phases.filter(([name]) => name !== "warm-up").map(([name, l]): [string, string] => [
+      `latency ${name}`,
+      `p50 ${ms(l.p50)}, p99 ${ms(l.p99)}, p99.9 ${ms(l.p999)}, max ${
+        ms(l.max)
+      } (${l.received} of ${l.sent})`,
+    ]),
+    ["adaptor RSS", `${mib(start)} -> ${mib(peak)} at the flood's end`],
+    ["SIGTERM", `${stopMs.toFixed(0)} ms, exit ${code}`],
+  ]);
+}
+
 console.log(
   `attack figures (${new Date().toISOString()}, Deno ${Deno.version.deno}; adaptor args: ${
     extraArgs.join(" ") || "defaults"
@@ -384,5 +611,7 @@ console.log(
 for (const scenario of chosen) {
   if (scenario === "topics") await topics();
   else if (scenario === "stalled-inbound" || scenario === "stalled-subscriber") await stalled(scenario);
+  else if (scenario === "flapping") await flapping();
+  else if (scenario === "handshake-flood") await handshakeFlood();
   else await multipart(scenario);
 }

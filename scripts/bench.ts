@@ -10,7 +10,10 @@
  * adaptor uses, runs as a control unless --no-control. Before each run the bench waits for a
  * quiet machine (bounded), and repeats once a run that other work disturbed (see below).
  *
- * Two more kinds of variant share the rounds of some scenarios (see lineUp):
+ * Three more kinds of variant share the rounds of some scenarios (see lineUp):
+ * - subscriptions: the adaptor with --subscriptions forward (an XPUB egress, the C proxy's
+ *   layout and the adaptor's default before issue 21) beside its default local mode (a PUB
+ *   egress), in flood-64, fanout-8, rate-1m and startup;
  * - tuning (issue 3): the adaptor with libzmq's default write batch (--out-batch-size 8192)
  *   instead of its own, in flood-64, fanin-8 and fanout-8, so each run shows what the
  *   adaptor's larger batches buy (earlier tuning: docs/tuning.md);
@@ -114,6 +117,7 @@ const SPECS: Record<VariantId, VariantSpec> = {
     ioThreads: DEFAULTS.ioThreads,
     outBatchSize: LIBZMQ_OUT_BATCH_SIZE,
   },
+  "adaptor-forward": { program: "adaptor", hops: 1, ioThreads: DEFAULTS.ioThreads, subscriptions: "forward" },
   "c-chain": { program: "c", hops: 2, ioThreads: C_IO_THREADS },
   "adaptor-chain": { program: "adaptor", hops: 2, ioThreads: DEFAULTS.ioThreads },
 };
@@ -296,6 +300,7 @@ function startProxy(
       publishEp,
       ...options,
       ...(spec.outBatchSize ? ["--out-batch-size", `${spec.outBatchSize}`] : []),
+      ...(spec.subscriptions ? ["--subscriptions", spec.subscriptions] : []),
     ], { cwd: ROOT, env: adaptorEnv() });
   }
   const args = ["--bind", bindEp, "--publish", publishEp, ...options];
@@ -612,9 +617,13 @@ const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
  * columns. `tune`: the batch-size variant, where batching matters (small messages, fan-in,
  * fan-out). `chain`: the two-hop chains, beside the single proxies in the same rounds.
  */
-function lineUp(control: boolean, extra: { tune?: boolean; chain?: boolean } = {}) {
+function lineUp(control: boolean, extra: { tune?: boolean; chain?: boolean; forward?: boolean } = {}) {
   const variants: VariantId[] = ["c", "adaptor"];
   const compare: [VariantId, VariantId][] = [["adaptor", "c"]];
+  if (extra.forward) {
+    variants.push("adaptor-forward");
+    compare.push(["adaptor-forward", "c"], ["adaptor", "adaptor-forward"]);
+  }
   if (extra.tune) {
     variants.push("adaptor-tuned");
     compare.push(["adaptor-tuned", "c"], ["adaptor-tuned", "adaptor"]);
@@ -637,7 +646,7 @@ function scenarios(o: Options, control: boolean): Scenario[] {
     size: number,
     pubs: number,
     subs: number,
-    extra: { tune?: boolean; chain?: boolean } = {},
+    extra: { tune?: boolean; chain?: boolean; forward?: boolean } = {},
   ): Scenario => ({
     id,
     kind: "traffic",
@@ -655,7 +664,7 @@ function scenarios(o: Options, control: boolean): Scenario[] {
     size: number,
     subs: number,
     rate: number,
-    extra: { chain?: boolean } = {},
+    extra: { chain?: boolean; forward?: boolean } = {},
   ): Scenario => ({
     id,
     kind: "traffic",
@@ -672,13 +681,20 @@ function scenarios(o: Options, control: boolean): Scenario[] {
     ...lineUp(control, extra),
   });
   return [
-    flood("flood-64", "1 publisher → 1 subscriber, 64 B, flood", 64, 1, 1, { tune: true, chain: true }),
+    flood("flood-64", "1 publisher → 1 subscriber, 64 B, flood", 64, 1, 1, {
+      tune: true,
+      chain: true,
+      forward: true,
+    }),
     flood("flood-512", "1 publisher → 1 subscriber, 512 B, flood", 512, 1, 1),
     flood("flood-4k", "1 publisher → 1 subscriber, 4 KiB, flood", 4096, 1, 1),
     flood("fanin-8", "8 publishers (ipc) → 1 subscriber, 64 B, flood", 64, 8, 1, { tune: true }),
-    flood("fanout-8", "1 publisher → 8 subscribers (tcp), 64 B, flood", 64, 1, 8, { tune: true }),
+    flood("fanout-8", "1 publisher → 8 subscribers (tcp), 64 B, flood", 64, 1, 8, {
+      tune: true,
+      forward: true,
+    }),
     paced("rate-50k", 512, 1, o.rate, { chain: true }),
-    paced("rate-1m", 64, 1, HIGH_RATE),
+    paced("rate-1m", 64, 1, HIGH_RATE, { forward: true }),
     paced("fanout-rate", 64, 8, FANOUT_RATE),
     {
       id: "idle",
@@ -701,8 +717,8 @@ function scenarios(o: Options, control: boolean): Scenario[] {
       pubs: 1,
       subs: 1,
       rounds: o.startupRounds,
-      variants: ["c", "adaptor"],
-      compare: [["adaptor", "c"]],
+      variants: ["c", "adaptor", "adaptor-forward"],
+      compare: [["adaptor", "c"], ["adaptor-forward", "c"], ["adaptor", "adaptor-forward"]],
     },
   ];
 }
@@ -839,6 +855,10 @@ async function main(): Promise<void> {
     "adaptor-tuned": {
       label: `adaptor with --out-batch-size ${LIBZMQ_OUT_BATCH_SIZE} (libzmq's default)`,
       short: `adaptor, ${LIBZMQ_OUT_BATCH_SIZE / 1024} KiB batches`,
+    },
+    "adaptor-forward": {
+      label: "adaptor with --subscriptions forward (XPUB egress)",
+      short: "adaptor, forward",
     },
     "c-chain": { label: `C zmq_proxy, two hops (edge → aggregator, ${sys})`, short: "C, two hops" },
     "adaptor-chain": { label: "adaptor, two hops (edge → aggregator)", short: "adaptor, two hops" },

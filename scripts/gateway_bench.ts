@@ -22,6 +22,7 @@
  *
  *   deno task gateway-bench [--rounds 3] [--no-write] [--only steady,saturation,restart]
  *                           [--sub-reconnect-ivl MS] [--worker-reconnect-ivl MS]
+ *                           [--adaptor-args "--subscriptions forward"]
  *
  * Writes the medians into docs/deployment.md between its gateway-bench markers, and the raw
  * figures to .bench/gateway.json.
@@ -63,6 +64,10 @@ const workerReconnectIvl = args.includes("--worker-reconnect-ivl")
 const subReconnectIvl = args.includes("--sub-reconnect-ivl")
   ? Number(args[args.indexOf("--sub-reconnect-ivl") + 1])
   : undefined;
+/** More flags for the adaptor, e.g. `--adaptor-args "--subscriptions forward"`. */
+const adaptorArgs = args.includes("--adaptor-args")
+  ? args[args.indexOf("--adaptor-args") + 1].split(/\s+/).filter((a) => a !== "")
+  : [];
 const BENCH = `${ROOT}.bench`;
 const PROXY_BIN = `${BENCH}/bin/gateway-proxy`;
 const WWW_DATA = 33;
@@ -127,6 +132,7 @@ class Gateway {
         this.publish,
         "--ipc-group",
         "www-data",
+        ...adaptorArgs,
       ]);
       await this.proxy.ready();
     } else {

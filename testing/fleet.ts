@@ -267,7 +267,10 @@ export class Fleet {
       }`,
     );
 
+    // Subscriptions travel down the tree where every tcp hop authenticates its peers; plaintext
+    // hops off loopback keep them local (forward is refused there), and the workers send everything.
     const common = [
+      ...(o.curve ? ["--subscriptions", "forward"] : []),
       "--log-format",
       "json",
       "--heartbeat-interval",
@@ -312,7 +315,7 @@ export class Fleet {
     for (const edge of this.edges) {
       await edge.worker.waitFor(
         "sub",
-        (e) => e.on && e.topic === "usage.",
+        (e) => e.on && (e.topic === "usage." || (!o.curve && e.topic === "")),
         `usage. to reach ${edge.name}'s worker`,
         20_000,
       );

@@ -122,6 +122,19 @@ export function subscription(topic: string): Uint8Array {
   return frame(concat(new Uint8Array([1]), new TextEncoder().encode(topic)));
 }
 
+/** A ZMTP 3.0-style unsubscription message (0x00 + topic), which libzmq 4.3 takes from any 3.x peer. */
+export function unsubscription(topic: string): Uint8Array {
+  return frame(concat(new Uint8Array([0]), new TextEncoder().encode(topic)));
+}
+
+/** A ZMTP 3.1 command (short form): `name` and its data, e.g. `command("CANCEL", "usage.")`. */
+export function command(name: string, data: string): Uint8Array {
+  const enc = new TextEncoder();
+  const body = concat(new Uint8Array([name.length]), enc.encode(name), enc.encode(data));
+  if (body.length > 255) throw new Error("command: only the short form is written here");
+  return concat(new Uint8Array([0x04, body.length]), body);
+}
+
 /**
  * Bytes that start like a ZMTP signature but, with the low bit of byte 9 clear, make libzmq
  * read them as an unversioned ZMTP/1.0 frame header with a 64-bit length of `size` + 1.

@@ -153,3 +153,35 @@ Deno.test("--metrics HOST:PORT: IPv4, [IPv6], host names, :PORT for all interfac
   }
   assert.throws(() => makeConfig({ metrics: "127.0.0.1:70000" }), /--metrics '127.0.0.1:70000': port 70000/);
 });
+
+Deno.test("--subscriptions: local by default; forward is refused on an XPUB the network reaches unauthenticated", () => {
+  assert.equal(makeConfig().subscriptions, "local");
+  const forward = (publish: string[], more: Record<string, string> = {}) =>
+    makeConfig({ subscriptions: "forward", publish, ...more });
+  assert.throws(
+    () => forward([]),
+    (e) => e instanceof UsageError && /XPUB tcp:\/\/0\.0\.0\.0:6001 .*--curve-clients/.test(e.message),
+  );
+  assert.throws(() => forward(["tcp://eth0:6001"]), UsageError);
+  assert.throws(() => forward(["tcp://127.0.0.1:6001", "tcp://10.0.0.1:6001"]), /tcp:\/\/10\.0\.0\.1:6001/);
+  assert.throws(() => forward([">tcp://collector:6001"], { curveCert: "c" }), /--curve-servers/);
+  // CURVE with known keys, or only local peers: forward runs.
+  const curve = { curveCert: "c", curveClients: "d" };
+  assert.equal(forward(["tcp://0.0.0.0:6001"], curve).subscriptions, "forward");
+  assert.equal(
+    forward([">tcp://collector:6001"], { curveCert: "c", curveServers: "s" }).subscriptions,
+    "forward",
+  );
+  for (
+    const local of [
+      "tcp://127.0.0.1:6001",
+      "tcp://localhost:6001",
+      "tcp://[::1]:6001",
+      "tcp://lo:6001",
+      "ipc:///tmp/x",
+      "inproc://x",
+    ]
+  ) {
+    assert.equal(forward([local]).subscriptions, "forward", local);
+  }
+});

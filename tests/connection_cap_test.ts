@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { connectionBudget, DESCRIPTOR_RESERVE, listenBacklog } from "../src/adaptor/connection_cap.ts";
-import { setAcceptFilter } from "../src/os/sockets.ts";
+import { listenerProgram, setAcceptFilter, setBlockedHosts } from "../src/os/sockets.ts";
 import { ZMQ_LINGER, ZMQ_PAIR } from "../src/zmq/constants.ts";
 import { Context } from "../src/zmq/socket.ts";
 import { monitorSocket, type SocketEvent } from "../src/zmq/monitor.ts";
@@ -54,4 +54,46 @@ Deno.test("setAcceptFilter on a libzmq listener: new connections wait, the one i
   } finally {
     await ctx.terminate();
   }
+});
+
+Deno.test("setBlockedHosts on a libzmq listener: the blocked host's connections wait, other hosts' pass, IPv6 too", async () => {
+  const ctx = new Context();
+  const server = ctx.socket(ZMQ_PAIR);
+  server.setInt(ZMQ_LINGER, 0);
+  const events: SocketEvent[] = [];
+  monitorSocket(ctx, server, (e) => events.push(e));
+  server.bind("tcp://127.0.0.1:*");
+  const port = Number(server.getString(32).split(":").at(-1));
+  const conns: Deno.Conn[] = [];
+  try {
+    await until(() => events.some((e) => e.name === "listening"), "listening");
+    const listener = events.find((e) => e.name === "listening")!.value;
+    const accepted = () => events.filter((e) => e.name === "accepted").length;
+    // Other hosts blocked (IPv4 and IPv6): 127.0.0.1 passes.
+    assert.equal(setBlockedHosts(listener, ["127.0.0.2", "10.1.2.3", "::1", "fe80::1:2"]), true);
+    conns.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+    await until(() => accepted() === 1, "the accept of an unblocked host");
+    // 127.0.0.1 blocked (the cap's drop-all is off): its next connection waits.
+    assert.equal(setBlockedHosts(listener, ["10.1.2.3", "::ffff:127.0.0.1"]), true);
+    let second: Deno.Conn | undefined;
+    const connecting = Deno.connect({ hostname: "127.0.0.1", port }).then((c) => second = c);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(second, undefined, "a blocked host's connection got through");
+    await conns[0].write(new Uint8Array([0xff])); // the connection it had still works
+    assert.equal(setBlockedHosts(listener, []), true);
+    await connecting; // the SYN is retried and now accepted
+    conns.push(second!);
+    await until(() => accepted() === 2, "the accept once unblocked", 5000);
+  } finally {
+    for (const c of conns) c.close();
+    await ctx.terminate();
+  }
+});
+
+Deno.test("listenerProgram: the cap drops everything; hosts past the kernel's 4096 instructions are left out", () => {
+  assert.equal(listenerProgram({ dropAll: false, hosts: [] }), undefined);
+  assert.equal(listenerProgram({ dropAll: true, hosts: ["10.0.0.1"] })!.length, 8);
+  const many = Array.from({ length: 3000 }, (_, i) => `10.0.${i >> 8}.${i & 255}`);
+  assert.equal(listenerProgram({ dropAll: false, hosts: many })!.length / 8, 4096 - 1);
+  assert.equal(listenerProgram({ dropAll: false, hosts: ["not an address"] })!.length / 8, 6);
 });

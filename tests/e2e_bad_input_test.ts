@@ -28,6 +28,11 @@ const usageCases: [string, string[], string[]][] = [
   ["same endpoint twice", ["-b", "ipc:///tmp/same", "-p", "ipc:///tmp/same"], ["ipc:///tmp/same"]],
   ["stray argument", ["extra"], ["extra"]],
   ["malformed --metrics", ["--metrics", "localhost"], ["--metrics", "localhost", "HOST:PORT"]],
+  [
+    "--subscriptions forward on an unauthenticated network XPUB",
+    ["--subscriptions", "forward"],
+    ["--subscriptions forward", "tcp://0.0.0.0:6001", "--curve-clients", "cancel"],
+  ],
 ];
 
 for (const [name, args, mentions] of usageCases) {

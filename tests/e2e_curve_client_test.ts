@@ -65,6 +65,7 @@ async function edgeAndAggregator(fleet: Fleet, options: { knowEdgeAs?: KeygenRes
   const edge = new AdaptorProcess([
     ...["-b", `ipc://${edgeBind}`, "-p", `tcp://127.0.0.1:${edgePort}`],
     ...["--curve-cert", edgeKeys.secretPath, "--curve-clients", fleet.clients],
+    ...["--block-after-denials", "0"], // refused aggregators retry from this host
   ]);
   await edge.ready();
   const aggregator = new AdaptorProcess([
@@ -206,6 +207,7 @@ Deno.test("a bound tcp XSUB is a CURVE server with --curve-cert: plaintext publi
       server.secretPath,
       "--curve-clients",
       fleet.clients,
+      ...["--block-after-denials", "0"],
     ],
   ]);
   const peers = new Peers();
@@ -261,6 +263,7 @@ Deno.test("SIGHUP rereads --curve-servers: a rotated edge key reconnects the agg
     second = new AdaptorProcess([
       ...["-b", `ipc://${edgeBind}`, "-p", `tcp://127.0.0.1:${edgePort}`],
       ...["--curve-cert", rotated.secretPath, "--curve-clients", fleet.clients],
+      ...["--block-after-denials", "0"],
     ]);
     await second.ready();
     await second.waitFor(/Denied XPUB connection from .*cryptographic error/, 10_000);

@@ -39,7 +39,7 @@ Deno.test("--max-message-size: an oversized frame drops that publisher, not the 
 
 Deno.test("--max-message-size: with --max-subscription-size 0, an oversized subscription drops that subscriber; the others are served", async () => {
   await withAdaptor(
-    ["--max-message-size", "1024", "--max-subscription-size", "0"],
+    ["--max-message-size", "1024", "--max-subscription-size", "0", "--subscriptions", "forward"],
     async ({ bind, publish, adaptor, peers }) => {
       const upstream = peers.upstream(bind);
       const hugeTopic = "t".repeat(2000);
@@ -62,7 +62,7 @@ Deno.test("--max-message-size: with --max-subscription-size 0, an oversized subs
 
 Deno.test("heartbeats drop a TCP peer that went silent; its subscription leaves the publishers", async () => {
   await withAdaptor(
-    ["--heartbeat-interval", "300", "--heartbeat-timeout", "1500"],
+    ["--heartbeat-interval", "300", "--heartbeat-timeout", "1500", "--subscriptions", "forward"],
     async ({ bind, publish, adaptor, peers }) => {
       const upstream = peers.upstream(bind);
       // A healthy subscriber: its libzmq answers every PING.
@@ -107,7 +107,7 @@ Deno.test("heartbeats drop a TCP peer that went silent; its subscription leaves 
 
 Deno.test("--tcp-user-timeout drops a subscriber that stopped reading under traffic (heartbeats off)", async () => {
   await withAdaptor(
-    ["--heartbeat-interval", "0", "--tcp-user-timeout", "1000"],
+    ["--heartbeat-interval", "0", "--tcp-user-timeout", "1000", "--subscriptions", "forward"],
     async ({ bind, publish, adaptor, peers }) => {
       const upstream = peers.upstream(bind);
       const stuck = await connectRaw(publish);

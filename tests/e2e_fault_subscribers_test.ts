@@ -22,7 +22,8 @@ Deno.test("500 subscribers churn while traffic flows: the others lose nothing, s
   const port = freePort();
   const url = `http://127.0.0.1:${port}`;
   const topicsGauge = async () => value(await scrape(url), "adaptor_topics", { channel: "main" });
-  await withAdaptor(["--metrics", `127.0.0.1:${port}`], async ({ bind, publish, peers }) => {
+  const forward = ["--subscriptions", "forward"]; // the workers hold the live topics
+  await withAdaptor(["--metrics", `127.0.0.1:${port}`, ...forward], async ({ bind, publish, peers }) => {
     // Scrapes back to back for as long as the churn lasts.
     let churning = true;
     let scrapes = 0;

@@ -62,7 +62,7 @@ Deno.test("forwards every message from 4 publishers to 3 subscribers, filtered, 
 });
 
 Deno.test("subscriptions flow upstream to the publishers, and unsubscriptions too", async () => {
-  await withAdaptor([], async ({ bind, publish, peers }) => {
+  await withAdaptor(["--subscriptions", "forward"], async ({ bind, publish, peers }) => {
     // An XPUB in the gateway worker's place sees the subscriptions that reach publishers.
     const upstream = peers.socket(ZMQ_XPUB);
     upstream.connect(bind);

@@ -36,6 +36,7 @@ Deno.test("random-key CURVE clients for 8 s: a few dozen log lines at most, ever
     server.secretPath,
     "--curve-clients",
     `${dir}/clients`,
+    ...["--block-after-denials", "0"], // every client is counted here (blocking: e2e_hostile_cancel)
     "--metrics",
     `127.0.0.1:${metricsPort}`,
   ]);

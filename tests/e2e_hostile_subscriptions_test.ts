@@ -25,7 +25,16 @@ Deno.test("200 × 60 KB subscriptions: the subscriber is dropped, no publisher g
   const xpub = `tcp://127.0.0.1:${freePort()}`;
   const metricsPort = freePort();
   const url = `http://127.0.0.1:${metricsPort}`;
-  const adaptor = new AdaptorProcess(["-b", xsub, "-p", xpub, "--metrics", `127.0.0.1:${metricsPort}`]);
+  const adaptor = new AdaptorProcess([
+    "-b",
+    xsub,
+    "-p",
+    xpub,
+    "--metrics",
+    `127.0.0.1:${metricsPort}`,
+    "--subscriptions",
+    "forward",
+  ]);
   const peers = new Peers();
   let worker: WorkerProcess | undefined;
   try {
@@ -86,7 +95,16 @@ Deno.test("200 × 60 KB subscriptions: the subscriber is dropped, no publisher g
 Deno.test("--max-subscription-size: a subscription of exactly the limit passes, one byte more drops the subscriber", async () => {
   const xsub = `ipc://${ipcPath("xsub")}`;
   const xpub = `tcp://127.0.0.1:${freePort()}`;
-  const adaptor = new AdaptorProcess(["-b", xsub, "-p", xpub, "--max-subscription-size", "100"]);
+  const adaptor = new AdaptorProcess([
+    "-b",
+    xsub,
+    "-p",
+    xpub,
+    "--max-subscription-size",
+    "100",
+    "--subscriptions",
+    "forward",
+  ]);
   const peers = new Peers();
   try {
     await adaptor.ready();

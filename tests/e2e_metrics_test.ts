@@ -60,7 +60,7 @@ Deno.test("metrics: forwarding counters are exact after known traffic (frames an
   const peers = new Peers();
   const remote = `tcp://127.0.0.1:${freePort()}`;
   const remotePublisher = peers.publisher(remote, true);
-  const a = startAdaptor(remote);
+  const a = startAdaptor(remote, ["--subscriptions", "forward"]); // counts what passes upstream
   try {
     await a.adaptor.ready();
     await a.adaptor.waitFor(/Serving metrics at http:\/\/127\.0\.0\.1:\d+\/metrics/);

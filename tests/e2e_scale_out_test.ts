@@ -17,15 +17,16 @@ interface Tree {
   aggregatorPort: number;
 }
 
-function startEdge(bind: string, port: number): AdaptorProcess {
-  return new AdaptorProcess(["-b", `ipc://${bind}`, "-p", `tcp://127.0.0.1:${port}`]);
+function startEdge(bind: string, port: number, extra: string[] = []): AdaptorProcess {
+  return new AdaptorProcess(["-b", `ipc://${bind}`, "-p", `tcp://127.0.0.1:${port}`, ...extra]);
 }
 
-async function startTree(): Promise<Tree> {
+/** Two edges and an aggregator; `extra` flags for all three (e.g. `--subscriptions forward`). */
+async function startTree(extra: string[] = []): Promise<Tree> {
   const edges = [0, 1].map(() => {
     const bind = ipcPath("edge");
     const port = freePort();
-    return { bind, port, proc: startEdge(bind, port) };
+    return { bind, port, proc: startEdge(bind, port, extra) };
   });
   const aggregatorPort = freePort();
   const aggregator = new AdaptorProcess([
@@ -36,6 +37,7 @@ async function startTree(): Promise<Tree> {
     "50",
     "--reconnect-ivl-max",
     "200",
+    ...extra,
   ]);
   await Promise.all([...edges.map((e) => e.proc.ready()), aggregator.ready()]);
   return { edges, aggregator, aggregatorPort };
@@ -77,7 +79,7 @@ Deno.test("two edges and an aggregator: every message from both edges reaches th
 });
 
 Deno.test("a subscription made at the aggregator reaches the gateway workers two hops down", async () => {
-  const tree = await startTree();
+  const tree = await startTree(["--subscriptions", "forward"]);
   const peers = new Peers();
   try {
     const workers = tree.edges.map((e) => {

@@ -2,7 +2,7 @@
  * `--subscriptions local` protects the gateway's workers from what subscribers send: the workers
  * hold one subscription (to everything) whatever the subscribers do, the adaptor filters at its
  * own PUB, and frames that are not subscriptions stay in the adaptor. The same subscriber traffic
- * with the default `forward` reaches every worker, which is what the mode is for. Both count the
+ * with `forward` reaches every worker, which is what the mode is for. Both count the
  * live subscriptions on each side (`adaptor_topics`) while the proxy runs, as they come and go.
  */
 
@@ -66,7 +66,7 @@ Deno.test("--subscriptions local: the workers hold one subscription whatever the
   assert.equal(strayFrames, 0, "a non-subscription frame reached the worker");
 });
 
-Deno.test("--subscriptions forward (the default): every subscription, and a stray frame, reach the workers", async () => {
+Deno.test("--subscriptions forward: every subscription, and a stray frame, reach the workers", async () => {
   const { upstreamLog, received, strayFrames, topics } = await flood("forward");
   assert.deepEqual(received, { a: 50, b: 0 });
   // "a.", the test subscriber's sync topic and the noisy one's 1000; then it leaves.

@@ -7,9 +7,17 @@
 /**
  * c: the C reference; adaptor: the adaptor as configured by default; c-npm: the C program on
  * the adaptor's libzmq (control); adaptor-tuned: the adaptor with libzmq's default write batch;
+ * adaptor-forward: the adaptor with --subscriptions forward (an XPUB, as the C proxy's);
  * c-chain / adaptor-chain: two proxies in a row (edge → aggregator).
  */
-export type VariantId = "c" | "adaptor" | "c-npm" | "adaptor-tuned" | "c-chain" | "adaptor-chain";
+export type VariantId =
+  | "c"
+  | "adaptor"
+  | "c-npm"
+  | "adaptor-tuned"
+  | "adaptor-forward"
+  | "c-chain"
+  | "adaptor-chain";
 
 /** How a variant runs: which program, one proxy or an edge → aggregator chain, I/O threads. */
 export interface VariantSpec {
@@ -18,6 +26,8 @@ export interface VariantSpec {
   readonly ioThreads: number;
   /** The adaptor's --out-batch-size; undefined: its default. */
   readonly outBatchSize?: number;
+  /** The adaptor's --subscriptions; undefined: its default. */
+  readonly subscriptions?: "forward" | "local";
 }
 
 export interface Variant {

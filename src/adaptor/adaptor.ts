@@ -54,6 +54,7 @@ import { PeerEventLog, routeSocketEvents } from "./peer_events.ts";
 import { SubscriberWait } from "./subscriber_wait.ts";
 import { PublisherPresence } from "./presence.ts";
 import { connectionBudget, ConnectionCap, listenBacklog } from "./connection_cap.ts";
+import { SourceThrottle } from "../security/source_throttle.ts";
 import { describe } from "../zmq/socket_options.ts";
 import { zmqVersion } from "../zmq/binding.ts";
 import { Context } from "../zmq/socket.ts";
@@ -200,6 +201,8 @@ class Adaptor implements AdaptorHandle {
   readonly #loops: Loop[] = [];
   readonly #channels: Channel[] = [];
   readonly #caps = new Map<Role, ConnectionCap>();
+  /** Hosts denied again and again are kept out by the kernel (`--block-after-denials`). */
+  readonly #throttles = new Map<Role, SourceThrottle>();
   readonly #auth: AuthTracker;
   #stopping = false;
   #failed: string | undefined;
@@ -218,7 +221,10 @@ class Adaptor implements AdaptorHandle {
     // Bad certificates and groups are usage errors: refuse before touching anything.
     this.#security = loadSecurity(config);
     this.#gid = config.ipcGroup !== undefined ? resolveGroup(config.ipcGroup) : undefined;
-    this.#auth = new AuthTracker(hooks.onAuth);
+    this.#auth = new AuthTracker((event) => {
+      this.#throttles.get(event.role)?.decided(event.allowed, event.address);
+      hooks.onAuth?.(event);
+    });
     this.failure = new Promise<string>((resolve) => this.#onFailure = resolve);
   }
 
@@ -309,6 +315,11 @@ class Adaptor implements AdaptorHandle {
       const cap = new ConnectionCap(ROLES[role].socket);
       this.#stack.defer(() => cap.close());
       this.#caps.set(role, cap);
+      if (config.blockAfterDenials > 0) {
+        const throttle = new SourceThrottle(ROLES[role].socket, { limit: config.blockAfterDenials });
+        this.#stack.defer(() => throttle.close());
+        this.#throttles.set(role, throttle);
+      }
     }
     const deps = this.#channelDeps();
     const local = config.subscriptions === "local";
@@ -357,6 +368,7 @@ class Adaptor implements AdaptorHandle {
             if (role === "bind") this.#presence.report(event);
             if (channel === "main" && role === "publish") this.#subscriberWait.report(event);
             this.#caps.get(role)?.report(event);
+            this.#throttles.get(role)?.report(event);
             hooks.onSocketEvent?.(channel, role, event);
           },
         }),
@@ -483,6 +495,8 @@ class Adaptor implements AdaptorHandle {
   reloadClients(): boolean {
     if (!this.#zap || this.#stopping) return false;
     this.#zap.reload();
+    // The keys changed: a host denied before may be admitted now.
+    for (const throttle of this.#throttles.values()) throttle.liftAll();
     return true;
   }
 

@@ -7,6 +7,7 @@
 
 import {
   type Endpoint,
+  isLoopback,
   type ListenAddress,
   parseEndpoint,
   parseListenAddress,
@@ -80,6 +81,11 @@ export interface Config {
    */
   readonly maxConnections: number;
   /**
+   * Denials (CURVE) from one host within 10 s after which the kernel drops the host's new
+   * connections to that socket for 60 s (`--block-after-denials`, `SourceThrottle`); 0: never.
+   */
+  readonly blockAfterDenials: number;
+  /**
    * Seconds the XSUB may go without a single connected publisher before the adaptor warns and
    * `/healthz` reports it (`--publisher-grace`; 0: never). Gateway workers connect when nginx
    * starts, whatever the traffic, so none for this long means they cannot reach the adaptor.
@@ -98,10 +104,13 @@ export interface Config {
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
   /**
-   * `forward`: tracking services' subscriptions travel to the gateway's workers, which send only
-   * what someone subscribed to (the original's contract). `local`: the workers are subscribed to
-   * everything once and the adaptor filters at its own PUB, so every worker holds one
-   * subscription whatever the subscribers do (`--subscriptions`).
+   * `local`: the workers are subscribed to everything once and the adaptor filters at its own
+   * PUB, so every worker holds one subscription whatever the subscribers do, and no subscriber
+   * can cancel another's. `forward`: tracking services' subscriptions travel to the gateway's
+   * workers, which send only what someone subscribed to (the original's contract); any peer of
+   * the XPUB can then cancel a topic for all (libzmq 4.3.5 passes an unsubscription it has no
+   * record of), so it needs authenticated subscribers where the XPUB is reachable from the
+   * network (`forwardExposure`). `--subscriptions`.
    */
   readonly subscriptions: SubscriptionMode;
   /** Secret CURVE certificate (`--curve-cert`): makes the XPUB and the inbound SUB CURVE servers. */
@@ -236,6 +245,19 @@ function checkTogether(config: Config, nameOf: (key: OptionKey) => string): void
         `--curve-cert (a CURVE client's handshake is a ~270-byte frame, which the limit applies to)`,
     );
   }
+  const exposed = config.subscriptions === "forward"
+    ? forwardExposure(config.publish, curveClients, curveServers)
+    : undefined;
+  if (exposed) {
+    throw new UsageError(
+      `${nameOf("subscriptions")} forward: XPUB ${exposed.address} is reachable from the network without ` +
+        `authenticated subscribers (${
+          exposed.mode === "bind" ? "--curve-clients" : "--curve-servers"
+        }), and any ` +
+        "peer could cancel the subscriptions of every other; use --subscriptions local (the default), CURVE, " +
+        "or a loopback or ipc endpoint",
+    );
+  }
   // The timeout is also the TTL peers apply to us: shorter than the interval, they would drop
   // the adaptor between two PINGs.
   if (config.heartbeatInterval > 0 && config.heartbeatTimeout <= config.heartbeatInterval) {
@@ -246,6 +268,22 @@ function checkTogether(config: Config, nameOf: (key: OptionKey) => string): void
         `(${config.heartbeatInterval})`,
     );
   }
+}
+
+/**
+ * The first XPUB endpoint where `--subscriptions forward` would let unauthenticated peers of the
+ * network in: a tcp endpoint off loopback that is not CURVE with known keys on both sides (bound:
+ * `--curve-clients`; connecting: `--curve-servers`). ipc and inproc peers are local processes.
+ */
+export function forwardExposure(
+  publish: readonly Endpoint[],
+  curveClients: string | undefined,
+  curveServers: string | undefined,
+): Endpoint | undefined {
+  return publish.find((e) =>
+    e.transport === "tcp" && !isLoopback(e) &&
+    (e.mode === "bind" ? curveClients === undefined : curveServers === undefined)
+  );
 }
 
 function optionalText(value: string | undefined): string | undefined {

@@ -89,6 +89,13 @@ export function splitHostPort(text: string): { host: string; port: string } | un
   return match ? { host: match[1], port: match[2] } : undefined;
 }
 
+/** Whether a tcp endpoint's host (the last of `tcp://[src;]HOST:PORT`) is a loopback address. */
+export function isLoopback(endpoint: Endpoint): boolean {
+  if (endpoint.transport !== "tcp") return false;
+  const target = endpoint.address.replace(/^tcp:\/\//, "").split(";").at(-1)!;
+  return /^(127\.[\d.]+|localhost|lo|\[::1\])$/.test(splitHostPort(target)?.host ?? "");
+}
+
 /** `host` and `port` as HOST:PORT, an IPv6 host in brackets. */
 export function joinHostPort(host: string, port: number | string): string {
   return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;

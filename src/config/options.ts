@@ -286,6 +286,19 @@ export const OPTIONS = [
       "reserve of 128, shared by the bound tcp sockets",
   },
   {
+    key: "blockAfterDenials",
+    flags: "--block-after-denials <n>",
+    env: "ADAPTOR_BLOCK_AFTER_DENIALS",
+    kind: { type: "integer", min: 0, max: 1_000_000 },
+    default: 10,
+    help: "a host denied this many times within 10 s (CURVE) has its new connections dropped by the kernel " +
+      "for 60 s (0 = never)",
+    doc:
+      "a host whose CURVE handshakes are denied this many times within 10 s has its new connections' SYNs " +
+      "dropped by a kernel socket filter on that socket's tcp listeners for 60 s, so that a handshake flood " +
+      "from one host does not slow everyone else; SIGHUP (the clients reread) lifts every block. 0 = never",
+  },
+  {
     key: "publisherGrace",
     flags: "--publisher-grace <seconds>",
     env: "ADAPTOR_PUBLISHER_GRACE",
@@ -333,14 +346,16 @@ export const OPTIONS = [
     flags: "--subscriptions <mode>",
     env: "ADAPTOR_SUBSCRIPTIONS",
     kind: { type: "choice", values: SUBSCRIPTION_MODES },
-    default: "forward",
-    help:
-      "forward: subscriptions reach the gateway's workers; local: they subscribe to everything once and " +
-      "the adaptor filters",
+    default: "local",
+    help: "local: the gateway's workers subscribe to everything once and the adaptor filters; forward: " +
+      "subscriptions reach the workers (on a network XPUB only with --curve-clients)",
     doc:
-      "`forward`: tracking services' subscriptions reach the gateway's workers, which then send only what " +
-      "someone subscribed to (the original's contract). `local`: the workers are subscribed to everything " +
-      "once and the adaptor filters at its own PUB (see the threat model)",
+      "`local`: the workers are subscribed to everything once and the adaptor filters at its own PUB, so " +
+      "no subscriber can make the workers store topics or cancel another's subscription. `forward`: " +
+      "tracking services' subscriptions reach the gateway's workers, which then send only what someone " +
+      "subscribed to (the original's contract); any peer of the XPUB could then cancel a topic for all " +
+      "(libzmq 4.3.5), so it is refused on a tcp XPUB off loopback without `--curve-clients` (bound) or " +
+      "`--curve-servers` (connecting). See the threat model",
   },
   {
     key: "curveCert",

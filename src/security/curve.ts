@@ -186,6 +186,18 @@ export function warnAboutExposure(config: Config, security: SecuritySetup): void
       );
     }
   }
+  // Off loopback, forward without client keys is refused (config.ts); here it runs, and says so.
+  const authenticated = (e: Endpoint) => {
+    const curve = curveFor(security, "publish", e);
+    return curve?.kind === "server" ? clients !== undefined : curve?.kind === "client";
+  };
+  const open = config.publish.filter((e) => !authenticated(e));
+  if (config.subscriptions === "forward" && open.length > 0) {
+    log().warn(literal(
+      `--subscriptions forward on XPUB ${open.map((e) => e.address).join(", ")} without --curve-clients: ` +
+        "any process that can connect can cancel a topic for every subscriber",
+    ));
+  }
   for (const role of Object.keys(ROLES) as Role[]) {
     for (const endpoint of config[role]) {
       if (endpoint.mode !== "bind") continue;

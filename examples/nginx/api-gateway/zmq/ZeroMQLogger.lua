@@ -31,8 +31,9 @@
 --   interval is longer than the tracking services' (libzmq's default, 100 ms) on purpose: a worker
 --   that reconnects first flushes its queue into a restarted adaptor that has no subscriber yet,
 --   whose XPUB then discards it (at 5 000 events/s, 9 restarts in 18 lost hundreds of events
---   with 100 ms, 1 in 24 with 250 ms: docs/deployment.md). A PUB socket sends nothing that no subscriber of
---   the adaptor asked for (subscriptions travel up to the workers).
+--   with 100 ms, 1 in 24 with 250 ms: docs/deployment.md). A PUB socket sends only what it is subscribed
+--   to: everything with the adaptor's default --subscriptions local, what the tracking services asked for
+--   with --subscriptions forward.
 
 local ffi = require "ffi"
 
