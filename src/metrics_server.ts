@@ -24,7 +24,7 @@
 
 import type { ListenAddress } from "./config.ts";
 import { StartupError } from "./errors.ts";
-import { log } from "./log.ts";
+import { literal, log } from "./log.ts";
 import { type AdaptorMetrics, EXPOSITION_CONTENT_TYPE } from "./metrics.ts";
 import { sanitize } from "./sanitize.ts";
 import { LogThrottle } from "./throttle.ts";
@@ -87,7 +87,11 @@ export function serveMetrics(
   const bound = { hostname: addr.hostname, port: addr.port };
   const url = `http://${hostPort(bound.hostname, bound.port)}`;
   const logger = log("metrics");
-  const throttle = new LogThrottle({ windowMs: 60_000, perWindow: 1, write: (line) => logger.warn(line) });
+  const throttle = new LogThrottle({
+    windowMs: 60_000,
+    perWindow: 1,
+    write: (line) => logger.warn(literal(line)),
+  });
   logger.info("Serving metrics at {url}/metrics and health at {url}/healthz", { url });
 
   const connections = new Set<Connection>();
@@ -153,7 +157,7 @@ export function serveMetrics(
     }
   };
   const accepting = acceptLoop().catch((error) => {
-    logger.error("metrics server stopped accepting: {error}", { error: String(error) });
+    logger.error("metrics server stopped accepting: {error}", { error: sanitize(String(error)) });
   });
 
   let stopped: Promise<void> | undefined;

@@ -120,6 +120,8 @@ export class Forwarder {
   /** When the request now in flight was sent (performance.now()), if one is. */
   #awaitingReplySince: number | undefined;
   #running = true;
+  /** Ends the wait for a reply now in flight, if one is (the proxy ended). */
+  #onEnd: (() => void) | undefined;
   /** Until the first run starts (`startWhen`). */
   #held = false;
   readonly #stopped = Promise.withResolvers<void>();
@@ -135,6 +137,7 @@ export class Forwarder {
     this.#proxyControl.connect(address);
     this.done = this.#run(frontend, backend, options).finally(() => {
       this.#running = false;
+      this.#onEnd?.();
     });
   }
 
@@ -317,16 +320,22 @@ export class Forwarder {
       // This libzmq acknowledges other commands with an empty message, even on a PAIR;
       // skip such acks: the statistics reply is the 8-frame one.
       this.#awaitingReplySince = performance.now();
+      // Not a race against `done`: each race would leave a reaction on it for as long as the
+      // proxy runs. The end of the run settles this one wait instead.
+      const ended = Promise.withResolvers<undefined>();
+      this.#onEnd = () => ended.resolve(undefined);
       try {
         for (;;) {
           const receiving = this.#control.receive();
           this.#pendingReply = receiving;
-          const reply = await Promise.race([receiving, this.done.then(() => undefined)]);
+          const reply = await Promise.race([receiving, ended.promise]);
           if (!reply) throw new Error(`proxy ended before answering ${name}`);
           if (reply.length === 8) return reply;
         }
       } finally {
         this.#awaitingReplySince = undefined;
+        this.#onEnd = undefined;
+        ended.resolve(undefined); // settled here or by the end of the run, never left pending
       }
     };
     const result = this.#queue.then(run, run);

@@ -502,7 +502,8 @@ export type Frames = Uint8Array[];
 export class Socket {
   #msg = new Uint8Array(64); // zmq_msg_t
   #closed = false;
-  #busy: Promise<unknown> = Promise.resolve();
+  /** The blocking calls running on pool threads now; each leaves the set as it settles. */
+  readonly #busy = new Set<Promise<unknown>>();
   readonly #onClose: () => void;
 
   constructor(
@@ -521,13 +522,16 @@ export class Socket {
 
   /** Settles once no call made through this socket is running on a pool thread. */
   get idle(): Promise<void> {
-    return this.#busy.then(() => {}, () => {});
+    return Promise.allSettled(this.#busy).then(() => {});
   }
 
-  /** Marks the socket busy until `call` settles (a blocking call on a pool thread). */
+  /**
+   * Marks the socket busy until `call` settles (a blocking call on a pool thread). Only the
+   * calls still running are held: a socket that received a million messages holds nothing more.
+   */
   track<T>(call: Promise<T>): Promise<T> {
-    const previous = this.#busy;
-    this.#busy = Promise.allSettled([previous, call]);
+    const settled = call.then(() => {}, () => {}).finally(() => this.#busy.delete(settled));
+    this.#busy.add(settled);
     return call;
   }
 
