@@ -32,7 +32,7 @@ import {
 } from "./curve.ts";
 import { oneLine } from "./errors.ts";
 import { startTaps } from "./debug.ts";
-import type { ProxyStatistics } from "./proxy.ts";
+import { ProxyBlockedError, type ProxyStatistics } from "./proxy.ts";
 import { assessHealth, type Health } from "./health.ts";
 import { type GuardedPath, IpcGuard, resolveGroup } from "./ipc.ts";
 import { fileLimit, openDescriptors, startMallocTrim } from "./libc.ts";
@@ -123,6 +123,11 @@ export interface AdaptorHandle {
    * server key changed (its channel's proxy pauses for a moment). Resolves with the endpoints
    * reconnected; undefined when there is no such directory. A directory that cannot be read, or
    * lacks a certificate now, keeps the keys in use (a warning says why).
+   *
+   * All or nothing: should one endpoint fail to reconnect (its proxy blocked in a send, so that
+   * it cannot be paused), those already reconnected go back to their old keys, the keys in use
+   * stay, `health()` says so until a later reload succeeds, and it rejects; the next call tries
+   * again.
    */
   reloadServers(): Promise<string[] | undefined>;
   /**
@@ -333,6 +338,8 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
   }
 
   let failed: string | undefined;
+  /** Why the last `--curve-servers` reload could not be applied, until one is. */
+  let reloadFailed: string | undefined;
   const failure = new Promise<string>((resolve) => {
     for (const loop of loops) {
       loop.done.then((why) => {
@@ -346,6 +353,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     assessHealth({
       stopping,
       failed,
+      reloadFailed,
       absent: presence?.absence,
       channels: channels.map((c) => ({ name: c.name, running: c.forwarder.running })),
       socketFiles: guard.files,
@@ -395,17 +403,46 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
         log("auth").warn(literal(`${oneLine(error)}: the server keys in use stay`));
         return [];
       }
-      security = { ...security, servers: after };
-      const changed: string[] = [];
-      for (const role of Object.keys(ROLES) as Role[]) {
-        for (const endpoint of config[role]) {
+      const next = { ...security, servers: after };
+      const changes = (Object.keys(ROLES) as Role[]).flatMap((role) =>
+        config[role].filter((endpoint) => {
           const [old, now] = [before.keys.get(endpoint.address), after.keys.get(endpoint.address)];
-          if (!old || !now || old.key === now.key || changed.includes(endpoint.address)) continue;
-          const channel = channels.find((c) => c.endpoints.has(role))!;
-          await channel.reconnect(role, endpoint);
-          changed.push(endpoint.address);
-          log("auth").info(literal(`CURVE client of ${endpoint.address}: new server key from ${now.file}`));
+          return old && now && old.key !== now.key;
+        }).map((endpoint) => ({ role, endpoint, channel: channels.find((c) => c.endpoints.has(role))! }))
+      );
+      const done: typeof changes = [];
+      for (const change of changes) {
+        const { role, endpoint, channel } = change;
+        try {
+          await channel.reconnect(role, endpoint, curveFor(next, role, endpoint), RELOAD_PAUSE_MS);
+          done.push(change);
+        } catch (error) {
+          const why = `reconnecting ${endpoint.address} failed: ${oneLine(error)}`;
+          if (!(error instanceof ProxyBlockedError)) done.push(change); // its job may have run
+          for (const back of done.reverse()) {
+            await back.channel.reconnect(
+              back.role,
+              back.endpoint,
+              curveFor(security, back.role, back.endpoint),
+            )
+              .catch((again) =>
+                log("auth").error(
+                  literal(`${back.endpoint.address}: back to the old key failed: ${oneLine(again)}`),
+                )
+              );
+          }
+          reloadFailed = `the last reload of ${before.dir} failed (${why}); the server keys in use stay, ` +
+            "SIGHUP tries again";
+          throw new Error(`${why}: no endpoint changed its key (SIGHUP tries again)`);
         }
+      }
+      security = next;
+      reloadFailed = undefined;
+      const changed = [...new Set(changes.map((c) => c.endpoint.address))];
+      for (const address of changed) {
+        log("auth").info(
+          literal(`CURVE client of ${address}: new server key from ${after.keys.get(address)!.file}`),
+        );
       }
       log("auth").info(
         literal(
@@ -459,6 +496,9 @@ function ipcPaths(config: Config): GuardedPath[] {
   );
 }
 
+/** How long a reload waits for a channel's proxy to pause for a reconnect. */
+const RELOAD_PAUSE_MS = 1000;
+
 /** The longest a stop waits for the main proxy to forward what the publishers had sent. */
 const DRAIN_MS = 250;
 
@@ -473,7 +513,7 @@ async function drainMain(channels: readonly Channel[], budgetMs: number): Promis
   if (!main || budgetMs <= 0 || !main.forwarder.running) return;
   const deadline = performance.now() + budgetMs;
   try {
-    await withTimeout(main.detachUpstream(), budgetMs);
+    await main.detachUpstream(budgetMs);
     let last = -1n;
     while (performance.now() < deadline) {
       const stats = await withTimeout(main.forwarder.statistics(), Math.max(1, deadline - performance.now()));

@@ -113,7 +113,7 @@ export async function main(
   const reloadOnce = async () => {
     const clients = adaptor.reloadClients();
     const servers = await adaptor.reloadServers().catch((error) => {
-      log().warn(literal(`SIGHUP: reconnecting failed: ${oneLine(error)}`));
+      log().error(literal(`SIGHUP: ${oneLine(error)}`));
       return [];
     });
     if (!clients && !servers) {
