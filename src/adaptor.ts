@@ -418,6 +418,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
           done.push(change);
         } catch (error) {
           const why = `reconnecting ${endpoint.address} failed: ${oneLine(error)}`;
+          if (stopping) throw new Error(`${why} (stopping)`);
           if (!(error instanceof ProxyBlockedError)) done.push(change); // its job may have run
           for (const back of done.reverse()) {
             await back.channel.reconnect(
