@@ -146,6 +146,7 @@ const symbols = {
   zmq_strerror: { parameters: ["i32"], result: "pointer" },
   zmq_ctx_new: { parameters: [], result: "pointer" },
   zmq_ctx_set: { parameters: ["pointer", "i32", "i32"], result: "i32" },
+  zmq_ctx_get: { parameters: ["pointer", "i32"], result: "i32" },
   zmq_ctx_shutdown: { parameters: ["pointer"], result: "i32" },
   // Terminating waits for every socket's linger: never on the JS thread.
   zmq_ctx_term: { parameters: ["pointer"], result: "i32", nonblocking: true },
@@ -489,8 +490,9 @@ export class Context {
     for (const socket of [...this.#sockets]) socket.close();
     this.#closedAt = performance.now();
     while ((await zmq().zmq_ctx_term(this.ptr)) === -1) {
-      // zmq_ctx_term only fails with EINTR, which means "call again"; errno is
-      // thread-local and this ran on another thread, so it cannot be read here.
+      // EINTR (call again) or EFAULT (not a context). errno belongs to the pool thread; an
+      // interrupted context still answers zmq_ctx_get here, one that is not fails with EFAULT.
+      if (zmq().zmq_ctx_get(this.ptr, ZMQ_IO_THREADS) === -1) throw lastError();
     }
   }
 }
