@@ -348,7 +348,9 @@ Deno.test("SIGHUP with the inbound proxy blocked on a full PUSH: the reload fail
     fleet.admit(trackerB);
     adaptor.kill("SIGHUP");
     await adaptor.waitFor(/Reloaded 2 client keys from /, 10_000);
-    peers.subscriber(`tcp://127.0.0.1:${xpubPort}`, [""], { curve: fleet.client(trackerB, own) });
+    const tracker = peers.subscriber(`tcp://127.0.0.1:${xpubPort}`, ["e."], {
+      curve: fleet.client(trackerB, own),
+    });
     await adaptor.waitFor(
       new RegExp(
         `Allowed XPUB client from 127\\.0\\.0\\.1 key ${
@@ -357,6 +359,15 @@ Deno.test("SIGHUP with the inbound proxy blocked on a full PUSH: the reload fail
       ),
     );
     await until(() => count(failed) >= 2, "the reload tried again, not 'no change'", 10_000);
+    // The main channel's endpoint is back on the key in use: the edge's events arrive.
+    await until(
+      () => {
+        edgePub.trySend("e.1");
+        return tracker.messages.length > 0;
+      },
+      "an edge event through the main channel after the failed reload",
+      10_000,
+    );
 
     // The worker reads again: the next SIGHUP reconnects both endpoints, and health is ok.
     // A worker that reads takes its place: the proxy forwards what was queued, then idles.
