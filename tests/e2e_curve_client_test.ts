@@ -398,3 +398,38 @@ Deno.test("SIGHUP with the inbound proxy blocked on a full PUSH: the reload fail
     fleet.dispose();
   }
 });
+
+Deno.test("SIGHUP that reconnects and SIGTERM within a millisecond: the reconnect and the stop's drain both happen, the totals are logged", async () => {
+  const fleet = new Fleet();
+  const own = fleet.pair("node"), edge = fleet.pair("edge");
+  const edgePort = freePort();
+  fleet.knowServer(edge, `127.0.0.1:${edgePort}`);
+  const peers = new Peers();
+  try {
+    const edgePub = peers.socket(ZMQ_PUB);
+    edgePub.curveServer(secretOf(edge));
+    edgePub.bind(`tcp://127.0.0.1:${edgePort}`);
+    for (let round = 0; round < 3; round++) {
+      fleet.knowServer(edge, `127.0.0.1:${edgePort}`);
+      const adaptor = new AdaptorProcess([
+        ...["-b", `>tcp://127.0.0.1:${edgePort}`, "-p", `tcp://127.0.0.1:${freePort()}`],
+        ...["--curve-cert", own.secretPath, "--curve-servers", fleet.servers, "--subscriber-wait", "0"],
+      ]);
+      await adaptor.ready();
+      fleet.knowServer(fleet.pair(`edge-${round}`), `127.0.0.1:${edgePort}`); // a rotation to reload
+      adaptor.kill("SIGHUP");
+      adaptor.kill("SIGTERM");
+      const status = await adaptor.exit();
+      const log = adaptor.lines.join("\n");
+      assert.equal(status.code, 0, log);
+      assert.ok(
+        adaptor.lines.some((l) => l.includes("main channel totals")),
+        `no totals: the main proxy ended early\n${log}`,
+      );
+      assert.ok(!adaptor.lines.some((l) => /ERR|proxy ended/.test(l)), log);
+    }
+  } finally {
+    await peers.close();
+    fleet.dispose();
+  }
+});
