@@ -556,9 +556,12 @@ export function describeTotals(name: ChannelName, stats: ProxyStatistics): strin
 /** `promise`, or undefined once `ms` have passed (never, when `ms` is undefined). */
 function withTimeout<T>(promise: Promise<T>, ms: number | undefined): Promise<T | undefined> {
   if (ms === undefined) return promise;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), ms));
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  const timeout = Promise.withResolvers<undefined>();
+  const timer = setTimeout(() => timeout.resolve(undefined), ms);
+  return Promise.race([promise, timeout.promise]).finally(() => {
+    clearTimeout(timer);
+    timeout.resolve(undefined); // settled either way: nothing is left pending per call
+  });
 }
 
 export type { Health, ProxyStatistics };

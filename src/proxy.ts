@@ -367,11 +367,7 @@ export class Forwarder {
     if (waiting !== undefined && performance.now() - waiting >= BLOCKED_AFTER_MS) {
       return Promise.race([ended, Promise.resolve(false)]);
     }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), timeoutMs));
-    const result = await Promise.race([ended, timeout]);
-    clearTimeout(timer);
-    return result;
+    return await settlesWithin(ended, performance.now() + timeoutMs);
   }
 
   /**
