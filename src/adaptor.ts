@@ -401,6 +401,9 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
         after = readServerKeys(config, before.dir);
       } catch (error) {
         log("auth").warn(literal(`${oneLine(error)}: the server keys in use stay`));
+        reloadFailed =
+          `the last reload of ${before.dir} failed (${oneLine(error)}); the server keys in use stay, ` +
+          "SIGHUP tries again";
         return [];
       }
       const next = { ...security, servers: after };

@@ -390,6 +390,20 @@ Deno.test("SIGHUP with the inbound proxy blocked on a full PUSH: the reload fail
     adaptor.kill("SIGHUP");
     await adaptor.waitFor(/Reread .*: 2 endpoints reconnected/, 10_000);
     assert.equal((await health(url)).status, 200);
+
+    // A certificate that cannot be read is a reload that fails too, until one succeeds.
+    const edgeFile = `${fleet.servers}/127.0.0.1:${edgePort}`;
+    const good = Deno.readTextFileSync(edgeFile);
+    Deno.writeTextFileSync(edgeFile, "not a certificate\n");
+    adaptor.kill("SIGHUP");
+    await adaptor.waitFor(/: the server keys in use stay/, 10_000);
+    const broken = await health(url);
+    assert.equal(broken.status, 503);
+    assert.ok(broken.body.includes(edgeFile), broken.body);
+    Deno.writeTextFileSync(edgeFile, good);
+    adaptor.kill("SIGHUP");
+    await until(() => count(/Reread .*: 0 endpoints reconnected/) === 1, "a reload that succeeds");
+    assert.equal((await health(url)).status, 200);
     passed = true;
   } finally {
     await peers.close();
