@@ -122,7 +122,8 @@ export interface AdaptorHandle {
    * Rereads the `--curve-servers` directory (SIGHUP) and connects again each endpoint whose
    * server key changed (its channel's proxy pauses for a moment). Resolves with the endpoints
    * reconnected; undefined when there is no such directory. A directory that cannot be read, or
-   * lacks a certificate now, keeps the keys in use (a warning says why).
+   * lacks a certificate now, keeps the keys in use (a warning says why, and `health()` until a
+   * later reload succeeds).
    *
    * All or nothing: should one endpoint fail to reconnect (its proxy blocked in a send, so that
    * it cannot be paused), those already reconnected go back to their old keys, the keys in use

@@ -348,6 +348,7 @@ export class Forwarder {
     }
     return pause.done.promise;
   }
+
   /**
    * Asks the proxy to end and waits up to `timeoutMs`. Returns whether it ended; if not, the
    * caller shuts the context down, which ends it with ETERM. The wait covers a TERMINATE still
