@@ -16,6 +16,15 @@
  * the subscribers share the machine's cores with it, and with the default 10 000 (0.2 s) a
  * scheduling hiccup of this process is already a drop for a subscriber "not keeping up".
  *
+ * Routine requests meanwhile: `/metrics` is scraped every `--scrape-ms` (100 ms); the XPUB is a
+ * CURVE server with an allow-list (`--plain`: plaintext, as before), so the subscribers and every
+ * churn subscriber are admitted CURVE handshakes, and `--denials` clients a second (20) with keys
+ * not on the list are denied ones.
+ *
+ * `--bursts N` first measures N scrapes back to back and then N CURVE denials as fast as they
+ * go, sampling RSS before, after each and after `--settle` (65 s: the adaptor's malloc_trim runs
+ * once a minute); `--duration 0` then stops there.
+ *
  * Verdict (exit 0 or 1): zero loss on the subscribers that keep up; adaptor RSS at the end
  * within 5 % of RSS at the baseline (minute 1, or half the run if shorter); no file-descriptor
  * growth between those two points. Both points are measured with load and churn paused, churn
@@ -24,9 +33,19 @@
  */
 
 import { parseArgs } from "node:util";
+import { keygen, type KeygenResult } from "../src/security/cert.ts";
 import { freePort } from "../testing/net.ts";
 import { AdaptorProcess } from "../testing/process.ts";
-import { ZMQ_LINGER, ZMQ_PUB, ZMQ_RCVHWM, ZMQ_SNDHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
+import { parseExposition, value } from "../testing/scrape.ts";
+import {
+  ZMQ_LINGER,
+  ZMQ_PUB,
+  ZMQ_RCVHWM,
+  ZMQ_RECONNECT_IVL,
+  ZMQ_SNDHWM,
+  ZMQ_SUB,
+  ZMQ_SUBSCRIBE,
+} from "../src/zmq/constants.ts";
 import { Context, type Socket } from "../src/zmq/socket.ts";
 
 const ZMQ_XPUB_NODROP = 69;
@@ -45,6 +64,11 @@ const { values: flags } = parseArgs({
     churn: { type: "string", default: "5" },
     payload: { type: "string", default: "200" },
     sndhwm: { type: "string", default: "100000" },
+    "scrape-ms": { type: "string", default: "100" },
+    denials: { type: "string", default: "20" },
+    plain: { type: "boolean", default: false },
+    bursts: { type: "string", default: "0" },
+    settle: { type: "string", default: "65s" },
   },
 });
 
@@ -62,6 +86,11 @@ const SUBSCRIBERS = Number(flags.subscribers);
 const CHURN = Number(flags.churn);
 const PAYLOAD = Math.max(TOPIC.length + 6, Number(flags.payload));
 const BASELINE_AT = Math.min(60_000, DURATION / 2);
+const SCRAPE_MS = Number(flags["scrape-ms"]);
+const DENIALS = Number(flags.denials);
+const CURVE = !flags.plain;
+const BURSTS = Number(flags.bursts);
+const SETTLE = durationMs(flags.settle!);
 
 let start = performance.now();
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -71,7 +100,28 @@ const encoder = new TextEncoder();
 
 const bind = `ipc:///tmp/adaptor-soak-${Deno.pid}`;
 const publish = `tcp://127.0.0.1:${freePort()}`;
-const adaptor = new AdaptorProcess(["-b", bind, "-p", publish, "--sndhwm", flags.sndhwm!]);
+const metricsUrl = `http://127.0.0.1:${freePort()}`;
+
+// CURVE: the adaptor's certificate, one admitted client key (every subscriber's) and a stranger's.
+const keyDir = Deno.makeTempDirSync({ prefix: "adaptor-soak-keys-" });
+Deno.mkdirSync(`${keyDir}/clients`);
+const serverKeys = keygen(`${keyDir}/server`);
+const secretOf = (pair: KeygenResult) =>
+  /secret-key = "(.{40})"/.exec(Deno.readTextFileSync(pair.secretPath))![1];
+const clientOf = (pair: KeygenResult) => ({
+  serverKey: serverKeys.publicKey,
+  publicKey: pair.publicKey,
+  secretKey: secretOf(pair),
+});
+const tracker = keygen(`${keyDir}/tracker`);
+Deno.copyFileSync(tracker.publicPath, `${keyDir}/clients/tracker`);
+const admitted = clientOf(tracker);
+const stranger = clientOf(keygen(`${keyDir}/stranger`));
+
+const adaptor = new AdaptorProcess([
+  ...["-b", bind, "-p", publish, "--sndhwm", flags.sndhwm!, "--metrics", metricsUrl.slice("http://".length)],
+  ...(CURVE ? ["--curve-cert", serverKeys.secretPath, "--curve-clients", `${keyDir}/clients`] : []),
+]);
 await adaptor.ready();
 
 interface Sample {
@@ -151,6 +201,7 @@ class Subscriber {
 
   constructor() {
     this.socket.setInt(ZMQ_RCVHWM, 0);
+    if (CURVE) this.socket.curveClient(admitted);
     this.socket.setBytes(ZMQ_SUBSCRIBE, TOPIC);
     this.socket.setBytes(ZMQ_SUBSCRIBE, SYNC);
     this.socket.connect(publish);
@@ -199,10 +250,112 @@ for (const deadline = performance.now() + 15_000;;) {
 await sleep(100);
 subscribers.forEach((s) => s.drain());
 
+// ---- routine requests: scrapes and CURVE handshakes ---------------------------------------------
+
+const scrapeMs: number[] = [];
+let scrapeFailures = 0;
+let lastScrape = "";
+
+/** One GET /metrics; its time is kept, a failure counted. */
+async function scrapeOnce(): Promise<void> {
+  const t0 = performance.now();
+  try {
+    const response = await fetch(`${metricsUrl}/metrics`);
+    lastScrape = await response.text();
+    if (response.status !== 200) scrapeFailures++;
+  } catch {
+    scrapeFailures++;
+  }
+  scrapeMs.push(performance.now() - t0);
+}
+
+/** Decisions the adaptor counted, from a fresh scrape. */
+async function authCounts(): Promise<{ allowed: number; denied: number }> {
+  await scrapeOnce();
+  const series = parseExposition(lastScrape);
+  return {
+    allowed: value(series, "adaptor_auth_allowed_total", { socket: "XPUB" }) ?? 0,
+    denied: value(series, "adaptor_auth_denied_total", { socket: "XPUB" }) ?? 0,
+  };
+}
+
+/** A client with a key not on the list: denied at each handshake, retried every `retryMs`. */
+function strangerSocket(retryMs: number): Socket {
+  const socket = open(ZMQ_SUB);
+  socket.setInt(ZMQ_RECONNECT_IVL, retryMs);
+  socket.curveClient(stranger);
+  socket.connect(publish);
+  return socket;
+}
+
+const pctl = (values: number[], p: number) =>
+  values.length
+    ? [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * p))]
+    : 0;
+
+if (BURSTS > 0) {
+  const mib = (s: Sample) => `${(s.rssKiB / 1024).toFixed(1)} MiB (anon ${(s.anonKiB / 1024).toFixed(1)})`;
+  const t = () => performance.now() - start;
+  await sleep(1500);
+  const before = sample(t());
+  const t0 = performance.now();
+  for (let i = 0; i < BURSTS; i++) await scrapeOnce();
+  const scrapeS = (performance.now() - t0) / 1000;
+  const scrapeFigures =
+    `p50 ${pctl(scrapeMs, 0.5).toFixed(2)} ms, p99 ${pctl(scrapeMs, 0.99).toFixed(2)} ms, ` +
+    `${scrapeFailures} failed`;
+  await sleep(1500);
+  const afterScrapes = sample(t());
+  let denialS = 0;
+  let denied = 0;
+  if (CURVE) {
+    // A denied client does not try again: new ones, 100 at a time, each batch closed once denied.
+    const first = (await authCounts()).denied;
+    const t1 = performance.now();
+    for (const deadline = t1 + 600_000; denied < BURSTS && performance.now() < deadline;) {
+      const batch = Array.from({ length: Math.min(100, BURSTS - denied) }, () => strangerSocket(60_000));
+      for (const until = performance.now() + 2000; performance.now() < until;) {
+        await sleep(20);
+        const now = (await authCounts()).denied - first;
+        if (now >= denied + batch.length) break;
+      }
+      denied = (await authCounts()).denied - first;
+      batch.forEach((socket) => socket.close());
+    }
+    denialS = (performance.now() - t1) / 1000;
+  }
+  await sleep(1500);
+  const afterDenials = sample(t());
+  await sleep(SETTLE);
+  const settled = sample(t());
+  const grew = (s: Sample) => `${((s.rssKiB - before.rssKiB) / 1024).toFixed(1)} MiB`;
+  console.log(
+    `
+bursts (${new Date().toISOString()}, Deno ${Deno.version.deno})
+  before                 ${mib(before)}
+  ${`${BURSTS} scrapes`.padEnd(22)} in ${scrapeS.toFixed(1)} s (${scrapeFigures}): ${mib(afterScrapes)}, ` +
+      `${grew(afterScrapes)}
+  ${`${denied} CURVE denials`.padEnd(22)} in ${denialS.toFixed(1)} s: ${mib(afterDenials)}, ${
+        grew(afterDenials)
+      }
+  ${`after ${SETTLE / 1000} s idle`.padEnd(22)} ${mib(settled)}, ${grew(settled)}`,
+  );
+  scrapeMs.length = 0;
+  scrapeFailures = 0;
+}
+
+if (DURATION === 0) {
+  const stopped = await adaptor.stop();
+  console.log(`  SIGTERM: exit ${stopped.status.code} in ${stopped.ms.toFixed(0)} ms`);
+  Deno.removeSync(keyDir, { recursive: true });
+  Deno.exit(stopped.status.code === 0 && stopped.ms < 2000 ? 0 : 1);
+}
+
 // ---- churn -------------------------------------------------------------------------------
 
 let churnPaused = false;
 let churnSubscribersOpened = 0;
+let strangersOpened = 0;
 let churnPublishersOpened = 0;
 const churning: { socket: Socket; at: number }[] = [];
 let churnSeq = 0;
@@ -217,11 +370,17 @@ function churnTick(now: number): void {
     const n = churnSeq++;
     // Topics of their own only: one that took live traffic without reading would hold up to
     // --sndhwm messages in the adaptor, and RSS would measure how many happened to be alive.
+    if (CURVE) socket.curveClient(admitted);
     socket.setBytes(ZMQ_SUBSCRIBE, `churn.${n}.`);
     socket.setBytes(ZMQ_SUBSCRIBE, `churn.shared.`);
     socket.connect(publish);
     churning.push({ socket, at: now });
     churnSubscribersOpened++;
+  }
+  // Denied handshakes: one each (a retry only after they left).
+  for (let i = 0; CURVE && i < DENIALS; i++) {
+    churning.push({ socket: strangerSocket(60_000), at: now });
+    strangersOpened++;
   }
 }
 
@@ -236,6 +395,14 @@ async function churnPublisher(): Promise<void> {
 }
 
 // ---- the run -----------------------------------------------------------------------------
+
+let scraping = SCRAPE_MS > 0;
+const scraper = (async () => {
+  for (let next = performance.now(); scraping; next += SCRAPE_MS) {
+    await sleep(Math.max(0, next - performance.now()));
+    await scrapeOnce();
+  }
+})();
 
 console.log(
   `soak: ${DURATION / 1000} s at ${RATE} msg/s (${PUBLISHERS} publishers, ${PAYLOAD}-byte messages), ` +
@@ -336,7 +503,12 @@ clearInterval(loop);
 for (const s of subscribers) s.drain();
 const elapsedS = (performance.now() - start) / 1000;
 
-const { status } = await adaptor.stop();
+scraping = false;
+await scraper;
+const auth = await authCounts();
+const stopped = await adaptor.stop();
+const { status } = stopped;
+Deno.removeSync(keyDir, { recursive: true });
 for (const { socket } of churning) socket.close();
 publishers.forEach((p) => p.socket.close());
 subscribers.forEach((s) => s.socket.close());
@@ -359,6 +531,8 @@ for (const [i, s] of subscribers.entries()) {
 if (Math.abs(rssChange) > 0.05) problems.push(`RSS changed ${(rssChange * 100).toFixed(1)} % (limit 5 %)`);
 if (end.fds > baseline.fds) problems.push(`file descriptors grew from ${baseline.fds} to ${end.fds}`);
 if (status.code !== 0) problems.push(`adaptor exit code ${status.code}`);
+if (stopped.ms >= 2000) problems.push(`SIGTERM took ${stopped.ms.toFixed(0)} ms`);
+if (scrapeFailures > 0) problems.push(`${scrapeFailures} scrapes failed`);
 const gapLogs = subscribers.map((s, i) =>
   s.gapLog.length ? `\n  gaps of subscriber ${i}      ${s.gapLog.join(" ")}` : ""
 )
@@ -376,6 +550,17 @@ soak figures (${new Date().toISOString()}, Deno ${Deno.version.deno})
       subscribers.map((s) => s.lost).join(", ")
     }, gaps ${subscribers.map((s) => s.gaps).join(", ")})
   churn                  ${churnSubscribersOpened} subscribers and ${churnPublishersOpened} publishers came and went
+  scrapes                ${scrapeMs.length} every ${SCRAPE_MS} ms (p50 ${
+      pctl(scrapeMs, 0.5).toFixed(2)
+    } ms, p99 ${pctl(scrapeMs, 0.99).toFixed(2)} ms, max ${
+      Math.max(0, ...scrapeMs).toFixed(1)
+    } ms, ${scrapeFailures} failed)
+  CURVE handshakes       ${
+      CURVE
+        ? `${auth.allowed} admitted, ${auth.denied} denied (${strangersOpened} strangers, ${DENIALS}/s)`
+        : "none (--plain)"
+    }
+  SIGTERM                exit ${status.code} in ${stopped.ms.toFixed(0)} ms
   adaptor RSS            ${baseline.rssKiB} KiB at ${
       (baseline.t / 1000).toFixed(0)
     } s -> ${end.rssKiB} KiB at end ` +

@@ -207,7 +207,7 @@ function reloader(adaptor: AdaptorHandle, notifier: ServiceNotifier, status: Ser
     notifier.reloading();
     const clients = adaptor.reloadClients();
     const servers = await adaptor.reloadServers().catch((error) => {
-      log().warn(literal(`SIGHUP: reconnecting failed: ${oneLine(error)}`));
+      log().error(literal(`SIGHUP: ${oneLine(error)}`));
       return [];
     });
     if (!clients && !servers) {

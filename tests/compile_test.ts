@@ -1,7 +1,8 @@
 /**
  * The single binary: `deno task compile`'s command, then the binary run for real. `deno
  * compile` downloads its runtime (denort) unless DENORT_BIN names one; where neither works
- * the test is reported as skipped with the reason, never as passed.
+ * the test is reported as skipped with the reason, never as passed. Any other compile failure
+ * (a syntax or type error, a missing module) fails the test.
  */
 
 import assert from "node:assert/strict";
@@ -28,14 +29,10 @@ const build = await new Deno.Command(Deno.execPath(), {
   cwd: ROOT,
   stdout: "piped",
   stderr: "piped",
-  env: { RUST_BACKTRACE: "0" },
+  env: { RUST_BACKTRACE: "0", NO_COLOR: "1" },
 }).output();
 const buildLog = new TextDecoder().decode(build.stderr);
-const skipReason = build.success ? undefined : (
-  /dl\.deno\.land|denort|error sending request/.test(buildLog)
-    ? "deno compile cannot download its runtime (denort) here and DENORT_BIN is not set"
-    : `deno compile failed: ${buildLog.trim().split("\n").slice(-3).join(" | ")}`
-);
+const skipReason = build.success ? undefined : denortUnavailable(buildLog);
 if (skipReason) {
   console.log(`skipped: compiled binary: ${skipReason}`);
   Deno.removeSync(outputDir, { recursive: true });
@@ -46,12 +43,55 @@ Deno.test({
   ignore: skipReason !== undefined,
   async fn() {
     try {
+      assert.ok(build.success, `deno compile failed:\n${buildLog}`);
       await runBinary();
     } finally {
       // The binary is ~100 MB: not left behind in /tmp by every run.
       Deno.removeSync(outputDir, { recursive: true });
     }
   },
+});
+
+/**
+ * Why `deno compile` could not obtain its runtime, read from its `log`: DENORT_BIN names no
+ * file, or the download from dl.deno.land failed. Undefined for any other failure.
+ */
+export function denortUnavailable(log: string): string | undefined {
+  const missing = /Could not find denort at '([^']*)'/.exec(log);
+  if (missing) return `DENORT_BIN names no file ('${missing[1]}')`;
+  if (!/error sending request for url \(https:\/\/dl\.deno\.land\/\S*denort/.test(log)) return undefined;
+  const cause = log.trim().split("\n").at(-1)!.replace(/^\s*\d+:\s*/, "");
+  return `deno compile cannot download its runtime (denort) here (${cause}) and DENORT_BIN is not set`;
+}
+
+/** `deno compile` with the task's flags of a one-file program `source`; its success and log. */
+async function compileSource(source: string): Promise<{ success: boolean; log: string }> {
+  const dir = Deno.makeTempDirSync({ prefix: "adaptor-compile-probe-" });
+  try {
+    Deno.writeTextFileSync(`${dir}/main.ts`, source);
+    const result = await new Deno.Command(Deno.execPath(), {
+      args: ["compile", ...runFlags, "--output", `${dir}/probe`, `${dir}/main.ts`],
+      stdout: "piped",
+      stderr: "piped",
+      env: { RUST_BACKTRACE: "0", NO_COLOR: "1" },
+    }).output();
+    return { success: result.success, log: new TextDecoder().decode(result.stderr) };
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+Deno.test("a broken build fails the compile test: only a runtime that cannot be obtained is a skip", async () => {
+  // A syntax error (a type error is the same failure, and slower to reach).
+  const broken = await compileSource("const x: number = ;\n");
+  assert.equal(broken.success, false);
+  assert.equal(denortUnavailable(broken.log), undefined, `taken for a missing runtime:\n${broken.log}`);
+  const fine = await compileSource("console.log(1);\n");
+  if (!fine.success) assert.ok(denortUnavailable(fine.log), `an unexplained failure:\n${fine.log}`);
+  assert.match(
+    denortUnavailable("Caused by:\n    0: Could not find denort at '/none'\n    1: No such file") ?? "",
+    /DENORT_BIN names no file \('\/none'\)/,
+  );
 });
 
 async function runBinary() {

@@ -125,6 +125,10 @@ Deno.test("the guide's health table names every reason /healthz can give, and no
       assessHealth({ ...base, socketFiles: [{ path: `${dir}/gone`, dev: dev!, ino: ino! }] }),
       assessHealth({ ...base, socketFiles: [{ path: file, dev: dev!, ino: ino! + 1 }] }),
       assessHealth({ ...base, absent: presence.absence }),
+      assessHealth({
+        ...base,
+        reloadFailed: "the last reload of /etc/x failed (y); the server keys in use stay, SIGHUP tries again",
+      }),
     ].map((h) => (h as { reason: string }).reason);
     const rows = tableRows("reason").map(([cell]) =>
       [...cell.matchAll(/`([^`]+)`/g)].map((m) =>

@@ -13,7 +13,8 @@
 
 import assert from "node:assert/strict";
 import { keygen, type KeygenResult } from "../src/security/cert.ts";
-import { ZMQ_LINGER, ZMQ_PUB, ZMQ_SNDHWM } from "../src/zmq/constants.ts";
+import { ZMQ_LINGER, ZMQ_PUB, ZMQ_PULL, ZMQ_RCVHWM, ZMQ_SNDHWM } from "../src/zmq/constants.ts";
+import { health, scrapeUntil, value } from "../testing/scrape.ts";
 import { freePort, ipcPath, sleep, until } from "../testing/net.ts";
 import { type CurveClient, Peers, syncUp } from "../testing/peers.ts";
 import { AdaptorProcess, runAdaptor } from "../testing/process.ts";
@@ -279,6 +280,173 @@ Deno.test("SIGHUP rereads --curve-servers: a rotated edge key reconnects the agg
   } finally {
     await peers.close();
     for (const a of [aggregator, second, edge]) if (a) await a.stop();
+    fleet.dispose();
+  }
+});
+
+Deno.test("SIGHUP with the inbound proxy blocked on a full PUSH: the reload fails whole, says so, and later SIGHUPs still apply", async () => {
+  const fleet = new Fleet();
+  const own = fleet.pair("node"), edge = fleet.pair("edge"), remote = fleet.pair("remote");
+  const trackerA = fleet.pair("tracker-a"), trackerB = fleet.pair("tracker-b");
+  fleet.admit(trackerA);
+  const [edgePort, remotePort, xpubPort, metricsPort] = [freePort(), freePort(), freePort(), freePort()];
+  fleet.knowServer(edge, `127.0.0.1:${edgePort}`);
+  fleet.knowServer(remote, `127.0.0.1:${remotePort}`);
+  const pushPath = ipcPath("push");
+  const url = `http://127.0.0.1:${metricsPort}`;
+  const adaptor = new AdaptorProcess([
+    ...["-b", `>tcp://127.0.0.1:${edgePort}`, "-p", `tcp://127.0.0.1:${xpubPort}`],
+    ...["-l", `>tcp://127.0.0.1:${remotePort}`, "-u", `ipc://${pushPath}`],
+    ...["--curve-cert", own.secretPath, "--curve-clients", fleet.clients, "--curve-servers", fleet.servers],
+    ...["--sndhwm", "1", "--metrics", `127.0.0.1:${metricsPort}`],
+  ]);
+  const peers = new Peers();
+  const count = (re: RegExp) => adaptor.lines.filter((l) => re.test(l)).length;
+  const failed = /SIGHUP: reconnecting tcp:\/\/127\.0\.0\.1:\d+ failed: the proxy is blocked/;
+  let passed = false;
+  try {
+    await adaptor.ready();
+    // The edge (the main channel's upstream) and the remote publisher (the inbound channel's)
+    // are CURVE servers; the PULL worker stopped reading after one message.
+    const edgePub = peers.socket(ZMQ_PUB);
+    edgePub.curveServer(secretOf(edge));
+    edgePub.bind(`tcp://127.0.0.1:${edgePort}`);
+    const remotePub = peers.socket(ZMQ_PUB);
+    remotePub.curveServer(secretOf(remote));
+    remotePub.bind(`tcp://127.0.0.1:${remotePort}`);
+    const pull = peers.socket(ZMQ_PULL);
+    pull.setInt(ZMQ_RCVHWM, 1);
+    pull.connect(`ipc://${pushPath}`);
+    // Blocked as in e2e_metrics_test.ts: the worker takes a few messages now and then, each
+    // room opens a burst that blocks in a send; once a scrape finds it blocked, it reads no more.
+    let filling = true;
+    const payload = new Uint8Array(1024);
+    const fill = (async () => {
+      for (let round = 0; filling; round++) {
+        for (let i = 0; i < 100; i++) remotePub.trySend(payload);
+        if (round % 40 === 39) { for (let i = 0; i < 50 && pull.tryReceive(); i++); }
+        await sleep(5);
+      }
+    })();
+    await scrapeUntil(
+      url,
+      (s) => (value(s, "adaptor_statistics_unanswered_total", { channel: "inbound" }) ?? 0) > 0,
+      "the inbound proxy blocked",
+      20_000,
+    ).finally(() => filling = false);
+    await fill;
+
+    // Both servers rotate their keys; the inbound channel cannot be paused to reconnect.
+    fleet.knowServer(fleet.pair("edge-2"), `127.0.0.1:${edgePort}`);
+    fleet.knowServer(fleet.pair("remote-2"), `127.0.0.1:${remotePort}`);
+    adaptor.kill("SIGHUP");
+    await adaptor.waitFor(failed, 10_000);
+    assert.equal(count(/new server key from|endpoints? reconnected/), 0, adaptor.lines.join("\n"));
+    assert.equal(count(/back to the old key failed/), 0, adaptor.lines.join("\n"));
+    const unhealthy = await health(url);
+    assert.equal(unhealthy.status, 503);
+    assert.match(unhealthy.body, /reload of .* failed .*the server keys in use stay/);
+
+    // A later SIGHUP still applies a --curve-clients change (and tries the servers again).
+    fleet.admit(trackerB);
+    adaptor.kill("SIGHUP");
+    await adaptor.waitFor(/Reloaded 2 client keys from /, 10_000);
+    const tracker = peers.subscriber(`tcp://127.0.0.1:${xpubPort}`, ["e."], {
+      curve: fleet.client(trackerB, own),
+    });
+    await adaptor.waitFor(
+      new RegExp(
+        `Allowed XPUB client from 127\\.0\\.0\\.1 key ${
+          trackerB.publicKey.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+        }`,
+      ),
+    );
+    await until(() => count(failed) >= 2, "the reload tried again, not 'no change'", 10_000);
+    // The main channel's endpoint is back on the key in use: the edge's events arrive.
+    await until(
+      () => {
+        edgePub.trySend("e.1");
+        return tracker.messages.length > 0;
+      },
+      "an edge event through the main channel after the failed reload",
+      10_000,
+    );
+
+    // The worker reads again: the next SIGHUP reconnects both endpoints, and health is ok.
+    // A worker that reads takes its place: the proxy forwards what was queued, then idles.
+    remotePub.close();
+    pull.close();
+    peers.puller(`ipc://${pushPath}`);
+    let last = "";
+    await scrapeUntil(
+      url,
+      (s) => {
+        const now = ["adaptor_messages_forwarded_total", "adaptor_statistics_unanswered_total"]
+          .map((name) => value(s, name, { channel: "inbound" })).join();
+        const steady = now === last;
+        last = now;
+        return steady;
+      },
+      "the inbound proxy idle",
+      30_000,
+    );
+    adaptor.kill("SIGHUP");
+    await adaptor.waitFor(/Reread .*: 2 endpoints reconnected/, 10_000);
+    assert.equal((await health(url)).status, 200);
+
+    // A certificate that cannot be read is a reload that fails too, until one succeeds.
+    const edgeFile = `${fleet.servers}/127.0.0.1:${edgePort}`;
+    const good = Deno.readTextFileSync(edgeFile);
+    Deno.writeTextFileSync(edgeFile, "not a certificate\n");
+    adaptor.kill("SIGHUP");
+    await adaptor.waitFor(/: the server keys in use stay/, 10_000);
+    const broken = await health(url);
+    assert.equal(broken.status, 503);
+    assert.ok(broken.body.includes(edgeFile), broken.body);
+    Deno.writeTextFileSync(edgeFile, good);
+    adaptor.kill("SIGHUP");
+    await until(() => count(/Reread .*: 0 endpoints reconnected/) === 1, "a reload that succeeds");
+    assert.equal((await health(url)).status, 200);
+    passed = true;
+  } finally {
+    await peers.close();
+    const { status } = await adaptor.stop();
+    if (passed) assert.equal(status.code, 0, adaptor.lines.join("\n"));
+    fleet.dispose();
+  }
+});
+
+Deno.test("SIGHUP that reconnects and SIGTERM within a millisecond: the reconnect and the stop's drain both happen, the totals are logged", async () => {
+  const fleet = new Fleet();
+  const own = fleet.pair("node"), edge = fleet.pair("edge");
+  const edgePort = freePort();
+  fleet.knowServer(edge, `127.0.0.1:${edgePort}`);
+  const peers = new Peers();
+  try {
+    const edgePub = peers.socket(ZMQ_PUB);
+    edgePub.curveServer(secretOf(edge));
+    edgePub.bind(`tcp://127.0.0.1:${edgePort}`);
+    for (let round = 0; round < 3; round++) {
+      fleet.knowServer(edge, `127.0.0.1:${edgePort}`);
+      const adaptor = new AdaptorProcess([
+        ...["-b", `>tcp://127.0.0.1:${edgePort}`, "-p", `tcp://127.0.0.1:${freePort()}`],
+        ...["--curve-cert", own.secretPath, "--curve-servers", fleet.servers, "--subscriber-wait", "0"],
+      ]);
+      await adaptor.ready();
+      fleet.knowServer(fleet.pair(`edge-${round}`), `127.0.0.1:${edgePort}`); // a rotation to reload
+      adaptor.kill("SIGHUP");
+      adaptor.kill("SIGTERM");
+      const status = await adaptor.exit();
+      const log = adaptor.lines.join("\n");
+      assert.equal(status.code, 0, log);
+      assert.ok(
+        adaptor.lines.some((l) => l.includes("main channel totals")),
+        `no totals: the main proxy ended early\n${log}`,
+      );
+      assert.ok(!adaptor.lines.some((l) => /ERR|proxy ended/.test(l)), log);
+    }
+  } finally {
+    await peers.close();
     fleet.dispose();
   }
 });

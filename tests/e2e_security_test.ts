@@ -18,7 +18,7 @@ import { keygen, type KeygenResult } from "../src/security/cert.ts";
 import { curveKeypair } from "../src/zmq/z85.ts";
 import { exists, freePort, ipcPath, sleep } from "../testing/net.ts";
 import { type CurveClient, Peers, syncUp } from "../testing/peers.ts";
-import { AdaptorProcess, runAdaptor } from "../testing/process.ts";
+import { AdaptorProcess, ROOT, RUN_FLAGS, runAdaptor } from "../testing/process.ts";
 
 /** A temp dir with a server certificate and a clients directory; removed by `dispose()`. */
 class Keys {
@@ -385,6 +385,41 @@ Deno.test("bad security input: one line, exit 2, nothing bound", async () => {
     }
   } finally {
     keys.dispose();
+  }
+});
+
+Deno.test("adaptor keygen on a full file system: one line naming the file, exit 1, no half pair left", async () => {
+  // A tmpfs of PAGES pages in a mount namespace of its own, one page taken: the secret (which
+  // comes first) or the public certificate cannot be written. What is left is listed after.
+  const script =
+    'dir=$1; pages=$2; shift 2; mount -t tmpfs -o size=$((pages * 4))k tmpfs "$dir" || exit 99; ' +
+    'head -c 4096 /dev/zero > "$dir/fill"; "$@"; rc=$?; echo "left: $(cd "$dir" && ls -A | tr "\\n" " ")"; exit $rc';
+  for (const [pages, file] of [[1, "node1_secret"], [2, "node1"]] as const) {
+    const dir = Deno.makeTempDirSync({ prefix: "adaptor-keygen-full-" });
+    try {
+      const run = await runAdaptor(["keygen", `${dir}/node1`], {
+        command: [
+          "unshare",
+          "-m",
+          "bash",
+          "-c",
+          script,
+          "bash",
+          dir,
+          String(pages),
+          Deno.execPath(),
+          "run",
+          ...RUN_FLAGS,
+          `${ROOT}src/main.ts`,
+        ],
+      });
+      assert.notEqual(run.code, 99, "cannot mount a tmpfs here");
+      assert.equal(run.code, 1, run.stderr.join("\n"));
+      assertOneCleanLine(run.stderr, [`keygen: cannot write '${dir}/${file}': No space left on device`]);
+      assert.deepEqual(run.stdout, ["left: fill "], `${pages} page(s): a half pair is left`);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
   }
 });
 

@@ -26,6 +26,9 @@ Deno.test("health: ok while the proxy runs; names the channel once its proxy sto
   });
   try {
     assert.deepEqual(assessHealth(inputs()), { ok: true });
+    const reloadFailed =
+      "the last reload of /etc/servers failed (…); the server keys in use stay, SIGHUP tries again";
+    assert.deepEqual(assessHealth({ ...inputs(), reloadFailed }), { ok: false, reason: reloadFailed });
     await forwarder.stop();
     assert.deepEqual(assessHealth(inputs()), {
       ok: false,

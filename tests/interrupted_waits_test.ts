@@ -23,6 +23,7 @@ import {
   ZMQ_XSUB,
 } from "../src/zmq/constants.ts";
 import { Context } from "../src/zmq/socket.ts";
+import { zmq } from "../src/zmq/binding.ts";
 import { sleep, until } from "../testing/net.ts";
 import { lingerless } from "../testing/peers.ts";
 import { tgkill, waitingPoolThreads } from "../testing/threads.ts";
@@ -171,4 +172,19 @@ Deno.test("Context.terminate closes a socket nobody closed instead of waiting fo
   assert.equal(outcome, "terminated");
   assert.equal(forgotten.closed, true);
   assert.equal(ctx.openSockets, 0);
+});
+
+Deno.test("Context.terminate calls zmq_ctx_term again only when interrupted: another failure (EFAULT) is thrown", async () => {
+  const ctx = new Context();
+  const real = ctx.ptr;
+  // Not a context any more, as far as libzmq can tell: zmq_ctx_term fails with EFAULT each time.
+  (ctx as { ptr: Deno.PointerValue }).ptr = null;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const outcome = await Promise.race([
+    ctx.terminate().then(() => "terminated", (error: Error) => error.message),
+    new Promise((resolve) => timer = setTimeout(() => resolve("called again and again"), 3000)),
+  ]);
+  clearTimeout(timer);
+  assert.match(String(outcome), /Bad address/);
+  await zmq().zmq_ctx_term(real); // the real one, ended here
 });

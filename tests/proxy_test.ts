@@ -133,7 +133,7 @@ function blockedInbound(queued: number) {
     for (const s of [frontend, push, pub, pull]) s.close();
     return ctx.terminate();
   };
-  return { ctx, frontend, push, close };
+  return { ctx, frontend, push, pull, close };
 }
 
 Deno.test("statistics() calls made while one is in flight share it", async () => {
@@ -241,4 +241,90 @@ Deno.test("a held Forwarder stops without ever running", async () => {
   xsub.close();
   xpub.close();
   await ctx.terminate();
+});
+
+/** Sends one message through `rig` and says whether it came out. */
+async function forwardsOne(rig: ReturnType<typeof xsubXpubRig>, text: string): Promise<boolean> {
+  for (const deadline = performance.now() + 2000; performance.now() < deadline;) {
+    rig.pub.trySend(text);
+    await sleep(20);
+    let frames: Uint8Array[] | undefined;
+    while ((frames = rig.sub.tryReceive())) if (new TextDecoder().decode(frames[0]) === text) return true;
+  }
+  return false;
+}
+
+Deno.test("overlapping pauses run one after the other: both jobs run, both settle, the proxy goes on", async () => {
+  const rig = xsubXpubRig("pauses", { unlimitedHwm: true });
+  try {
+    assert.ok(await forwardsOne(rig, "before"), "forwarding before the pauses");
+    const order: string[] = [];
+    const settle = (p: Promise<void>, name: string) =>
+      Promise.race([
+        p.then(() => `${name} done`, (e) => `${name} failed: ${e.message}`),
+        sleep(3000).then(() => `${name} hung`),
+      ]);
+    const first = rig.forwarder.pause(() => void order.push("first"));
+    const second = rig.forwarder.pause(() => void order.push("second"));
+    assert.deepEqual(await Promise.all([settle(first, "first"), settle(second, "second")]), [
+      "first done",
+      "second done",
+    ]);
+    assert.deepEqual(order, ["first", "second"]);
+    // No TERMINATE of either pause is left over to end a later run.
+    await sleep(200);
+    assert.equal(rig.forwarder.running, true, "a stale TERMINATE ended the proxy");
+    assert.ok(await forwardsOne(rig, "after"), "forwarding after the pauses");
+    assert.equal(rig.forwarder.restarts, 0);
+  } finally {
+    await rig.close();
+  }
+});
+
+Deno.test("a pause and at once the stop's detach (another pause): both run, then the stop ends the proxy", async () => {
+  const rig = xsubXpubRig("pause-stop", { unlimitedHwm: true });
+  try {
+    assert.ok(await forwardsOne(rig, "before"));
+    let ran = 0;
+    const reconnect = rig.forwarder.pause(() => void ran++);
+    const detach = rig.forwarder.pause(() => void ran++); // the stop's detach, right behind it
+    const outcomes = await Promise.race([
+      Promise.allSettled([reconnect, detach]).then((r) => r.map((x) => x.status)),
+      sleep(3000).then(() => "hung"),
+    ]);
+    assert.deepEqual(outcomes, ["fulfilled", "fulfilled"]);
+    assert.equal(ran, 2);
+    assert.equal(rig.forwarder.running, true, "the proxy must still run until the stop");
+    assert.equal(await rig.forwarder.stop(), true);
+    assert.equal(await rig.forwarder.done, 0);
+  } finally {
+    await rig.close();
+  }
+});
+
+Deno.test("a pause of a proxy blocked on a full PUSH fails within its timeout, and a later one still works", async () => {
+  const { ctx, frontend, push, pull, close } = blockedInbound(100);
+  const forwarder = Forwarder.start(ctx, frontend, push);
+  try {
+    await sleep(100); // blocked in its first burst
+    let ran = false;
+    const outcome = await Promise.race([
+      forwarder.pause(() => ran = true, { timeoutMs: 300 }).then(() => "ran", (e: Error) => e.message),
+      sleep(3000).then(() => "hung"),
+    ]);
+    assert.match(outcome, /blocked/);
+    assert.equal(ran, false, "a job must not run late, after its pause failed");
+    // The PULL reads again: the proxy is unblocked and a new pause goes through.
+    for (const deadline = performance.now() + 3000; performance.now() < deadline;) {
+      while (pull.tryReceive());
+      if (await forwarder.pause(() => ran = true, { timeoutMs: 100 }).then(() => true, () => false)) break;
+    }
+    assert.equal(ran, true, "a pause once the proxy is unblocked");
+    assert.equal(forwarder.running, true);
+  } finally {
+    ctx.shutdown();
+    await forwarder.stop();
+    await forwarder.close();
+    await close();
+  }
 });

@@ -43,7 +43,7 @@ import {
 } from "../security/curve.ts";
 import { oneLine } from "../errors.ts";
 import { startTaps } from "./taps.ts";
-import type { ProxyStatistics } from "./proxy.ts";
+import { ProxyBlockedError, type ProxyStatistics } from "./proxy.ts";
 import { assessHealth, type Health } from "../ops/health.ts";
 import { type GuardedPath, IpcGuard, resolveGroup } from "../ipc/ipc.ts";
 import { fileLimit, openDescriptors } from "../os/descriptors.ts";
@@ -139,7 +139,13 @@ export interface AdaptorHandle {
    * Rereads the `--curve-servers` directory (SIGHUP) and connects again each endpoint whose
    * server key changed (its channel's proxy pauses for a moment). Resolves with the endpoints
    * reconnected; undefined when there is no such directory. A directory that cannot be read, or
-   * lacks a certificate now, keeps the keys in use (a warning says why).
+   * lacks a certificate now, keeps the keys in use (a warning says why, and `health()` until a
+   * later reload succeeds).
+   *
+   * All or nothing: should one endpoint fail to reconnect (its proxy blocked in a send, so that
+   * it cannot be paused), those already reconnected go back to their old keys, the keys in use
+   * stay, `health()` says so until a later reload succeeds, and it rejects; the next call tries
+   * again.
    */
   reloadServers(): Promise<string[] | undefined>;
   /**
@@ -206,6 +212,8 @@ class Adaptor implements AdaptorHandle {
   readonly #auth: AuthTracker;
   #stopping = false;
   #failed: string | undefined;
+  /** Why the last `--curve-servers` reload could not be applied, until one is. */
+  #reloadFailed: string | undefined;
   #stopped: Promise<void> | undefined;
   #onFailure!: (why: string) => void;
   // Set by the steps below, in this order.
@@ -460,6 +468,7 @@ class Adaptor implements AdaptorHandle {
     return assessHealth({
       stopping: this.#stopping,
       failed: this.#failed,
+      reloadFailed: this.#reloadFailed,
       absent: this.#presence.absence,
       channels: this.#channels.map((c) => ({ name: c.name, running: c.forwarder.running })),
       socketFiles: this.#guard.files,
@@ -509,19 +518,42 @@ class Adaptor implements AdaptorHandle {
       after = readServerKeys(config, before.dir);
     } catch (error) {
       log("auth").warn(literal(`${oneLine(error)}: the server keys in use stay`));
+      this.#reloadFailed =
+        `the last reload of ${before.dir} failed (${oneLine(error)}); the server keys in use ` +
+        "stay, SIGHUP tries again";
       return [];
     }
-    this.#security = { ...this.#security, servers: after };
-    const changed: string[] = [];
-    for (const role of Object.keys(ROLES) as Role[]) {
-      for (const endpoint of config[role]) {
+    const next = { ...this.#security, servers: after };
+    const changes = (Object.keys(ROLES) as Role[]).flatMap((role) =>
+      config[role].filter((endpoint) => {
         const [old, now] = [before.keys.get(endpoint.address), after.keys.get(endpoint.address)];
-        if (!old || !now || old.key === now.key || changed.includes(endpoint.address)) continue;
-        const channel = this.#channels.find((c) => c.endpoints.has(role))!;
-        await channel.reconnect(role, endpoint);
-        changed.push(endpoint.address);
-        log("auth").info(literal(`CURVE client of ${endpoint.address}: new server key from ${now.file}`));
+        return old && now && old.key !== now.key;
+      }).map((endpoint) => ({ role, endpoint, channel: this.#channels.find((c) => c.endpoints.has(role))! }))
+    );
+    const done: typeof changes = [];
+    for (const change of changes) {
+      const { role, endpoint, channel } = change;
+      try {
+        await channel.reconnect(role, endpoint, curveFor(next, role, endpoint), RELOAD_PAUSE_MS);
+        done.push(change);
+      } catch (error) {
+        const why = `reconnecting ${endpoint.address} failed: ${oneLine(error)}`;
+        if (this.#stopping) throw new Error(`${why} (stopping)`);
+        if (!(error instanceof ProxyBlockedError)) done.push(change); // its job may have run
+        await this.#rollBack(done.reverse());
+        this.#reloadFailed =
+          `the last reload of ${before.dir} failed (${why}); the server keys in use stay, ` +
+          "SIGHUP tries again";
+        throw new Error(`${why}: no endpoint changed its key (SIGHUP tries again)`);
       }
+    }
+    this.#security = next;
+    this.#reloadFailed = undefined;
+    const changed = [...new Set(changes.map((c) => c.endpoint.address))];
+    for (const address of changed) {
+      log("auth").info(
+        literal(`CURVE client of ${address}: new server key from ${after.keys.get(address)!.file}`),
+      );
     }
     log("auth").info(
       literal(
@@ -529,6 +561,15 @@ class Adaptor implements AdaptorHandle {
       ),
     );
     return changed;
+  }
+
+  /** Puts the endpoints a failed reload had reconnected back on the keys in use. */
+  async #rollBack(changes: { role: Role; endpoint: Endpoint; channel: Channel }[]): Promise<void> {
+    for (const { role, endpoint, channel } of changes) {
+      await channel.reconnect(role, endpoint, curveFor(this.#security, role, endpoint)).catch((again) =>
+        log("auth").error(literal(`${endpoint.address}: back to the old key failed: ${oneLine(again)}`))
+      );
+    }
   }
 
   async statistics(options: { timeoutMs?: number } = {}) {
@@ -585,6 +626,9 @@ function ipcPaths(config: Config): GuardedPath[] {
   );
 }
 
+/** How long a reload waits for a channel's proxy to pause for a reconnect. */
+const RELOAD_PAUSE_MS = 1000;
+
 /** The longest a stop waits for the main proxy to forward what the publishers had sent. */
 const DRAIN_MS = 250;
 
@@ -599,7 +643,7 @@ async function drainMain(channels: readonly Channel[], budgetMs: number): Promis
   if (!main || budgetMs <= 0 || !main.forwarder.running) return;
   const deadline = performance.now() + budgetMs;
   try {
-    await withTimeout(main.detachUpstream(), budgetMs);
+    await main.detachUpstream(budgetMs);
     let last = -1n;
     while (performance.now() < deadline) {
       const stats = await withTimeout(main.forwarder.statistics(), Math.max(1, deadline - performance.now()));
@@ -641,9 +685,12 @@ export function describeTotals(name: ChannelName, stats: ProxyStatistics): strin
 /** `promise`, or undefined once `ms` have passed (never, when `ms` is undefined). */
 function withTimeout<T>(promise: Promise<T>, ms: number | undefined): Promise<T | undefined> {
   if (ms === undefined) return promise;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), ms));
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  const timeout = Promise.withResolvers<undefined>();
+  const timer = setTimeout(() => timeout.resolve(undefined), ms);
+  return Promise.race([promise, timeout.promise]).finally(() => {
+    clearTimeout(timer);
+    timeout.resolve(undefined); // settled either way: nothing is left pending per call
+  });
 }
 
 export type { Health, ProxyStatistics };

@@ -107,10 +107,12 @@ export interface Channel {
   /** Settles with what ended, if the proxy or a monitor ends by itself (never while running well). */
   readonly done: Promise<string>;
   /**
-   * Connects `endpoint` of `role` again with its current mechanism (`deps.curve`: a server key
-   * reread on SIGHUP), with the proxy paused meanwhile: libzmq took the old key when it connected.
+   * Connects `endpoint` of `role` again with the mechanism `curve` (a server key reread on
+   * SIGHUP), with the proxy paused meanwhile: libzmq took the old key when it connected. Rejects
+   * when the proxy could not be paused within `timeoutMs` (blocked in a send); the endpoint then
+   * stays as it was.
    */
-  reconnect(role: Role, endpoint: Endpoint): Promise<void>;
+  reconnect(role: Role, endpoint: Endpoint, curve: CurveSetting, timeoutMs?: number): Promise<void>;
   /**
    * The distinct topics the upstream socket (an XSUB) has subscribed its publishers to now
    * (`ZMQ_TOPICS_COUNT`): the live subscriptions every gateway worker keeps. Undefined for the
@@ -124,7 +126,7 @@ export interface Channel {
    * ones. What the publishers sent before stays queued in the socket and is forwarded as the
    * proxy goes on; what they publish from now on they queue for the next adaptor. For a stop.
    */
-  detachUpstream(): Promise<void>;
+  detachUpstream(timeoutMs?: number): Promise<void>;
 }
 
 /**
@@ -184,7 +186,7 @@ export function openChannel(stack: AsyncDisposableStack, deps: ChannelDeps, spec
     endpoints,
     done: Promise.race(ended),
     topics: () => spec.frontend.type === ZMQ_XSUB && forwarder.running ? frontend.topics() : undefined,
-    detachUpstream: () =>
+    detachUpstream: (timeoutMs) =>
       forwarder.pause(() => {
         const role = spec.frontend.role;
         const resolved = endpoints.get(role) ?? [];
@@ -194,14 +196,14 @@ export function openChannel(stack: AsyncDisposableStack, deps: ChannelDeps, spec
             else frontend.unbind(resolved[i]);
           } catch { /* already gone: nothing more comes from it */ }
         });
-      }),
-    reconnect: (role, endpoint) =>
+      }, { timeoutMs }),
+    reconnect: (role, endpoint, curve, timeoutMs) =>
       forwarder.pause(() => {
         const socket = socketOf(role);
         socket.disconnect(endpoint.address);
-        secure(socket, role, deps.curve(role, endpoint));
+        secure(socket, role, curve);
         socket.connect(endpoint.address);
-      }),
+      }, { timeoutMs }),
   };
 }
 

@@ -90,6 +90,34 @@ const BLOCKED_AFTER_MS = 100;
 /** While held (`startWhen`): how often what came back from the backend is passed on. */
 const HELD_PUMP_MS = 5;
 
+/** A pause that could not happen in time: the proxy is blocked inside a send. Its job did not run. */
+export class ProxyBlockedError extends Error {
+  override name = "ProxyBlockedError";
+}
+
+/** How long a pause may wait for the proxy to stop (`Forwarder.pause`) unless told. */
+const PAUSE_TIMEOUT_MS = 1000;
+
+/** A pause whose TERMINATE was sent or queued. */
+interface PendingPause {
+  readonly job: () => void;
+  readonly done: PromiseWithResolvers<void>;
+  readonly taken: PromiseWithResolvers<void>;
+  cancelled: boolean;
+}
+
+/** Whether `promise` settles before `deadline` (a `performance.now()` time); leaves no timer. */
+async function settlesWithin(promise: Promise<unknown>, deadline: number): Promise<boolean> {
+  const late = Promise.withResolvers<boolean>();
+  const timer = setTimeout(() => late.resolve(false), Math.max(0, deadline - performance.now()));
+  try {
+    return await Promise.race([promise.then(() => true, () => true), late.promise]);
+  } finally {
+    clearTimeout(timer);
+    late.resolve(false);
+  }
+}
+
 /** One running proxy between two sockets. */
 export class Forwarder {
   /**
@@ -105,8 +133,14 @@ export class Forwarder {
   #base: ProxyStatistics = { frontend: ZERO, backend: ZERO };
   /** The last counters this run reported. */
   #last: ProxyStatistics = { frontend: ZERO, backend: ZERO };
-  /** A job to run between two runs of the proxy (`pause`), with its settling. */
-  #pause: { job: () => void; done: PromiseWithResolvers<void> } | undefined;
+  /**
+   * The pause whose TERMINATE was sent (or is queued): its job runs when that TERMINATE ends the
+   * run; one given up on (`cancelled`) runs nothing but still takes that TERMINATE, so that it
+   * can never end a later run. `taken` settles when a run ended by it, or the proxy ended.
+   */
+  #pause: PendingPause | undefined;
+  /** Pauses wait for the one before them: one at a time. */
+  #pauses: Promise<unknown> = Promise.resolve();
   #control: Socket;
   #proxyControl: Socket;
   #queue: Promise<unknown> = Promise.resolve();
@@ -115,6 +149,8 @@ export class Forwarder {
   /** When the request now in flight was sent (performance.now()), if one is. */
   #awaitingReplySince: number | undefined;
   #running = true;
+  /** Ends the wait for a reply now in flight, if one is (the proxy ended). */
+  #onEnd: (() => void) | undefined;
   /** Until the first run starts (`startWhen`). */
   #held = false;
   readonly #stopped = Promise.withResolvers<void>();
@@ -130,6 +166,7 @@ export class Forwarder {
     this.#proxyControl.connect(address);
     this.done = this.#run(frontend, backend, options).finally(() => {
       this.#running = false;
+      this.#onEnd?.();
     });
   }
 
@@ -166,18 +203,23 @@ export class Forwarder {
       if (pause && rc === 0 && !this.#stopRequested) {
         // Ended by pause()'s TERMINATE: the sockets are the JS thread's until the next run.
         this.#pause = undefined;
-        try {
-          pause.job();
-          pause.done.resolve();
-        } catch (error) {
-          pause.done.reject(error);
+        if (!pause.cancelled) {
+          try {
+            pause.job();
+            pause.done.resolve();
+          } catch (error) {
+            pause.done.reject(error);
+          }
         }
+        pause.taken.resolve();
         this.#base = addStatistics(this.#base, this.#last);
         this.#last = { frontend: ZERO, backend: ZERO };
         continue;
       }
       if (rc === 0 || this.#stopRequested || this.#ctx.isShutDown) {
         this.#pause?.done.reject(new Error("the proxy stopped"));
+        this.#pause?.taken.resolve();
+        this.#pause = undefined;
         return rc;
       }
       // -1 and nobody asked it to end: a signal interrupted its wait (EINTR).
@@ -255,16 +297,51 @@ export class Forwarder {
    * only the thread that owns the sockets may do (reconnecting an endpoint with a new key).
    * Messages wait in libzmq's queues meanwhile (a few ms); the counters go on from the answer
    * asked just before, so frames moved between that answer and the stop (one burst at most) are
-   * not counted. Rejects with `job`'s error (the proxy runs again all the same).
+   * not counted. One pause at a time: a pause waits for the one before it.
+   *
+   * Bounded: a proxy blocked inside a send (a PUSH whose peers stopped reading) answers nothing,
+   * so a pause that has not run its job within `timeoutMs` (its wait for earlier ones included)
+   * rejects, and its job never runs later. Rejects with `job`'s error too (the proxy runs again
+   * all the same), and when the proxy stops first.
    */
-  async pause(job: () => void): Promise<void> {
-    if (!this.#running || this.#stopRequested || this.#pause) throw new Error("proxy is not running");
+  pause(job: () => void, options: { timeoutMs?: number } = {}): Promise<void> {
+    const deadline = performance.now() + (options.timeoutMs ?? PAUSE_TIMEOUT_MS);
+    const turn = this.#pauses.then(() => this.#pauseNow(job, deadline));
+    this.#pauses = turn.catch(() => {});
+    return turn;
+  }
+
+  async #pauseNow(job: () => void, deadline: number): Promise<void> {
+    const notRunning = () => !this.#running || this.#stopRequested;
+    if (notRunning()) throw new Error("proxy is not running");
     if (this.#held) return job(); // not started yet: the sockets are ours
-    await this.statistics();
-    const done = Promise.withResolvers<void>();
-    this.#pause = { job, done };
-    this.#command("TERMINATE", false).catch(() => {});
-    return done.promise;
+    // A pause given up on earlier still waits for its TERMINATE to end a run.
+    if (this.#pause && !await settlesWithin(this.#pause.taken.promise, deadline)) {
+      throw new ProxyBlockedError("the proxy is blocked (an earlier pause is still waiting for it)");
+    }
+    if (!await settlesWithin(this.statistics().catch(() => {}), deadline)) {
+      throw new ProxyBlockedError("the proxy is blocked: it answered no statistics request");
+    }
+    if (notRunning()) throw new Error("proxy is not running");
+    if (this.#held) return job();
+    const pause: PendingPause = {
+      job,
+      done: Promise.withResolvers<void>(),
+      taken: Promise.withResolvers<void>(),
+      cancelled: false,
+    };
+    this.#pause = pause;
+    this.#command("TERMINATE", false).catch(() => {
+      // The proxy ended first: nothing will take this TERMINATE.
+      pause.done.reject(new Error("proxy is not running"));
+      pause.taken.resolve();
+      if (this.#pause === pause) this.#pause = undefined;
+    });
+    if (!await settlesWithin(pause.done.promise.catch(() => {}), deadline)) {
+      pause.cancelled = true;
+      pause.done.reject(new ProxyBlockedError("the proxy is blocked: it did not stop for the pause"));
+    }
+    return pause.done.promise;
   }
 
   /**
@@ -286,11 +363,7 @@ export class Forwarder {
     if (waiting !== undefined && performance.now() - waiting >= BLOCKED_AFTER_MS) {
       return Promise.race([ended, Promise.resolve(false)]);
     }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), timeoutMs));
-    const result = await Promise.race([ended, timeout]);
-    clearTimeout(timer);
-    return result;
+    return await settlesWithin(ended, performance.now() + timeoutMs);
   }
 
   /**
@@ -312,16 +385,22 @@ export class Forwarder {
       // This libzmq acknowledges other commands with an empty message, even on a PAIR;
       // skip such acks: the statistics reply is the 8-frame one.
       this.#awaitingReplySince = performance.now();
+      // Not a race against `done`: each race would leave a reaction on it for as long as the
+      // proxy runs. The end of the run settles this one wait instead.
+      const ended = Promise.withResolvers<undefined>();
+      this.#onEnd = () => ended.resolve(undefined);
       try {
         for (;;) {
           const receiving = this.#control.receive();
           this.#pendingReply = receiving;
-          const reply = await Promise.race([receiving, this.done.then(() => undefined)]);
+          const reply = await Promise.race([receiving, ended.promise]);
           if (!reply) throw new Error(`proxy ended before answering ${name}`);
           if (reply.length === 8) return reply;
         }
       } finally {
         this.#awaitingReplySince = undefined;
+        this.#onEnd = undefined;
+        ended.resolve(undefined); // settled here or by the end of the run, never left pending
       }
     };
     const result = this.#queue.then(run, run);

@@ -18,6 +18,8 @@ export interface HealthInputs {
   readonly stopping: boolean;
   /** What ended by itself while the adaptor ran (a proxy, a monitor, the ZAP handler), if anything. */
   readonly failed?: string;
+  /** Why the last reload (SIGHUP) could not be applied, until one is. */
+  readonly reloadFailed?: string;
   /** Why the gateway's publishers are missing (`PublisherPresence.absence`), if they are. */
   readonly absent?: string;
   /** Each channel and whether its proxy loop still runs (`Forwarder.running`). */
@@ -42,6 +44,8 @@ export function assessHealth(inputs: HealthInputs): Health {
       return { ok: false, reason: `socket file ${file.path} was replaced by another process's` };
     }
   }
+  // Running on the old keys: the rotation the operator asked for did not happen.
+  if (inputs.reloadFailed) return { ok: false, reason: inputs.reloadFailed };
   // Up, but nobody can reach it: not "ok", so that a probe tells it apart. A restart cannot mend
   // it (permissions, a wrong endpoint, nginx down): alert on it, do not restart on it.
   if (inputs.absent) return { ok: false, reason: inputs.absent };

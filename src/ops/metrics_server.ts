@@ -110,7 +110,11 @@ class HttpServer implements MetricsServer {
     this.address = { hostname: addr.hostname, port: addr.port };
     this.url = `http://${joinHostPort(addr.hostname, addr.port)}`;
     const logger = this.#logger;
-    this.#throttle = new LogThrottle({ windowMs: 60_000, perWindow: 1, write: (line) => logger.warn(line) });
+    this.#throttle = new LogThrottle({
+      windowMs: 60_000,
+      perWindow: 1,
+      write: (line) => logger.warn(literal(line)),
+    });
     logger.info("Serving metrics at {url}/metrics and health at {url}/healthz", { url: this.url });
     metrics.attachHttp(() => this.refused);
     this.#accepting = this.#acceptLoop().catch((error) => {

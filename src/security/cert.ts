@@ -435,16 +435,18 @@ export function keygen(path: string, metadata: Record<string, string> = {}, now 
   const keys = curveKeypair();
   const cert: Certificate = { ...keys, metadata };
   // The secret first, created 0600 from the start (never chmod'ed down from a readable mode).
+  // Both files or neither: a failure removes what this run created, and its error is the one told.
   writeNew(secretPath, formatCertificate(cert, "secret", now), 0o600);
   try {
     writeNew(publicPath, formatCertificate(cert, "public", now), 0o644);
   } catch (error) {
-    Deno.removeSync(secretPath);
-    throw error;
+    const left = removeCreated(secretPath);
+    throw left ? new StartupError(`${(error as Error).message}; ${left}`) : error;
   }
   return { publicPath, secretPath, publicKey: keys.publicKey };
 }
 
+/** Creates `path` (never an existing file) with `text`; on a failed write, removes it again. */
 function writeNew(path: string, text: string, mode: number): void {
   let file: Deno.FsFile;
   try {
@@ -456,11 +458,32 @@ function writeNew(path: string, text: string, mode: number): void {
     }
     throw new StartupError(`keygen: cannot create '${path}': ${describeFsError(error)}`);
   }
+  let failure: StartupError | undefined;
   try {
     const bytes = new TextEncoder().encode(text);
     let written = 0;
     while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+    file.syncSync(); // a full disk may only tell at the flush
+  } catch (error) {
+    failure = new StartupError(`keygen: cannot write '${path}': ${describeFsError(error)}`);
   } finally {
-    file.close();
+    try {
+      file.close();
+    } catch (error) {
+      failure ??= new StartupError(`keygen: cannot write '${path}': ${describeFsError(error)}`);
+    }
+  }
+  if (!failure) return;
+  const left = removeCreated(path);
+  throw left ? new StartupError(`${failure.message}; ${left}`) : failure;
+}
+
+/** Removes a file this run created; what is left behind, said for the error line, if it could not. */
+function removeCreated(path: string): string | undefined {
+  try {
+    Deno.removeSync(path);
+    return undefined;
+  } catch (error) {
+    return `'${path}' is left behind (cannot remove it: ${describeFsError(error)})`;
   }
 }

@@ -22,6 +22,7 @@ const symbols = {
   zmq_strerror: { parameters: ["i32"], result: "pointer" },
   zmq_ctx_new: { parameters: [], result: "pointer" },
   zmq_ctx_set: { parameters: ["pointer", "i32", "i32"], result: "i32" },
+  zmq_ctx_get: { parameters: ["pointer", "i32"], result: "i32" },
   zmq_ctx_shutdown: { parameters: ["pointer"], result: "i32" },
   // Terminating waits for every socket's linger: never on the JS thread.
   zmq_ctx_term: { parameters: ["pointer"], result: "i32", nonblocking: true },

@@ -98,8 +98,9 @@ export class Context {
     for (const socket of [...this.#sockets]) socket.close();
     this.#closedAt = performance.now();
     while ((await zmq().zmq_ctx_term(this.ptr)) === -1) {
-      // zmq_ctx_term only fails with EINTR, which means "call again"; errno is
-      // thread-local and this ran on another thread, so it cannot be read here.
+      // EINTR (call again) or EFAULT (not a context). errno belongs to the pool thread; an
+      // interrupted context still answers zmq_ctx_get here, one that is not fails with EFAULT.
+      if (zmq().zmq_ctx_get(this.ptr, ZMQ_IO_THREADS) === -1) throw lastError();
     }
   }
 }
@@ -111,7 +112,8 @@ export type Frames = Uint8Array[];
 export class Socket {
   #msg = new Uint8Array(64); // zmq_msg_t
   #closed = false;
-  #busy: Promise<unknown> = Promise.resolve();
+  /** The blocking calls running on pool threads now; each leaves the set as it settles. */
+  readonly #busy = new Set<Promise<unknown>>();
   readonly #onClose: () => void;
 
   constructor(
@@ -130,13 +132,16 @@ export class Socket {
 
   /** Settles once no call made through this socket is running on a pool thread. */
   get idle(): Promise<void> {
-    return this.#busy.then(() => {}, () => {});
+    return Promise.allSettled(this.#busy).then(() => {});
   }
 
-  /** Marks the socket busy until `call` settles (a blocking call on a pool thread). */
+  /**
+   * Marks the socket busy until `call` settles (a blocking call on a pool thread). Only the
+   * calls still running are held: a socket that received a million messages holds nothing more.
+   */
   track<T>(call: Promise<T>): Promise<T> {
-    const previous = this.#busy;
-    this.#busy = Promise.allSettled([previous, call]);
+    const settled = call.then(() => {}, () => {}).finally(() => this.#busy.delete(settled));
+    this.#busy.add(settled);
     return call;
   }
 
