@@ -31,7 +31,6 @@ import {
   warnAboutExposure,
 } from "./curve.ts";
 import { oneLine } from "./errors.ts";
-import { startTaps } from "./debug.ts";
 import type { ProxyStatistics } from "./proxy.ts";
 import { assessHealth, type Health } from "./health.ts";
 import { type GuardedPath, IpcGuard, resolveGroup } from "./ipc.ts";
@@ -306,6 +305,7 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     if (config.debug) {
       // A tap is a CURVE client where the endpoint it goes to is one of our CURVE servers.
       const curve = cert && tapKeys ? { serverKey: cert.publicKey, ...tapKeys } : undefined;
+      const { startTaps } = await import("./debug.ts"); // -d/-t/-r only
       startTaps(ctx, {
         test: config.test,
         receiverTest: config.receiverTest,

@@ -12,8 +12,6 @@ import { exitCodeOf, oneLine } from "./errors.ts";
 import { installRejectionGuard } from "./guard.ts";
 import { raiseFileLimit } from "./libc.ts";
 import { literal, log, setupLogging, writeStderr } from "./log.ts";
-import { AdaptorMetrics } from "./metrics.ts";
-import { serveMetrics } from "./metrics_server.ts";
 import { keygen } from "./cert.ts";
 import { shieldWaits, type SignalListeners } from "./signals.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
@@ -100,8 +98,10 @@ export async function main(
   const exposed = await shieldWaits();
   if (exposed) log().info(literal(`${exposed} pool thread(s) could not be made to block signals`));
   // The metrics port is bound first: a busy one fails the start before any ZeroMQ socket exists.
-  const metrics = config.metrics ? new AdaptorMetrics() : undefined;
-  const server = config.metrics ? serveMetrics(config.metrics, metrics!) : undefined;
+  // Loaded only when asked for: a start without --metrics compiles less.
+  const exporter = config.metrics ? await loadMetrics() : undefined;
+  const metrics = exporter ? new exporter.AdaptorMetrics() : undefined;
+  const server = exporter ? exporter.serveMetrics(config.metrics!, metrics!) : undefined;
   const adaptor = await startAdaptor(config, metrics?.hooks).catch(async (error) => {
     await server?.stop();
     throw error;
@@ -162,4 +162,13 @@ export async function main(
   clearTimeout(deadline);
   log().info("stopped");
   return reason.failed ? 1 : 0;
+}
+
+/** The metrics registry and its HTTP server, for `--metrics` only. */
+async function loadMetrics() {
+  const [{ AdaptorMetrics }, { serveMetrics }] = await Promise.all([
+    import("./metrics.ts"),
+    import("./metrics_server.ts"),
+  ]);
+  return { AdaptorMetrics, serveMetrics };
 }
