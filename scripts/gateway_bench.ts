@@ -31,7 +31,7 @@
  *
  *   deno task gateway-bench [--rounds 3] [--no-write] [--only steady,saturation,restart,kill]
  *                           [--scenario example,czmq3] [--baseline DIR]
- *                           [--sub-reconnect-ivl MS] [--worker-reconnect-ivl MS]
+ *                           [--sub-reconnect-ivl MS] [--worker-reconnect-ivl MS] [-- ADAPTOR FLAGS]
  *
  * Writes the medians into docs/deployment.md between its gateway-bench markers (one block per
  * scenario), and the raw figures to .bench/gateway.json.
@@ -91,6 +91,8 @@ const scenarios = args.includes("--scenario")
   ? args[args.indexOf("--scenario") + 1].split(",") as Scenario[]
   : ["example", "czmq3"] as Scenario[];
 const baseline = args.includes("--baseline") ? args[args.indexOf("--baseline") + 1] : undefined;
+/** Further flags for the adaptor (and the baseline): what follows `--`, e.g. `-- --subscriptions local`. */
+const adaptorFlags = args.includes("--") ? args.slice(args.indexOf("--") + 1) : [];
 /** The subscriber's ZMQ_RECONNECT_IVL (libzmq's default 100 ms), for experiments. */
 /** The workers' publisher's reconnect_ivl (the module's default 100 ms), for experiments. */
 const workerReconnectIvl = args.includes("--worker-reconnect-ivl")
@@ -158,7 +160,15 @@ class Gateway {
 
   async start(kind: Kind): Promise<void> {
     if (kind !== "c-proxy") {
-      const args = ["-b", `ipc://${this.path}`, "-p", this.publish, "--ipc-group", "www-data"];
+      const args = [
+        "-b",
+        `ipc://${this.path}`,
+        "-p",
+        this.publish,
+        "--ipc-group",
+        "www-data",
+        ...adaptorFlags,
+      ];
       // As the README says: scripts/start.sh; an older checkout's README said `deno task start`.
       this.proxy = kind === "adaptor"
         ? new AdaptorProcess(args, { command: [`${ROOT}scripts/start.sh`] })
@@ -365,7 +375,7 @@ function render(
     `${meta.machine}; nginx ${meta.nginx}, 2 workers as www-data, ${
       SCENARIOS[scenario].what
     } on libzmq ${meta.libzmq};`,
-    `the adaptor run as scripts/start.sh${
+    `the adaptor run as scripts/start.sh${adaptorFlags.length ? ` ${adaptorFlags.join(" ")}` : ""}${
       baseline ? ", the baseline as `deno task start`" : ""
     }; the adaptor's libzmq is the zeromq`,
     `addon's 4.3.5, the C proxy's the system's). Medians (min–max):`,
