@@ -440,8 +440,11 @@ export async function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Pr
     },
     stop() {
       stopping = true;
+      // Meanwhile the kernel tears the file watch down (its close waits a grace period).
+      const unwatched = guard.unwatch();
       stopped ??= drainMain(channels, Math.min(DRAIN_MS, MAX_LINGER_MS - config.linger))
         .then(() => logTotals(channels))
+        .then(() => unwatched)
         .then(() => stack.disposeAsync());
       return stopped;
     },
