@@ -15,7 +15,7 @@ import { literal, log, setupLogging, writeStderr } from "./log.ts";
 import { keygen } from "./cert.ts";
 import { shieldWaits, type SignalListeners } from "./signals.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
-import { addonBuild, zmqVersion } from "./zmq.ts";
+import { addonBuild, holdWaitsUntil, zmqVersion } from "./zmq.ts";
 
 /**
  * A stop that takes longer than this is cut short: SIGINT/SIGTERM end the adaptor within 2 s,
@@ -94,9 +94,13 @@ export async function main(
   );
   signals.on("SIGUSR1", () => log().info("SIGUSR1 during start-up: no totals yet"));
   signals.on("SIGUSR2", () => log().info("SIGUSR2 ignored (SIGHUP reloads, SIGINT/SIGTERM stop)"));
-  // Again now that the program is loaded (loading it used the pool): before the first libzmq wait.
-  const exposed = await shieldWaits();
-  if (exposed) log().info(literal(`${exposed} pool thread(s) could not be made to block signals`));
+  // Again now that the program is loaded (loading it used the pool): libzmq's waits start once it
+  // is done, while the sockets are opened and bound meanwhile.
+  holdWaitsUntil(
+    shieldWaits().then((exposed) => {
+      if (exposed) log().info(literal(`${exposed} pool thread(s) could not be made to block signals`));
+    }),
+  );
   // The metrics port is bound first: a busy one fails the start before any ZeroMQ socket exists.
   // Loaded only when asked for: a start without --metrics compiles less.
   const exporter = config.metrics ? await loadMetrics() : undefined;

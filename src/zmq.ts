@@ -209,6 +209,22 @@ export class ZmqError extends Error {
 let lib: Lib | undefined;
 let libPath: string | undefined;
 
+/** While set, blocking calls wait for it before they start (see `holdWaitsUntil`). */
+let waitsHeld: Promise<void> | undefined;
+
+/**
+ * Makes every blocking call on a pool thread (receive, send, the proxy) start only once `ready`
+ * has settled, so that sockets can be opened and bound while the signal shield still checks
+ * Deno's pool threads. Calls already running are not affected.
+ */
+export function holdWaitsUntil(ready: Promise<unknown>): void {
+  const held: Promise<void> = ready.then(() => {}, () => {});
+  waitsHeld = held;
+  held.then(() => {
+    if (waitsHeld === held) waitsHeld = undefined;
+  });
+}
+
 /** The path of the libzmq-carrying addon this process loaded (for diagnostics and tests). */
 export function addonPath(): string {
   load();
@@ -524,6 +540,12 @@ export class Socket {
     return this.#busy.then(() => {}, () => {});
   }
 
+  /** Waits while blocking calls are held; false when the socket is gone meanwhile. */
+  async #waitsAllowed(): Promise<boolean> {
+    if (waitsHeld) await this.track(waitsHeld);
+    return !this.#closed && !this.context.isShutDown;
+  }
+
   /** Marks the socket busy until `call` settles (a blocking call on a pool thread). */
   track<T>(call: Promise<T>): Promise<T> {
     const previous = this.#busy;
@@ -624,6 +646,9 @@ export class Socket {
    * signal interrupts (EINTR) goes on; throws `ZmqError` (ETERM) once the context is shut down.
    */
   async send(frames: Frames | Uint8Array | string): Promise<void> {
+    if (waitsHeld && !(await this.#waitsAllowed())) {
+      throw new ZmqError(ETERM, "send interrupted: the context was shut down");
+    }
     const list = normalize(frames);
     const z = zmq();
     for (let i = 0; i < list.length; i++) {
@@ -684,6 +709,7 @@ export class Socket {
    * signals) simply goes on; any other failure throws `ZmqError`.
    */
   async receive(): Promise<Frames | undefined> {
+    if (waitsHeld && !(await this.#waitsAllowed())) return undefined;
     const z = zmq();
     for (;;) {
       z.zmq_msg_init(this.#msg);
@@ -780,7 +806,11 @@ export function proxySteerable(
   capture: Socket | null,
   control: Socket,
 ): Promise<number> {
-  const call = zmq().zmq_proxy_steerable(frontend.ptr, backend.ptr, capture?.ptr ?? null, control.ptr);
+  const start = () =>
+    frontend.closed || frontend.context.isShutDown
+      ? -1
+      : zmq().zmq_proxy_steerable(frontend.ptr, backend.ptr, capture?.ptr ?? null, control.ptr);
+  const call = waitsHeld ? waitsHeld.then(start) : Promise.resolve(start());
   for (const socket of [frontend, backend, capture, control]) socket?.track(call);
   return call;
 }
