@@ -15,7 +15,7 @@ Deno.test("scripts/start.sh runs src/main.ts with the flags of deno task start",
   assert.ok(line, "scripts/start.sh has an exec line");
   const words = line.split(/\s+/);
   const at = words.indexOf("run");
-  const end = words.findIndex((w) => w.startsWith('"$(dirname'));
+  const end = words.indexOf('"$root/src/main.ts"');
   assert.ok(at > 0 && end > at, line);
   assert.deepEqual(words.slice(at + 1, end), [...RUN_FLAGS]);
 });
