@@ -10,6 +10,15 @@
  *               proxy and the subscriber;
  * - restart:    2 requests in flight; after 1.5 s SIGTERM to the proxy and a new one started at
  *               once on the same path; 2 s more.
+ * - kill:       the same with SIGKILL.
+ *
+ * Scenarios (nginx restarted with each publisher's settings):
+ * - example: examples/nginx's publisher (SNDHWM 10 000, reconnect every 250 ms): all phases but kill;
+ * - czmq3:   the settings of the gateway's own publisher, Adobe's api-gateway-zmq-logger on CZMQ 3
+ *            (zctx's SNDHWM 1000 and linger 0, libzmq's 100 ms reconnect interval): restart and kill.
+ *
+ * The adaptor runs as the README tells operators to (scripts/start.sh); `--baseline DIR` adds an
+ * older checkout of the adaptor, run as `deno task start` in DIR, to the same rounds.
  *
  * Counting is exact, by worker and sequence number (`worker=…,seq=…` in every event): after a
  * phase, marker requests are sent until a marker from each worker has arrived; a worker's
@@ -20,12 +29,13 @@
  * Needs root, nginx + libnginx-mod-http-lua + lua-resty-core + libzmq5, wrk, gcc and libzmq3-dev:
  *   apt-get install -y nginx libnginx-mod-http-lua lua-resty-core libzmq5 libzmq3-dev wrk gcc
  *
- *   deno task gateway-bench [--rounds 3] [--no-write] [--only steady,saturation,restart]
+ *   deno task gateway-bench [--rounds 3] [--no-write] [--only steady,saturation,restart,kill]
+ *                           [--scenario example,czmq3] [--baseline DIR]
  *                           [--sub-reconnect-ivl MS] [--worker-reconnect-ivl MS]
- *                           [--adaptor-args "--subscriptions forward"]
+ *                           [--adaptor-args "--subscriptions forward"] [-- ADAPTOR FLAGS]
  *
- * Writes the medians into docs/deployment.md between its gateway-bench markers, and the raw
- * figures to .bench/gateway.json.
+ * Writes the medians into docs/deployment.md between its gateway-bench markers (one block per
+ * scenario), and the raw figures to .bench/gateway.json.
  */
 
 import { AdaptorProcess, ROOT } from "../testing/process.ts";
@@ -36,8 +46,23 @@ import { ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
 
 const ZMQ_RECONNECT_IVL = 18;
 
-type Kind = "adaptor" | "c-proxy";
-type Phase = "steady" | "saturation" | "restart";
+type Kind = "adaptor" | "c-proxy" | "baseline";
+type Phase = "steady" | "saturation" | "restart" | "kill";
+type Scenario = "example" | "czmq3";
+
+/** Each scenario's publisher settings (replacements in examples/nginx/nginx.conf) and phases. */
+const SCENARIOS: Record<Scenario, { replace: [string, string][]; phases: Phase[]; what: string }> = {
+  example: { replace: [], phases: ["steady", "saturation", "restart"], what: "the example publisher" },
+  czmq3: {
+    replace: [[
+      "linger = 100, sndhwm = 10000, report_interval = 10,",
+      "linger = 0, sndhwm = 1000, reconnect_ivl = 100, report_interval = 10,",
+    ]],
+    phases: ["restart", "kill"],
+    what:
+      "the example publisher set as api-gateway-zmq-logger on CZMQ 3 (SNDHWM 1000, linger 0, reconnect 100 ms)",
+  },
+};
 
 interface PhaseResult {
   kind: Kind;
@@ -48,14 +73,27 @@ interface PhaseResult {
   received: number;
   lost: number;
   dropped: number;
+  scenario: Scenario;
   /** The longest silence between two received events (restart phase). */
   gapMs?: number;
+  /** Restart phases: signal → the old process has exited. */
+  stopMs?: number;
+  /** Restart phases: relaunch → the new process is ready. */
+  readyMs?: number;
+  /** Restart phases: signal → the first event received from the new process. */
+  flowingMs?: number;
 }
 
 const args = Deno.args;
 const rounds = Number(args[args.indexOf("--rounds") + 1] || 3) || 3;
 const write = !args.includes("--no-write");
 const only = args.includes("--only") ? args[args.indexOf("--only") + 1].split(",") as Phase[] : undefined;
+const scenarios = args.includes("--scenario")
+  ? args[args.indexOf("--scenario") + 1].split(",") as Scenario[]
+  : ["example", "czmq3"] as Scenario[];
+const baseline = args.includes("--baseline") ? args[args.indexOf("--baseline") + 1] : undefined;
+/** Further flags for the adaptor (and the baseline): what follows `--`, e.g. `-- --subscriptions local`. */
+const adaptorFlags = args.includes("--") ? args.slice(args.indexOf("--") + 1) : [];
 /** The subscriber's ZMQ_RECONNECT_IVL (libzmq's default 100 ms), for experiments. */
 /** The workers' publisher's reconnect_ivl (the module's default 100 ms), for experiments. */
 const workerReconnectIvl = args.includes("--worker-reconnect-ivl")
@@ -121,11 +159,13 @@ function subscribe(peers: Peers, endpoint: string): Arrival[] {
 
 class Gateway {
   proxy?: AdaptorProcess;
+  /** The pid of the proxy itself (the child of `deno task` for the baseline). */
+  pid = 0;
   constructor(readonly path: string, readonly publish: string) {}
 
   async start(kind: Kind): Promise<void> {
-    if (kind === "adaptor") {
-      this.proxy = new AdaptorProcess([
+    if (kind !== "c-proxy") {
+      const args = [
         "-b",
         `ipc://${this.path}`,
         "-p",
@@ -133,21 +173,31 @@ class Gateway {
         "--ipc-group",
         "www-data",
         ...adaptorArgs,
-      ]);
-      await this.proxy.ready();
+        ...adaptorFlags,
+      ];
+      // As the README says: scripts/start.sh; an older checkout's README said `deno task start`.
+      this.proxy = kind === "adaptor"
+        ? new AdaptorProcess(args, { command: [`${ROOT}scripts/start.sh`] })
+        : new AdaptorProcess(args, { command: [Deno.execPath(), "task", "start"], cwd: baseline });
+      const line = await this.proxy.ready();
+      this.pid = Number(/ ready \(pid (\d+)\)/.exec(line)?.[1] ?? this.proxy.pid);
     } else {
       this.proxy = new AdaptorProcess(["--bind", `ipc://${this.path}`, "--publish", this.publish], {
         command: [PROXY_BIN],
       });
       await this.proxy.waitFor(/proxy ready/);
+      this.pid = this.proxy.pid;
       // zmq_proxy knows nothing of file permissions: let the workers in, as --ipc-group does.
       Deno.chownSync(this.path, null, WWW_DATA);
       Deno.chmodSync(this.path, 0o660);
     }
   }
 
-  async stop(): Promise<void> {
-    await this.proxy?.stop();
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<void> {
+    if (signal === "SIGKILL" && this.proxy) {
+      Deno.kill(this.pid, "SIGKILL"); // the process itself, not a `deno task` parent
+      await this.proxy.exit();
+    } else await this.proxy?.stop(signal);
     this.proxy = undefined;
   }
 }
@@ -207,16 +257,19 @@ async function runPhase(
   kind: Kind,
   phase: Phase,
   round: number,
-  ctx: { nginx: Nginx; gateway: Gateway; arrivals: Arrival[]; workers: number[] },
+  ctx: { nginx: Nginx; gateway: Gateway; arrivals: Arrival[]; workers: number[]; scenario: Scenario },
 ): Promise<PhaseResult> {
-  const { nginx, gateway, arrivals, workers } = ctx;
-  const tag = `${kind}-${phase}-${round}`;
+  const { nginx, gateway, arrivals, workers, scenario } = ctx;
+  const tag = `${scenario}-${kind}-${phase}-${round}`;
   await gateway.start(kind);
   const dropsBefore = (await nginx.publisherStats()).dropped;
   const before = await mark(nginx, arrivals, workers, `${tag}-a`);
   const from = arrivals.length;
   const t0 = performance.now();
   let gapMs: number | undefined;
+  let stopMs: number | undefined;
+  let readyMs: number | undefined;
+  let flowingMs: number | undefined;
   if (phase === "steady") {
     const load = new Load(nginx.port, { tag, concurrency: 4 });
     await sleep(3000);
@@ -227,10 +280,16 @@ async function runPhase(
     const load = new Load(nginx.port, { tag, concurrency: 2 });
     await sleep(1500);
     const signalled = performance.now();
-    await gateway.stop();
+    await gateway.stop(phase === "kill" ? "SIGKILL" : "SIGTERM");
+    const relaunched = performance.now();
+    stopMs = relaunched - signalled;
     await gateway.start(kind);
+    readyMs = performance.now() - relaunched;
+    const readyAt = performance.now();
     await sleep(2000);
     await load.stop();
+    const first = arrivals.slice(from).find((a) => a.t >= readyAt);
+    flowingMs = first ? first.t - signalled : undefined;
     let last = signalled;
     gapMs = 0;
     // The longest silence from the signal on (the restart's), between two received events.
@@ -245,7 +304,21 @@ async function runPhase(
   const { published, received } = count(arrivals, before, after);
   const dropped = (await nginx.publisherStats()).dropped - dropsBefore;
   await gateway.stop();
-  return { kind, phase, round, seconds, published, received, lost: published - received, dropped, gapMs };
+  return {
+    kind,
+    phase,
+    round,
+    scenario,
+    seconds,
+    published,
+    received,
+    lost: published - received,
+    dropped,
+    gapMs,
+    stopMs,
+    readyMs,
+    flowingMs,
+  };
 }
 
 const median = (xs: number[]) => {
@@ -253,34 +326,65 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-function render(results: PhaseResult[], meta: Record<string, string>): string {
+const KIND_NAMES: Record<Kind, string> = {
+  "adaptor": "adaptor",
+  "baseline": "adaptor (baseline)",
+  "c-proxy": "C zmq_proxy",
+};
+
+function render(
+  scenario: Scenario,
+  results: PhaseResult[],
+  kinds: Kind[],
+  meta: Record<string, string>,
+): string {
   const rows: string[] = [];
-  const get = (kind: Kind, phase: Phase) => results.filter((r) => r.kind === kind && r.phase === phase);
+  const get = (kind: Kind, phase: Phase) =>
+    results.filter((r) => r.scenario === scenario && r.kind === kind && r.phase === phase);
   const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits });
   const range = (xs: number[], digits = 0) =>
     xs.length > 1 ? ` (${fmt(Math.min(...xs), digits)}–${fmt(Math.max(...xs), digits)})` : "";
-  const cell = (rs: PhaseResult[], f: (r: PhaseResult) => number, digits = 0) => {
-    const xs = rs.map(f);
-    return `${fmt(median(xs), digits)}${range(xs, digits)}`;
+  const cell = (rs: PhaseResult[], f: (r: PhaseResult) => number | undefined, digits = 0) => {
+    const xs = rs.map(f).filter((x): x is number => x !== undefined);
+    return xs.length ? `${fmt(median(xs), digits)}${range(xs, digits)}` : "–";
   };
-  rows.push("| phase | figure | adaptor | C zmq_proxy |", "|---|---|---:|---:|");
-  for (const phase of ["steady", "saturation", "restart"] as Phase[]) {
-    const a = get("adaptor", phase);
-    const c = get("c-proxy", phase);
-    if (a.length === 0 || c.length === 0) continue;
-    const line = (figure: string, f: (r: PhaseResult) => number, digits = 0) =>
-      rows.push(`| ${phase} | ${figure} | ${cell(a, f, digits)} | ${cell(c, f, digits)} |`);
+  rows.push(
+    `| phase | figure | ${kinds.map((k) => KIND_NAMES[k]).join(" | ")} |`,
+    `|---|---|${kinds.map(() => "---:").join("|")}|`,
+  );
+  for (const phase of SCENARIOS[scenario].phases) {
+    const byKind = kinds.map((k) => get(k, phase));
+    if (byKind.some((rs) => rs.length === 0)) continue;
+    const line = (figure: string, f: (r: PhaseResult) => number | undefined, digits = 0) =>
+      rows.push(`| ${phase} | ${figure} | ${byKind.map((rs) => cell(rs, f, digits)).join(" | ")} |`);
     line("events/s published by nginx", (r) => r.published / r.seconds);
-    line("events/s received", (r) => r.received / r.seconds);
+    if (phase === "steady" || phase === "saturation") {
+      line("events/s received", (r) => r.received / r.seconds);
+    }
     line("events lost", (r) => r.lost);
     line("lost, % of published", (r) => 100 * r.lost / Math.max(1, r.published), 2);
     line("of them dropped (counted) by the workers", (r) => r.dropped);
-    if (phase === "restart") line("longest silence around the restart, ms", (r) => r.gapMs ?? 0);
+    if (phase === "restart" || phase === "kill") {
+      line("signal → old process gone, ms", (r) => r.stopMs);
+      line("relaunch → ready, ms", (r) => r.readyMs);
+      line("signal → first event through the new process, ms", (r) => r.flowingMs);
+      line("longest silence around the restart, ms", (r) => r.gapMs ?? 0);
+    }
   }
+  const runs = kinds.map((k) =>
+    `${KIND_NAMES[k]} ${results.filter((r) => r.scenario === scenario && r.kind === k).length}`
+  );
   return [
-    `Measured with \`deno task gateway-bench\` on ${meta.date} (${rounds} rounds, adaptor and C proxy alternating;`,
-    `${meta.machine}; nginx ${meta.nginx}, 2 workers as www-data, the example publisher on libzmq ${meta.libzmq};`,
-    `the adaptor's libzmq is the zeromq addon's 4.3.5, the C proxy's the system's). Medians (min–max):`,
+    `Measured with \`deno task gateway-bench\` on ${meta.date} (${rounds} rounds, alternating; phases run: ${
+      runs.join(", ")
+    };`,
+    `${meta.machine}; nginx ${meta.nginx}, 2 workers as www-data, ${
+      SCENARIOS[scenario].what
+    } on libzmq ${meta.libzmq};`,
+    `the adaptor run as scripts/start.sh${adaptorFlags.length ? ` ${adaptorFlags.join(" ")}` : ""}${
+      baseline ? ", the baseline as `deno task start`" : ""
+    }; the adaptor's libzmq is the zeromq`,
+    `addon's 4.3.5, the C proxy's the system's). Medians (min–max):`,
     "",
     ...rows,
     "",
@@ -289,43 +393,44 @@ function render(results: PhaseResult[], meta: Record<string, string>): string {
 
 let publisherZmq = "?";
 
-async function main(): Promise<void> {
-  const why = nginxUnavailable();
-  if (why) throw new Error(`cannot run: ${why}`);
-  await buildProxy();
-  const dir = Deno.makeTempDirSync({ prefix: "adaptor-gateway-bench-" });
-  const peers = new Peers();
-  let nginx: Nginx | undefined;
-  const results: PhaseResult[] = [];
+async function runScenario(
+  scenario: Scenario,
+  dir: string,
+  peers: Peers,
+  results: PhaseResult[],
+  kinds: Kind[],
+): Promise<void> {
+  const path = `${dir}/nginx_queue_listen`;
+  const publish = `tcp://127.0.0.1:${freePort()}`;
+  const gateway = new Gateway(path, publish);
+  const arrivals = subscribe(peers, publish);
+  const replace = [...SCENARIOS[scenario].replace];
+  if (workerReconnectIvl !== undefined && scenario === "example") {
+    replace.push(["report_interval = 10,", `report_interval = 10, reconnect_ivl = ${workerReconnectIvl},`]);
+  }
+  const nginx = await Nginx.start(dir, { port: freePort(), endpoint: `ipc://${path}`, replace });
   try {
-    Deno.chownSync(dir, 0, WWW_DATA);
-    Deno.chmodSync(dir, 0o750);
-    const path = `${dir}/nginx_queue_listen`;
-    const publish = `tcp://127.0.0.1:${freePort()}`;
-    const gateway = new Gateway(path, publish);
-    const arrivals = subscribe(peers, publish);
-    nginx = await Nginx.start(dir, {
-      port: freePort(),
-      endpoint: `ipc://${path}`,
-      replace: workerReconnectIvl === undefined
-        ? []
-        : [["report_interval = 10,", `report_interval = 10, reconnect_ivl = ${workerReconnectIvl},`]],
-    });
     const workers = nginx.workerPids();
     publisherZmq = /zmq publisher: connecting \(ZeroMQ ([\d.]+)\)/.exec(nginx.errorLog())?.[1] ?? "?";
-    const ctx = { nginx, gateway, arrivals, workers };
+    const ctx = { nginx, gateway, arrivals, workers, scenario };
     for (let round = 1; round <= rounds; round++) {
-      for (const phase of ["steady", "saturation", "restart"] as Phase[]) {
+      for (const phase of SCENARIOS[scenario].phases) {
         if (only && !only.includes(phase)) continue;
-        const kinds: Kind[] = round % 2 ? ["adaptor", "c-proxy"] : ["c-proxy", "adaptor"];
-        for (const kind of kinds) {
+        // Alternating: each kind goes first in turn.
+        const order = kinds.map((_, i) => kinds[(i + round - 1) % kinds.length]);
+        for (const kind of order) {
           const r = await runPhase(kind, phase, round, ctx);
           results.push(r);
+          const ms = (x: number | undefined) => x === undefined ? "–" : x.toFixed(0);
           console.log(
-            `round ${round} ${phase.padEnd(10)} ${kind.padEnd(7)}: published ${r.published} in ${
+            `${scenario} round ${round} ${phase.padEnd(10)} ${kind.padEnd(8)}: published ${r.published} in ${
               r.seconds.toFixed(1)
             } s, received ${r.received}, lost ${r.lost}, dropped ${r.dropped}` +
-              (r.gapMs !== undefined ? `, longest silence ${r.gapMs.toFixed(0)} ms` : ""),
+              (r.gapMs !== undefined
+                ? `, stop ${ms(r.stopMs)} ms, relaunch → ready ${ms(r.readyMs)} ms, signal → flowing ${
+                  ms(r.flowingMs)
+                } ms, longest silence ${ms(r.gapMs)} ms`
+                : ""),
           );
           // The subscriber's list only grows: drop what the next phases do not need.
           arrivals.splice(0, arrivals.length);
@@ -333,7 +438,24 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    await nginx?.stop();
+    await gateway.stop();
+    await nginx.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const why = nginxUnavailable();
+  if (why) throw new Error(`cannot run: ${why}`);
+  await buildProxy();
+  const dir = Deno.makeTempDirSync({ prefix: "adaptor-gateway-bench-" });
+  const peers = new Peers();
+  const results: PhaseResult[] = [];
+  const kinds: Kind[] = baseline ? ["adaptor", "baseline", "c-proxy"] : ["adaptor", "c-proxy"];
+  try {
+    Deno.chownSync(dir, 0, WWW_DATA);
+    Deno.chmodSync(dir, 0o750);
+    for (const scenario of scenarios) await runScenario(scenario, dir, peers, results, kinds);
+  } finally {
     await peers.close();
     Deno.removeSync(dir, { recursive: true });
   }
@@ -341,26 +463,27 @@ async function main(): Promise<void> {
     Deno.readTextFileSync("/proc/cpuinfo").split("\n").filter((l) => l.startsWith("processor")).length;
   const nginxVersion = decoder.decode((await new Deno.Command("nginx", { args: ["-v"] }).output()).stderr)
     .trim().replace(/^nginx version: nginx\//, "");
-  const libzmq = publisherZmq;
   const meta = {
     date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
     machine: `${cpus} CPUs shared by everything`,
     nginx: nginxVersion,
-    libzmq,
+    libzmq: publisherZmq,
   };
   Deno.writeTextFileSync(`${BENCH}/gateway.json`, JSON.stringify({ meta, results }, null, 2) + "\n");
-  const text = render(results, meta);
-  console.log("\n" + text);
-  if (write) {
+  for (const scenario of scenarios) {
+    const text = render(scenario, results, kinds, meta);
+    console.log(`\n${scenario}:\n${text}`);
+    if (!write) continue;
     const doc = `${ROOT}docs/deployment.md`;
     const md = Deno.readTextFileSync(doc);
-    const start = "<!-- gateway-bench:start -->";
-    const end = "<!-- gateway-bench:end -->";
+    const name = scenario === "example" ? "gateway-bench" : `gateway-bench-${scenario}`;
+    const start = `<!-- ${name}:start -->`;
+    const end = `<!-- ${name}:end -->`;
     const a = md.indexOf(start);
     const b = md.indexOf(end);
     if (a < 0 || b < a) throw new Error(`docs/deployment.md has no ${start} … ${end} block`);
     Deno.writeTextFileSync(doc, md.slice(0, a + start.length) + "\n" + text + md.slice(b));
-    console.log("wrote docs/deployment.md");
+    console.log(`wrote docs/deployment.md (${scenario})`);
   }
 }
 

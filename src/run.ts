@@ -16,13 +16,14 @@ import { raiseFileLimit } from "./os/descriptors.ts";
 import { checkLimits } from "./os/limits.ts";
 import { fatalLine, literal, log, setupLogging, writeStderr } from "./ops/log.ts";
 import { stderrIsJournal } from "./ops/journal.ts";
-import { AdaptorMetrics } from "./ops/metrics.ts";
-import { type MetricsServer, serveMetrics } from "./ops/metrics_server.ts";
+import type { AdaptorMetrics } from "./ops/metrics.ts";
+import type { MetricsServer } from "./ops/metrics_server.ts";
 import { ServiceNotifier, ServiceStatus } from "./ops/notify.ts";
 import { keygen } from "./security/cert.ts";
 import { ignoredSignalsHold, shieldWaits, type SignalListeners } from "./os/signals.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
 import { addonBuild, zmqVersion } from "./zmq/binding.ts";
+import { holdWaitsUntil } from "./zmq/socket.ts";
 
 /**
  * A stop that takes longer than this is cut short: SIGINT/SIGTERM end the adaptor within 2 s,
@@ -112,9 +113,13 @@ async function serve(config: Config, env: Record<string, string>, signals: Signa
     "SIGHUP",
     () => log().info("SIGHUP during start-up: the clients directory is being read anyway"),
   );
-  // Again now that the program is loaded (loading it used the pool): before the first libzmq wait.
-  const exposed = await shieldWaits();
-  if (exposed) log().info(literal(`${exposed} pool thread(s) could not be made to block signals`));
+  // Again now that the program is loaded (loading it used the pool): libzmq's waits start once it
+  // is done, while the sockets are opened and bound meanwhile.
+  holdWaitsUntil(
+    shieldWaits().then((exposed) => {
+      if (exposed) log().info(literal(`${exposed} pool thread(s) could not be made to block signals`));
+    }),
+  );
   // systemd (Type=notify): READY=1 once bound, STATUS=, RELOADING=1, STOPPING=1, WATCHDOG=1.
   const notifier = new ServiceNotifier(env, (why) => log().warn(literal(why)));
   const status = new ServiceStatus(notifier);
@@ -179,8 +184,10 @@ async function start(
   notifier: ServiceNotifier,
   status: ServiceStatus,
 ): Promise<{ adaptor: AdaptorHandle; server?: MetricsServer }> {
-  const metrics = config.metrics ? new AdaptorMetrics() : undefined;
-  const server = config.metrics ? serveMetrics(config.metrics, metrics!) : undefined;
+  // Loaded only when asked for: a start without --metrics compiles less.
+  const exporter = config.metrics ? await loadMetrics() : undefined;
+  const metrics: AdaptorMetrics | undefined = exporter ? new exporter.AdaptorMetrics() : undefined;
+  const server = exporter ? exporter.serveMetrics(config.metrics!, metrics!) : undefined;
   const adaptor = await startAdaptor(config, {
     ...metrics?.hooks,
     onSocketEvent: (channel, role, event) => {
@@ -252,4 +259,13 @@ async function stopWithin(
   }, deadlineMs);
   await Promise.all([server?.stop(), adaptor.stop()]);
   clearTimeout(deadline);
+}
+
+/** The metrics registry and its HTTP server, for `--metrics` only. */
+async function loadMetrics() {
+  const [{ AdaptorMetrics }, { serveMetrics }] = await Promise.all([
+    import("./ops/metrics.ts"),
+    import("./ops/metrics_server.ts"),
+  ]);
+  return { AdaptorMetrics, serveMetrics };
 }

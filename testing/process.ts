@@ -48,11 +48,14 @@ export class AdaptorProcess {
   #waiters: { re: RegExp; resolve: (line: string) => void }[] = [];
   #pumps: Promise<void>[];
 
-  constructor(args: readonly string[], options: { env?: Record<string, string>; command?: string[] } = {}) {
+  constructor(
+    args: readonly string[],
+    options: { env?: Record<string, string>; command?: string[]; cwd?: string } = {},
+  ) {
     const command = options.command ?? [Deno.execPath(), "run", ...RUN_FLAGS, `${ROOT}src/main.ts`];
     this.#child = new Deno.Command(command[0], {
       args: [...command.slice(1), ...args],
-      cwd: ROOT,
+      cwd: options.cwd ?? ROOT,
       env: options.env,
       stdin: "null",
       stdout: "piped",

@@ -42,7 +42,6 @@ import {
   warnAboutExposure,
 } from "../security/curve.ts";
 import { oneLine } from "../errors.ts";
-import { startTaps } from "./taps.ts";
 import { ProxyBlockedError, type ProxyStatistics } from "./proxy.ts";
 import { assessHealth, type Health } from "../ops/health.ts";
 import { type GuardedPath, IpcGuard, resolveGroup } from "../ipc/ipc.ts";
@@ -247,7 +246,7 @@ class Adaptor implements AdaptorHandle {
       adaptor.#openChannels();
       adaptor.#capConnections();
       warnAboutExposure(config, adaptor.#security);
-      adaptor.#startTaps();
+      await adaptor.#startTaps();
       adaptor.#keepHouse();
     } catch (error) {
       await adaptor.#stack.disposeAsync().catch(() => {});
@@ -422,12 +421,13 @@ class Adaptor implements AdaptorHandle {
   }
 
   /** The debug taps of -d/-t/-r; a tap is a CURVE client where it goes to one of our CURVE servers. */
-  #startTaps(): void {
+  async #startTaps(): Promise<void> {
     const { config } = this;
     if (!config.debug) return;
     const cert = this.#security.cert;
     const curve = cert && this.#tapKeys ? { serverKey: cert.publicKey, ...this.#tapKeys } : undefined;
     const endpoint = (role: Role) => this.#channels.flatMap((c) => c.endpoints.get(role) ?? [])[0];
+    const { startTaps } = await import("./taps.ts"); // -d/-t/-r only
     startTaps(this.#context, {
       test: config.test,
       receiverTest: config.receiverTest,
@@ -602,8 +602,11 @@ class Adaptor implements AdaptorHandle {
 
   stop(): Promise<void> {
     this.#stopping = true;
+    // Meanwhile the kernel tears the file watch down (its close waits a grace period).
+    const unwatched = this.#guard.unwatch();
     this.#stopped ??= drainMain(this.#channels, Math.min(DRAIN_MS, MAX_LINGER_MS - this.config.linger))
       .then(() => logTotals(this.#channels))
+      .then(() => unwatched)
       .then(() => this.#stack.disposeAsync());
     return this.#stopped;
   }

@@ -36,6 +36,9 @@ const SYMBOLS = {
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
+  // Closing an inotify descriptor waits for the kernel's SRCU grace period (tens of ms): off the
+  // JavaScript thread.
+  close_pool: { name: "close", parameters: ["i32"], result: "i32", nonblocking: true },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 const load = libcLoader(SYMBOLS);
@@ -111,7 +114,9 @@ export function watchFiles(paths: readonly string[], onEvent: () => void): FileE
         stopping = true;
         c.write(pipe[1], new Uint8Array([1]), 1n);
         await waiting;
-        closeAll();
+        c.close(pipe[0]);
+        c.close(pipe[1]);
+        await c.close_pool(inotify);
       })();
       return stopped;
     },

@@ -538,8 +538,13 @@ export class IpcGuard implements AsyncDisposable {
     for (const lock of this.#locks.splice(0).reverse()) lock.release();
   }
 
+  /** Stops watching the socket files (a stop begins: their news no longer matters). */
+  unwatch(): Promise<void> {
+    return this.#watch?.stop() ?? Promise.resolve();
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
-    await this.#watch?.stop();
+    await this.unwatch();
     this.releaseFiles();
   }
 }

@@ -28,6 +28,22 @@ import {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** While set, blocking calls wait for it before they start (see `holdWaitsUntil`). */
+let waitsHeld: Promise<void> | undefined;
+
+/**
+ * Makes every blocking call on a pool thread (receive, send, the proxy) start only once `ready`
+ * has settled, so that sockets can be opened and bound while the signal shield still checks
+ * Deno's pool threads. Calls already running are not affected.
+ */
+export function holdWaitsUntil(ready: Promise<unknown>): void {
+  const held: Promise<void> = ready.then(() => {}, () => {});
+  waitsHeld = held;
+  held.then(() => {
+    if (waitsHeld === held) waitsHeld = undefined;
+  });
+}
+
 /**
  * A libzmq context. It owns every socket it opens: `terminate()` closes those still open (once
  * the calls that use them have returned), so that `zmq_ctx_term` can never wait for a socket
@@ -135,6 +151,12 @@ export class Socket {
     return Promise.allSettled(this.#busy).then(() => {});
   }
 
+  /** Waits while blocking calls are held; false when the socket is gone meanwhile. */
+  async #waitsAllowed(): Promise<boolean> {
+    if (waitsHeld) await this.track(waitsHeld);
+    return !this.#closed && !this.context.isShutDown;
+  }
+
   /**
    * Marks the socket busy until `call` settles (a blocking call on a pool thread). Only the
    * calls still running are held: a socket that received a million messages holds nothing more.
@@ -238,6 +260,9 @@ export class Socket {
    * signal interrupts (EINTR) goes on; throws `ZmqError` (ETERM) once the context is shut down.
    */
   async send(frames: Frames | Uint8Array | string): Promise<void> {
+    if (waitsHeld && !(await this.#waitsAllowed())) {
+      throw new ZmqError(ETERM, "send interrupted: the context was shut down");
+    }
     const list = normalize(frames);
     const z = zmq();
     for (let i = 0; i < list.length; i++) {
@@ -298,6 +323,7 @@ export class Socket {
    * signals) simply goes on; any other failure throws `ZmqError`.
    */
   async receive(): Promise<Frames | undefined> {
+    if (waitsHeld && !(await this.#waitsAllowed())) return undefined;
     const z = zmq();
     for (;;) {
       z.zmq_msg_init(this.#msg);
@@ -394,7 +420,11 @@ export function proxySteerable(
   capture: Socket | null,
   control: Socket,
 ): Promise<number> {
-  const call = zmq().zmq_proxy_steerable(frontend.ptr, backend.ptr, capture?.ptr ?? null, control.ptr);
+  const start = () =>
+    frontend.closed || frontend.context.isShutDown
+      ? -1
+      : zmq().zmq_proxy_steerable(frontend.ptr, backend.ptr, capture?.ptr ?? null, control.ptr);
+  const call = waitsHeld ? waitsHeld.then(start) : Promise.resolve(start());
   for (const socket of [frontend, backend, capture, control]) socket?.track(call);
   return call;
 }
