@@ -576,6 +576,10 @@ class Adaptor implements AdaptorHandle {
     const result: Partial<Record<ChannelName, ProxyStatistics>> = {};
     await Promise.all(this.#channels.map(async ({ name, forwarder }) => {
       if (!forwarder.running) return;
+      // Known blocked (an earlier request went unanswered past the timeout): not one more waiter
+      // on that request per call, for as long as the block lasts.
+      const waited = forwarder.unansweredForMs;
+      if (options.timeoutMs !== undefined && waited !== undefined && waited >= options.timeoutMs) return;
       const stats = await withTimeout(forwarder.statistics(), options.timeoutMs).catch(() => undefined);
       if (stats) result[name] = stats;
     }));

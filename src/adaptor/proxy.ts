@@ -265,6 +265,12 @@ export class Forwarder {
     return new Forwarder(ctx, frontend, backend, options);
   }
 
+  /** How long the request now in flight has waited for its answer (ms); undefined when none waits. */
+  get unansweredForMs(): number | undefined {
+    const since = this.#awaitingReplySince;
+    return since === undefined ? undefined : performance.now() - since;
+  }
+
   /** Whether the proxy loop is still running. */
   get running(): boolean {
     return this.#running;
