@@ -7,7 +7,8 @@
 
 import assert from "node:assert/strict";
 import { monitorSocket } from "../src/zmq/monitor.ts";
-import { keygen, readClientKeys } from "../src/security/cert.ts";
+import { keygen } from "../src/security/cert.ts";
+import { readClientKeys } from "../src/security/certstore.ts";
 import { type AuthEvent, decideZap, handshakeFailure, ZapHandler } from "../src/security/auth.ts";
 import { ZMQ_LINGER, ZMQ_XPUB, ZMQ_ZAP_DOMAIN } from "../src/zmq/constants.ts";
 import { Context } from "../src/zmq/socket.ts";

@@ -13,11 +13,10 @@ import {
   keygen,
   MAX_CERTIFICATE_BYTES,
   parseCertificate,
-  parseZpl,
-  readClientKeys,
   readSecretCertificate,
-  zplLocate,
 } from "../src/security/cert.ts";
+import { readClientKeys } from "../src/security/certstore.ts";
+import { parseZpl, zplLocate } from "../src/security/zpl.ts";
 import { curveKeypair, curvePublic, z85Decode, z85Encode } from "../src/zmq/z85.ts";
 
 const tempDir = () => Deno.makeTempDirSync({ prefix: "adaptor-sec-" });

@@ -11,7 +11,7 @@
  */
 
 import assert from "node:assert/strict";
-import { lockPathOf } from "../src/ipc/ipc.ts";
+import { lockPathOf } from "../src/ipc/ipc_guard.ts";
 import { keygen } from "../src/security/cert.ts";
 import { exists, freePort, ipcPath, sleep, until } from "../testing/net.ts";
 import { Peers, syncUp } from "../testing/peers.ts";

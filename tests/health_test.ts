@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { Forwarder } from "../src/adaptor/proxy.ts";
 import { assessHealth } from "../src/ops/health.ts";
-import { ownSocketFile } from "../src/ipc/ipc.ts";
+import { ownSocketFile } from "../src/ipc/socket_file.ts";
 import { ZMQ_LINGER, ZMQ_XPUB, ZMQ_XSUB } from "../src/zmq/constants.ts";
 import { Context } from "../src/zmq/socket.ts";
 import { ipcPath } from "../testing/net.ts";

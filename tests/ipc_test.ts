@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import { StartupError } from "../src/errors.ts";
+import { checkIpcPath } from "../src/ipc/path_check.ts";
 import {
   bindProtected,
-  checkIpcPath,
   describeSocketFile,
   ownSocketFile,
   removeOwnedFile,
   type SocketFileState,
   watchSocketFiles,
-} from "../src/ipc/ipc.ts";
+} from "../src/ipc/socket_file.ts";
 import { ZMQ_LINGER, ZMQ_XSUB } from "../src/zmq/constants.ts";
 import { Context } from "../src/zmq/socket.ts";
 import { exists, ipcPath, sleep, until } from "../testing/net.ts";

@@ -44,7 +44,8 @@ import {
 import { oneLine } from "../errors.ts";
 import { ProxyBlockedError, type ProxyStatistics } from "./proxy.ts";
 import { assessHealth, type Health } from "../ops/health.ts";
-import { type GuardedPath, IpcGuard, resolveGroup } from "../ipc/ipc.ts";
+import { type GuardedPath, IpcGuard } from "../ipc/ipc_guard.ts";
+import { resolveGroup } from "../ipc/socket_file.ts";
 import { fileLimit, openDescriptors } from "../os/descriptors.ts";
 import { startMallocTrim } from "../os/memory.ts";
 import { literal, log } from "../ops/log.ts";

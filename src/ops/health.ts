@@ -8,7 +8,7 @@
  * still bound to the now nameless inode.
  */
 
-import { type OwnedSocketFile, socketFileState } from "../ipc/ipc.ts";
+import { type OwnedSocketFile, socketFileState } from "../ipc/socket_file.ts";
 
 /** The answer of a health check: ok, or the first reason it is not. */
 export type Health = { readonly ok: true } | { readonly ok: false; readonly reason: string };

@@ -31,7 +31,7 @@
  */
 
 import type { Role } from "../config/endpoint.ts";
-import { type ClientKeys, readClientKeys } from "./cert.ts";
+import { type ClientKeys, readClientKeys } from "./certstore.ts";
 import { literal, log } from "../ops/log.ts";
 import type { SocketEvent } from "../zmq/monitor.ts";
 import { sanitize } from "../ops/sanitize.ts";

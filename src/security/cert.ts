@@ -20,113 +20,10 @@ import { StartupError, UsageError } from "../errors.ts";
 import { sanitize } from "../ops/sanitize.ts";
 import { hasCapability } from "../zmq/binding.ts";
 import { curveKeypair, curvePublic, z85Decode } from "../zmq/z85.ts";
-
-// ---------------------------------------------------------------------------------------------
-// ZPL (rfc.zeromq.org/spec:4), the subset CZMQ's zconfig reads and writes
-
-/** One ZPL item: a name, a value ("" when none) and the items indented under it. */
-export interface ZplNode {
-  readonly name: string;
-  readonly value: string;
-  readonly children: ZplNode[];
-  /** 1-based line of the item in its text (0 for the root). */
-  readonly line: number;
-}
-
-/** A ZPL syntax error, with the 1-based line it was found on. */
-export class ZplError extends Error {
-  constructor(readonly line: number, reason: string) {
-    super(`line ${line}: ${reason}`);
-    this.name = "ZplError";
-  }
-}
-
-const NAME = /^[A-Za-z0-9$\-_@.&+/]+/;
-
-/** `text` from a file, quoted for an error message: escaped, at most 60 characters. */
-function quoted(text: string): string {
-  return `'${sanitize(text, 60)}'`;
-}
-
-/**
- * Parses ZPL text into a tree under a root node, as CZMQ's `zconfig_str_load` does; the whole
- * text is valid or a `ZplError` says where it is not.
- */
-export function parseZpl(text: string): ZplNode {
-  const root: ZplNode = { name: "root", value: "", children: [], line: 0 };
-  const lines = text.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i].trimEnd();
-    const lineNo = i + 1;
-    if (line.startsWith("#") || line === "") continue;
-    const indent = /^ */.exec(line)![0].length;
-    if (line[indent] === "\t") throw new ZplError(lineNo, "tab in indentation (indent with 4 spaces)");
-    if (indent % 4 !== 0) throw new ZplError(lineNo, "indent 4 spaces at a time");
-    let rest = line.slice(indent);
-    const name = NAME.exec(rest)?.[0] ?? "";
-    if (name === "") {
-      if (!rest.startsWith("#")) throw new ZplError(lineNo, `invalid syntax ${quoted(rest)}`);
-      continue;
-    }
-    if (name.startsWith("/") || name.endsWith("/")) {
-      throw new ZplError(lineNo, `'/' is not valid at the start or end of a name (${quoted(name)})`);
-    }
-    rest = rest.slice(name.length).trimStart();
-    let value = "";
-    if (rest.startsWith("=")) {
-      rest = rest.slice(1).trimStart();
-      const quote = rest[0];
-      if (quote === '"' || quote === "'") {
-        const end = rest.indexOf(quote, 1);
-        if (end < 0) throw new ZplError(lineNo, `missing closing ${quote}`);
-        value = rest.slice(1, end);
-        checkEndOfLine(rest.slice(end + 1), lineNo);
-      } else {
-        const comment = rest.indexOf("#");
-        value = (comment >= 0 ? rest.slice(0, comment) : rest).trimEnd();
-      }
-    } else {
-      checkEndOfLine(rest, lineNo);
-    }
-    const parent = nodeAtDepth(root, indent / 4);
-    if (!parent) throw new ZplError(lineNo, "indentation error (no item to nest under)");
-    parent.children.push({ name, value, children: [], line: lineNo });
-  }
-  return root;
-}
-
-function checkEndOfLine(rest: string, lineNo: number): void {
-  const trimmed = rest.trimStart();
-  if (trimmed !== "" && !trimmed.startsWith("#")) {
-    throw new ZplError(lineNo, `invalid syntax ${quoted(trimmed)}`);
-  }
-}
-
-// The latest node at `depth` (root = 0), which an item indented `depth` levels belongs under.
-function nodeAtDepth(root: ZplNode, depth: number): ZplNode | undefined {
-  let node = root;
-  for (let level = 0; level < depth; level++) {
-    const last = node.children.at(-1);
-    if (!last) return undefined;
-    node = last;
-  }
-  return node;
-}
-
-/** The item at `path` ("curve/public-key"), as `zconfig_locate` finds it (first match). */
-export function zplLocate(root: ZplNode, path: string): ZplNode | undefined {
-  let node: ZplNode | undefined = root;
-  for (const part of path.split("/").filter((p) => p !== "")) {
-    node = node.children.find((c) => c.name === part);
-    if (!node) return undefined;
-  }
-  return node;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Certificates
+import { parseZpl, quoted, ZplError, zplLocate, type ZplNode } from "./zpl.ts";
 
 /** A CURVE certificate: Z85 keys and free-form metadata. */
+
 export interface Certificate {
   readonly publicKey: string;
   /** Only in a secret certificate. */
@@ -185,6 +82,7 @@ const PUBLIC_COMMENTS = [
   "   of this file after exchange. Store public certificates in your home",
   "   directory, in the .curve subdirectory.",
 ];
+
 const SECRET_COMMENTS = [
   "   ZeroMQ CURVE **Secret** Certificate",
   "   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions.",
@@ -303,7 +201,7 @@ export function readCertificateText(path: string): string {
   }
 }
 
-function statOrThrow(path: string, where: string, kind: "file" | "directory"): Deno.FileInfo {
+export function statOrThrow(path: string, where: string, kind: "file" | "directory"): Deno.FileInfo {
   try {
     return Deno.statSync(path);
   } catch (error) {
@@ -321,7 +219,7 @@ function exists(path: string): boolean {
   }
 }
 
-function describeFsError(error: unknown): string {
+export function describeFsError(error: unknown): string {
   if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
   if (error instanceof Deno.errors.NotFound) return "no such file or directory";
   if (error instanceof Deno.errors.NotCapable) return "the adaptor lacks --allow-read for it";
@@ -333,76 +231,12 @@ function describeFsError(error: unknown): string {
 // The clients directory (--curve-clients)
 
 /** The public keys found in a clients directory, and what was left out and why. */
-export interface ClientKeys {
-  readonly dir: string;
-  /** Z85 public key → the certificate file that admits it. */
-  readonly keys: ReadonlyMap<string, string>;
-  /** Files that are not valid certificates (an error at start-up, a warning on reload). */
-  readonly invalid: readonly { file: string; reason: string }[];
-  /** Files deliberately skipped (secret certificates, non-files), with the reason. */
-  readonly ignored: readonly { file: string; reason: string }[];
-}
-
-/**
- * Reads every certificate in `dir`, as CZMQ's certificate store does: each non-hidden file is
- * a certificate whose public key is admitted. Files named `*_secret` are skipped: a client's
- * secret key has no business on the server. Throws `UsageError` when the directory is missing,
- * unreadable, or writable by every user (anyone could then admit themselves).
- */
-export function readClientKeys(dir: string, flag = "--curve-clients"): ClientKeys {
-  const where = `${flag} '${dir}'`;
-  const info = statOrThrow(dir, where, "directory");
-  if (!info.isDirectory) throw new UsageError(`${where}: not a directory`);
-  if (info.mode !== null && (info.mode & 0o002) !== 0) {
-    throw new UsageError(
-      `${where}: writable by every user (mode ${octal(info.mode)}), so anyone could add a key; ` +
-        `run chmod o-w '${dir}'`,
-    );
-  }
-  let names: string[];
-  try {
-    names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-  } catch (error) {
-    throw new UsageError(`${where}: cannot list: ${describeFsError(error)}`);
-  }
-  const keys = new Map<string, string>();
-  const invalid: { file: string; reason: string }[] = [];
-  const ignored: { file: string; reason: string }[] = [];
-  for (const name of names) {
-    if (name.startsWith(".")) continue;
-    const path = `${dir.replace(/\/+$/, "")}/${name}`;
-    // What is said about the file: its name may hold anything a file name can.
-    const shown = `${dir.replace(/\/+$/, "")}/${sanitize(name, 100)}`;
-    if (name.endsWith("_secret")) {
-      ignored.push({ file: shown, reason: "a secret certificate; only public certificates belong here" });
-      continue;
-    }
-    let fileInfo: Deno.FileInfo;
-    try {
-      fileInfo = Deno.statSync(path);
-    } catch (error) {
-      invalid.push({ file: shown, reason: describeFsError(error) });
-      continue;
-    }
-    if (!fileInfo.isFile) {
-      ignored.push({ file: shown, reason: "not a regular file" });
-      continue;
-    }
-    try {
-      const cert = parseCertificate(readCertificateText(path));
-      if (!keys.has(cert.publicKey)) keys.set(cert.publicKey, shown);
-    } catch (error) {
-      const reason = error instanceof CertificateError ? error.message : describeFsError(error);
-      invalid.push({ file: shown, reason });
-    }
-  }
-  return { dir, keys, invalid, ignored };
-}
 
 // ---------------------------------------------------------------------------------------------
 // keygen
 
 /** What `keygen` wrote. */
+
 export interface KeygenResult {
   readonly publicPath: string;
   readonly secretPath: string;

@@ -9,13 +9,8 @@ import type { Config } from "../config/config.ts";
 import { type Endpoint, type Role, ROLES, splitHostPort } from "../config/endpoint.ts";
 import { StartupError, UsageError } from "../errors.ts";
 import { literal, log } from "../ops/log.ts";
-import {
-  type ClientKeys,
-  readCertificateFile,
-  readClientKeys,
-  readSecretCertificate,
-  type SecretCertificate,
-} from "./cert.ts";
+import { readCertificateFile, readSecretCertificate, type SecretCertificate } from "./cert.ts";
+import { type ClientKeys, readClientKeys } from "./certstore.ts";
 import { hasCapability } from "../zmq/binding.ts";
 
 /**
