@@ -16,8 +16,8 @@ import { raiseFileLimit } from "./os/descriptors.ts";
 import { checkLimits } from "./os/limits.ts";
 import { fatalLine, literal, log, setupLogging, writeStderr } from "./ops/log.ts";
 import { stderrIsJournal } from "./ops/journal.ts";
-import type { AdaptorMetrics } from "./ops/metrics.ts";
-import type { MetricsServer } from "./ops/metrics_server.ts";
+import type { AdaptorMetrics } from "./metrics/metrics.ts";
+import type { MetricsServer } from "./metrics/metrics_server.ts";
 import { ServiceNotifier, ServiceStatus } from "./ops/notify.ts";
 import { keygen } from "./security/cert.ts";
 import { ignoredSignalsHold, shieldWaits, type SignalListeners } from "./os/signals.ts";
@@ -264,8 +264,8 @@ async function stopWithin(
 /** The metrics registry and its HTTP server, for `--metrics` only. */
 async function loadMetrics() {
   const [{ AdaptorMetrics }, { serveMetrics }] = await Promise.all([
-    import("./ops/metrics.ts"),
-    import("./ops/metrics_server.ts"),
+    import("./metrics/metrics.ts"),
+    import("./metrics/metrics_server.ts"),
   ]);
   return { AdaptorMetrics, serveMetrics };
 }

@@ -12,6 +12,7 @@
  * seen by a socket monitor).
  */
 
+import type { TapRequest } from "./config/cli.ts";
 import { isCurveKey, parseCertificate, readCertificateText, readSecretCertificate } from "./security/cert.ts";
 import { serverCertificateFiles } from "./security/curve.ts";
 import { StartupError, UsageError } from "./errors.ts";
@@ -26,18 +27,6 @@ import { ZMQ_LINGER, ZMQ_SUB, ZMQ_SUBSCRIBE } from "./zmq/constants.ts";
 import { PROTOCOL_ERRORS } from "./zmq/monitor.ts";
 import { Context, type Frames } from "./zmq/socket.ts";
 import { curveKeypair } from "./zmq/z85.ts";
-
-/** What the command line gave `tap`, unchecked (`cli.ts` collects it). */
-export interface TapRequest {
-  readonly endpoint: string;
-  readonly prefixes: readonly string[];
-  readonly count?: string;
-  readonly json?: boolean;
-  readonly curveCert?: string;
-  readonly curveServerKey?: string;
-  readonly curveServers?: string;
-  readonly connectTimeout?: string;
-}
 
 /** A checked tap request. */
 export interface TapOptions {

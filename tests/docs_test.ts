@@ -10,7 +10,7 @@ import { GUIDE, withTable } from "../scripts/docs.ts";
 import { OPTIONS, shownDefault } from "../src/config/options.ts";
 import { PublisherPresence } from "../src/adaptor/presence.ts";
 import { assessHealth } from "../src/ops/health.ts";
-import { AdaptorMetrics } from "../src/ops/metrics.ts";
+import { AdaptorMetrics } from "../src/metrics/metrics.ts";
 import { freePort, ipcPath } from "../testing/net.ts";
 import { AdaptorProcess, ROOT } from "../testing/process.ts";
 

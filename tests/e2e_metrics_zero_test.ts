@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { keygen } from "../src/security/cert.ts";
-import { SOCKET_EVENTS } from "../src/ops/metrics.ts";
+import { SOCKET_EVENTS } from "../src/metrics/metrics.ts";
 import { freePort, ipcPath } from "../testing/net.ts";
 import { AdaptorProcess } from "../testing/process.ts";
 import { scrape, scrapeUntil, value } from "../testing/scrape.ts";

@@ -9,8 +9,8 @@
 import assert from "node:assert/strict";
 import { libcLoader } from "../src/os/libc.ts";
 import { setupLogging } from "../src/ops/log.ts";
-import { AdaptorMetrics } from "../src/ops/metrics.ts";
-import { parseHead, serveMetrics } from "../src/ops/metrics_server.ts";
+import { AdaptorMetrics } from "../src/metrics/metrics.ts";
+import { parseHead, serveMetrics } from "../src/metrics/metrics_server.ts";
 import { sleep, until } from "../testing/net.ts";
 import { health } from "../testing/scrape.ts";
 

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { AdaptorMetrics, renderExposition } from "../src/ops/metrics.ts";
+import { AdaptorMetrics, renderExposition } from "../src/metrics/metrics.ts";
 import { parseExposition } from "../testing/scrape.ts";
 
 Deno.test("exposition: HELP and TYPE before the samples, labels escaped, bigints and specials", () => {

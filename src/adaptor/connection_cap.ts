@@ -22,7 +22,7 @@
 import { setAcceptFilter } from "../os/sockets.ts";
 import { literal, log } from "../ops/log.ts";
 import type { SocketEvent } from "../zmq/monitor.ts";
-import { ConnectedPeers } from "./connected_peers.ts";
+import { ConnectedPeers } from "../zmq/connected_peers.ts";
 
 /** Descriptors kept out of the tcp sockets' budget: a burst's overshoot, ipc peers, HTTP, libzmq. */
 export const DESCRIPTOR_RESERVE = 128;

@@ -12,7 +12,7 @@
 import { IPC_GROUP_HINT } from "../ipc/gateway_access.ts";
 import { literal, log } from "../ops/log.ts";
 import type { SocketEvent } from "../zmq/monitor.ts";
-import { ConnectedPeers } from "./connected_peers.ts";
+import { ConnectedPeers } from "../zmq/connected_peers.ts";
 
 /** Watches one socket's peers; `report` gets its events. */
 export class PublisherPresence {

@@ -18,8 +18,19 @@ import {
   shownDefault,
 } from "./options.ts";
 import { UsageError } from "../errors.ts";
-import type { TapRequest } from "../tap.ts";
 import { PROGRAM } from "../version.ts";
+
+/** What the command line gave `tap`, unchecked (`cli.ts` collects it). */
+export interface TapRequest {
+  readonly endpoint: string;
+  readonly prefixes: readonly string[];
+  readonly count?: string;
+  readonly json?: boolean;
+  readonly curveCert?: string;
+  readonly curveServerKey?: string;
+  readonly curveServers?: string;
+  readonly connectTimeout?: string;
+}
 
 /** What the command line asks for. */
 export type Invocation =

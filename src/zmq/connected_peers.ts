@@ -4,7 +4,7 @@
  * it again when it ends. The publisher watch, the connection cap and the metrics count with it.
  */
 
-import type { SocketEvent } from "../zmq/monitor.ts";
+import type { SocketEvent } from "./monitor.ts";
 
 /** The events that open a connection to a peer. */
 const OPENS: ReadonlySet<string> = new Set(["accepted", "connected"]);

@@ -14,9 +14,9 @@
 import process from "node:process";
 import type { AdaptorHandle, AdaptorHooks, ChannelName, ProxyStatistics } from "../adaptor/adaptor.ts";
 import { type Role, ROLES } from "../config/endpoint.ts";
-import { ConnectedPeers } from "../adaptor/connected_peers.ts";
+import { ConnectedPeers } from "../zmq/connected_peers.ts";
 import { curveServerRoles } from "../security/curve.ts";
-import type { Health } from "./health.ts";
+import type { Health } from "../ops/health.ts";
 import type { SocketEvent } from "../zmq/monitor.ts";
 import { fileLimit, openDescriptors } from "../os/descriptors.ts";
 import { ADAPTOR_VERSION } from "../version.ts";

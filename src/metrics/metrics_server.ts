@@ -24,11 +24,11 @@
 
 import { joinHostPort, type ListenAddress } from "../config/endpoint.ts";
 import { StartupError } from "../errors.ts";
-import { literal, log } from "./log.ts";
+import { literal, log } from "../ops/log.ts";
 import { oneLine } from "../errors.ts";
 import { type AdaptorMetrics, EXPOSITION_CONTENT_TYPE } from "./metrics.ts";
-import { sanitize } from "./sanitize.ts";
-import { LogThrottle } from "./throttle.ts";
+import { sanitize } from "../ops/sanitize.ts";
+import { LogThrottle } from "../ops/throttle.ts";
 
 /** A running metrics server. */
 export interface MetricsServer {
