@@ -13,8 +13,8 @@
  */
 
 import type { TapRequest } from "./config/cli.ts";
-import { isCurveKey, parseCertificate, readCertificateText, readSecretCertificate } from "./security/cert.ts";
-import { serverCertificateFiles } from "./security/curve.ts";
+import { isCurveKey, readCertificateFile, readSecretCertificate } from "./security/cert.ts";
+import { findServerCertificate } from "./security/curve.ts";
 import { StartupError, UsageError } from "./errors.ts";
 import { writeStderr } from "./ops/log.ts";
 import { monitorSocket, type SocketEvent } from "./zmq/monitor.ts";
@@ -103,14 +103,7 @@ function wholeNumber(flag: string, text: string, min: number): number {
 
 /** The server's public key for tcp `endpoint` from a `--curve-servers` directory. */
 function serverKeyFrom(dir: string, endpoint: string): string {
-  const candidates = serverCertificateFiles(dir, endpoint);
-  const file = candidates.find((path) => {
-    try {
-      return Deno.statSync(path).isFile;
-    } catch {
-      return false;
-    }
-  });
+  const { file, candidates } = findServerCertificate(dir, endpoint);
   if (!file) {
     throw new UsageError(
       `tap: --curve-servers '${dir}': no certificate for ${endpoint} (looked for ${
@@ -118,11 +111,7 @@ function serverKeyFrom(dir: string, endpoint: string): string {
       })`,
     );
   }
-  try {
-    return parseCertificate(readCertificateText(file)).publicKey;
-  } catch (error) {
-    throw new UsageError(`tap: --curve-servers '${dir}': ${file}: ${(error as Error).message}`);
-  }
+  return readCertificateFile(file, `tap: --curve-servers '${dir}': ${file}`).publicKey;
 }
 
 const decoder = new TextDecoder();

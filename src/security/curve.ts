@@ -92,6 +92,22 @@ export function serverCertificateFiles(dir: string, address: string): string[] {
 }
 
 /**
+ * The server certificate of `address` in a `--curve-servers` directory: the first of
+ * `serverCertificateFiles` that is a file, and the files looked for (to name when none is).
+ */
+export function findServerCertificate(dir: string, address: string): { file?: string; candidates: string[] } {
+  const candidates = serverCertificateFiles(dir, address);
+  const file = candidates.find((path) => {
+    try {
+      return Deno.statSync(path).isFile;
+    } catch {
+      return false;
+    }
+  });
+  return { file, candidates };
+}
+
+/**
  * Finds the server certificate of every connecting tcp endpoint in `config` in `dir`:
  * `DIR/HOST:PORT`, else `DIR/HOST`. Throws `UsageError` naming the endpoint and the files looked
  * for when one has none, or when one is not a certificate.
@@ -109,14 +125,7 @@ export function readServerKeys(config: Config, dir: string, flag = "--curve-serv
   for (const role of Object.keys(ROLES) as Role[]) {
     for (const endpoint of config[role]) {
       if (endpoint.mode !== "connect" || endpoint.transport !== "tcp" || keys.has(endpoint.address)) continue;
-      const candidates = serverCertificateFiles(base, endpoint.address);
-      const file = candidates.find((path) => {
-        try {
-          return Deno.statSync(path).isFile;
-        } catch {
-          return false;
-        }
-      });
+      const { file, candidates } = findServerCertificate(base, endpoint.address);
       if (!file) {
         throw new UsageError(
           `${where}: no certificate for ${ROLES[role].flag} '>${endpoint.address}' (looked for ${
