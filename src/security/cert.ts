@@ -250,7 +250,7 @@ export interface KeygenResult {
  *
  * @example A node's pair, as `adaptor keygen /etc/api-gateway/curve/node1` makes it
  * ```ts
- * import { keygen } from "../src/cert.ts";
+ * import { keygen } from "../src/security/cert.ts";
  *
  * const { publicPath, secretPath, publicKey } = keygen("/tmp/node1", { hostname: "node1" });
  * // publicPath "/tmp/node1" goes to the other side; secretPath "/tmp/node1_secret" is --curve-cert
