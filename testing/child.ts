@@ -30,3 +30,13 @@ export function signalQuietly(child: Deno.ChildProcess, signal: Deno.Signal): vo
     // already gone
   }
 }
+
+/** Waits for `child` to exit, killing it with SIGKILL after `ms`; resolves with its status. */
+export async function exitWithin(child: Deno.ChildProcess, ms: number): Promise<Deno.CommandStatus> {
+  const timer = setTimeout(() => signalQuietly(child, "SIGKILL"), ms);
+  try {
+    return await child.status;
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -15,7 +15,7 @@
  * Used by tests/e2e_fleet_test.ts (a short scenario) and scripts/fleet.ts (all four faults).
  */
 
-import { readLines, signalQuietly } from "./child.ts";
+import { exitWithin, readLines, signalQuietly } from "./child.ts";
 import { keygen } from "../src/security/cert.ts";
 import { type Host, type Link, netnsUnavailable, Network } from "./netns.ts";
 import { sleep } from "./net.ts";
@@ -123,9 +123,7 @@ export class PeerProcess {
   /** SIGTERM, then the exit (SIGKILL after 5 s). */
   async stop(): Promise<Deno.CommandStatus> {
     this.kill("SIGTERM");
-    const timer = setTimeout(() => this.kill("SIGKILL"), 5_000);
-    const status = await this.status;
-    clearTimeout(timer);
+    const status = await exitWithin(this.#child, 5_000);
     await Promise.all(this.#pumps);
     return status;
   }

@@ -4,7 +4,7 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { readLines, signalQuietly } from "./child.ts";
+import { exitWithin, readLines, signalQuietly } from "./child.ts";
 
 /** The repository root, for running `src/main.ts`. */
 export const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -130,9 +130,7 @@ export class AdaptorProcess {
 
   /** Waits for the exit; kills with SIGKILL after `ms`. */
   async exit(ms = 15_000): Promise<Deno.CommandStatus> {
-    const timer = setTimeout(() => this.kill("SIGKILL"), ms);
-    const status = await this.status;
-    clearTimeout(timer);
+    const status = await exitWithin(this.#child, ms);
     await Promise.all(this.#pumps);
     return status;
   }

@@ -3,6 +3,7 @@
  * running promtool, starting a real server on loopback and asking its HTTP API.
  */
 
+import { exitWithin, signalQuietly } from "./child.ts";
 import { freePort, sleep } from "./net.ts";
 import { ROOT } from "./process.ts";
 
@@ -132,20 +133,8 @@ export class PrometheusServer {
 
   /** Stops the server (SIGTERM, then SIGKILL after 5 s), removes its storage; returns its log. */
   async stop(): Promise<string> {
-    try {
-      this.#child.kill("SIGTERM");
-    } catch {
-      // already gone
-    }
-    const timer = setTimeout(() => {
-      try {
-        this.#child.kill("SIGKILL");
-      } catch {
-        // gone
-      }
-    }, 5000);
-    await this.#child.status;
-    clearTimeout(timer);
+    signalQuietly(this.#child, "SIGTERM");
+    await exitWithin(this.#child, 5000);
     const log = await this.#log;
     Deno.removeSync(this.#dir, { recursive: true });
     return log;

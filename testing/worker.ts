@@ -4,6 +4,7 @@
  * publisher on the adaptor's libzmq (`worker_publisher.ts`).
  */
 
+import { exitWithin } from "./child.ts";
 import { fileURLToPath } from "node:url";
 
 const here = (name: string) => fileURLToPath(new URL(name, import.meta.url));
@@ -65,15 +66,7 @@ export class WorkerProcess {
   /** Closes its stdin (it exits), SIGKILL after 5 s. */
   async stop(): Promise<void> {
     await this.#stdin.close().catch(() => {});
-    const timer = setTimeout(() => {
-      try {
-        this.#child.kill("SIGKILL");
-      } catch {
-        // gone
-      }
-    }, 5000);
-    await this.#child.status;
-    clearTimeout(timer);
+    await exitWithin(this.#child, 5000);
   }
 }
 
