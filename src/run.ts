@@ -19,6 +19,7 @@ import { stderrIsJournal } from "./ops/journal.ts";
 import type { AdaptorMetrics } from "./metrics/metrics.ts";
 import type { MetricsServer } from "./metrics/metrics_server.ts";
 import { ServiceNotifier, ServiceStatus } from "./ops/notify.ts";
+import { type InheritedListener, inheritedListeners } from "./ops/socket_activation.ts";
 import { keygen } from "./security/cert.ts";
 import { ignoredSignalsHold, shieldWaits, type SignalListeners } from "./os/signals.ts";
 import { ADAPTOR_VERSION, PROGRAM } from "./version.ts";
@@ -108,6 +109,8 @@ async function command(
 
 /** The adaptor as a service: start it, run until a stop signal or a failure, stop it. */
 async function serve(config: Config, env: Record<string, string>, signals: SignalListeners): Promise<number> {
+  // systemd's socket unit (adaptor.socket): the listeners that outlive a restart.
+  const listeners = inheritedListeners(env);
   const guard = prepareProcess(config);
   signals.on(
     "SIGHUP",
@@ -125,7 +128,7 @@ async function serve(config: Config, env: Record<string, string>, signals: Signa
   const status = new ServiceStatus(notifier);
   // Pings from the start on: where systemd counts from the fork, a slow start is not a wedged loop.
   notifier.startWatchdog();
-  const { adaptor, server } = await start(config, notifier, status);
+  const { adaptor, server } = await start(config, notifier, status, listeners);
   signals.on("SIGHUP", reloader(adaptor, notifier, status));
   // Deno subscribes to SIGUSR1 itself once it has run a while: check that it is still ignored.
   const recheck = setTimeout(() => {
@@ -183,6 +186,7 @@ async function start(
   config: Config,
   notifier: ServiceNotifier,
   status: ServiceStatus,
+  listeners: readonly InheritedListener[],
 ): Promise<{ adaptor: AdaptorHandle; server?: MetricsServer }> {
   // Loaded only when asked for: a start without --metrics compiles less.
   const exporter = config.metrics ? await loadMetrics() : undefined;
@@ -194,7 +198,7 @@ async function start(
       status.report(channel, role, event);
       metrics?.hooks.onSocketEvent?.(channel, role, event);
     },
-  }).catch(async (error) => {
+  }, { listeners }).catch(async (error) => {
     notifier.close();
     await server?.stop();
     throw error;

@@ -15,6 +15,7 @@ import assert from "node:assert/strict";
 import { freePort, ipcPath, sleep, until } from "../testing/net.ts";
 import { Peers, syncUp } from "../testing/peers.ts";
 import { AdaptorProcess, ROOT } from "../testing/process.ts";
+import { Czmq3Publisher, hasPyzmq } from "../testing/czmq3.ts";
 
 Deno.test("restart: the events a worker queued while the adaptor was down reach a subscriber that reconnects later", async () => {
   const args = ["-b", `ipc://${ipcPath("restart")}`, "-p", `tcp://127.0.0.1:${freePort()}`];
@@ -105,51 +106,6 @@ Deno.test("restart under a flood of 10 000 events a second: what the worker queu
 function asOperatorsRunIt(args: string[]): AdaptorProcess {
   return new AdaptorProcess(args, { command: [`${ROOT}scripts/start.sh`], env: { DENO: Deno.execPath() } });
 }
-
-/** The gateway's real publisher's settings (CZMQ 3: SNDHWM 1000, drops in silence), on pyzmq. */
-class Czmq3Publisher {
-  readonly #child: Deno.ChildProcess;
-  readonly #lines: string[] = [];
-  readonly #pump: Promise<void>;
-  constructor(endpoint: string, rate: number) {
-    this.#child = new Deno.Command("/usr/bin/python3", {
-      args: [`${ROOT}testing/czmq3_publisher.py`, endpoint, "ev", String(rate)],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const stdout = this.#child.stdout;
-    this.#pump = (async () => {
-      for await (const chunk of stdout.pipeThrough(new TextDecoderStream())) {
-        this.#lines.push(...chunk.split("\n").filter(Boolean));
-      }
-    })();
-  }
-  /** Stops publishing; resolves with how many events it published (seq 0 … n−1). */
-  async stop(): Promise<number> {
-    await this.#child.stdin.close().catch(() => {});
-    await this.#child.status;
-    await this.#pump;
-    const n = /published (\d+)/.exec(this.#lines.join("\n"))?.[1];
-    if (n === undefined) throw new Error(`the publisher said: ${this.#lines.join(" | ")}`);
-    return Number(n);
-  }
-  kill(): void {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch {
-      // gone
-    }
-  }
-}
-
-const hasPyzmq = (() => {
-  try {
-    return new Deno.Command("/usr/bin/python3", { args: ["-c", "import zmq"] }).outputSync().success;
-  } catch {
-    return false;
-  }
-})();
 
 Deno.test({
   name:

@@ -49,6 +49,7 @@ import { resolveGroup } from "../ipc/socket_file.ts";
 import { fileLimit, openDescriptors } from "../os/descriptors.ts";
 import { startMallocTrim } from "../os/memory.ts";
 import { literal, log } from "../ops/log.ts";
+import { claimListeners, type InheritedListener } from "../ops/socket_activation.ts";
 import type { SocketEvent } from "../zmq/monitor.ts";
 import { PeerEventLog, routeSocketEvents } from "./peer_events.ts";
 import { SubscriberWait } from "./subscriber_wait.ts";
@@ -189,8 +190,21 @@ interface Loop {
  * await adaptor.stop(); // the socket file and its lock are gone
  * ```
  */
-export function startAdaptor(config: Config, hooks: AdaptorHooks = {}): Promise<AdaptorHandle> {
-  return Adaptor.start(config, hooks);
+export function startAdaptor(
+  config: Config,
+  hooks: AdaptorHooks = {},
+  host: AdaptorHost = {},
+): Promise<AdaptorHandle> {
+  return Adaptor.start(config, hooks, host);
+}
+
+/** What the process was handed by whoever started it. */
+export interface AdaptorHost {
+  /**
+   * The listening sockets systemd passed (`inheritedListeners`): each is bound by the endpoint
+   * on its address, which must be one of `config`'s (`claimListeners`).
+   */
+  readonly listeners?: readonly InheritedListener[];
 }
 
 /**
@@ -216,6 +230,8 @@ class Adaptor implements AdaptorHandle {
   #reloadFailed: string | undefined;
   #stopped: Promise<void> | undefined;
   #onFailure!: (why: string) => void;
+  /** The endpoints bound on a socket systemd passed. */
+  readonly #inherited: Map<Endpoint, InheritedListener>;
   // Set by the steps below, in this order.
   #guard!: IpcGuard;
   #context!: Context;
@@ -225,9 +241,13 @@ class Adaptor implements AdaptorHandle {
   #presence!: PublisherPresence;
   #subscriberWait!: SubscriberWait;
 
-  private constructor(readonly config: Config, readonly hooks: AdaptorHooks) {
-    // Bad certificates and groups are usage errors: refuse before touching anything.
+  private constructor(readonly config: Config, readonly hooks: AdaptorHooks, host: AdaptorHost) {
+    // Bad certificates, groups and passed sockets are usage errors: refuse before touching anything.
     this.#security = loadSecurity(config);
+    this.#inherited = claimListeners(
+      host.listeners ?? [],
+      (Object.keys(ROLES) as Role[]).flatMap((role) => config[role]),
+    );
     this.#gid = config.ipcGroup !== undefined ? resolveGroup(config.ipcGroup) : undefined;
     this.#auth = new AuthTracker((event) => {
       this.#throttles.get(event.role)?.decided(event.allowed, event.address);
@@ -237,8 +257,8 @@ class Adaptor implements AdaptorHandle {
   }
 
   /** The recipe. A step that throws unwinds what the steps before it made. */
-  static async start(config: Config, hooks: AdaptorHooks): Promise<Adaptor> {
-    const adaptor = new Adaptor(config, hooks);
+  static async start(config: Config, hooks: AdaptorHooks, host: AdaptorHost): Promise<Adaptor> {
+    const adaptor = new Adaptor(config, hooks, host);
     try {
       await adaptor.#guardIpcPaths();
       adaptor.#openContext();
@@ -260,7 +280,7 @@ class Adaptor implements AdaptorHandle {
   /** Refuses before opening anything: a live ipc path belongs to another process. */
   async #guardIpcPaths(): Promise<void> {
     this.#guard = this.#stack.use(
-      await IpcGuard.acquire(ipcPaths(this.config), {
+      await IpcGuard.acquire(ipcPaths(this.config, this.#inherited), {
         onStale: (path) => log().info("Replacing stale socket file {path}", { path }),
         onRemoveFailure: (file, why) =>
           log().warn(
@@ -395,6 +415,7 @@ class Adaptor implements AdaptorHandle {
         hooks.onProxyRestart?.(channel);
       },
       startGate: (channel: ChannelName) => channel === "main" ? this.#subscriberWait : undefined,
+      inherited: (endpoint: Endpoint) => this.#inherited.get(endpoint),
       onChmodAfterBind: () => {
         if (warnedUmask) return;
         warnedUmask = true;
@@ -623,12 +644,12 @@ function tcpRoles(config: Config): Role[] {
     .filter((r) => config[r].some((e) => e.mode === "bind" && e.transport === "tcp"));
 }
 
-/** The ipc paths `config` binds, for the guard. */
-function ipcPaths(config: Config): GuardedPath[] {
+/** The ipc paths `config` binds, for the guard; `inherited` are served by systemd's socket unit. */
+function ipcPaths(config: Config, inherited: ReadonlyMap<Endpoint, unknown>): GuardedPath[] {
   return (Object.keys(ROLES) as Role[]).flatMap((role) =>
     config[role].flatMap((endpoint) =>
       endpoint.mode === "bind" && endpoint.ipcPath
-        ? [{ path: endpoint.ipcPath, what: describe(role, endpoint) }]
+        ? [{ path: endpoint.ipcPath, what: describe(role, endpoint), inherited: inherited.has(endpoint) }]
         : []
     )
   );

@@ -22,6 +22,7 @@ import { gatewayAccessProblem } from "../ipc/gateway_access.ts";
 import type { IpcGuard } from "../ipc/ipc_guard.ts";
 import type { BindProtection } from "../ipc/socket_file.ts";
 import { literal, log } from "../ops/log.ts";
+import type { InheritedListener } from "../ops/socket_activation.ts";
 import { monitorSocket, type SocketEvent } from "../zmq/monitor.ts";
 import { applyOptions, describe, explain } from "../zmq/socket_options.ts";
 import { ZmqError } from "../zmq/binding.ts";
@@ -32,6 +33,7 @@ import {
   ZMQ_PUSH,
   ZMQ_SUB,
   ZMQ_SUBSCRIBE,
+  ZMQ_USE_FD,
   ZMQ_XPUB,
   ZMQ_XSUB,
   ZMQ_ZAP_DOMAIN,
@@ -97,6 +99,8 @@ export interface ChannelDeps {
    * and whom it tells that a subscription came in meanwhile.
    */
   readonly startGate?: (channel: ChannelName) => { ready: Promise<unknown>; subscribed(): void } | undefined;
+  /** The listening socket systemd passed for a bound endpoint (socket activation), if any. */
+  readonly inherited?: (endpoint: Endpoint) => InheritedListener | undefined;
 }
 
 /** A running channel. */
@@ -162,7 +166,11 @@ export function openChannel(stack: AsyncDisposableStack, deps: ChannelDeps, spec
       log().info("{socket} {action} {endpoint}", {
         channel: spec.name,
         socket: name,
-        action: endpoint.mode === "bind" ? "bound" : "connecting",
+        action: endpoint.mode === "connect"
+          ? "connecting"
+          : deps.inherited?.(endpoint)
+          ? "bound on the socket systemd passed at"
+          : "bound",
         endpoint: address,
       });
     }
@@ -230,6 +238,19 @@ function secure(socket: Socket, role: Role, curve: CurveSetting): void {
  * server ones. A ZAP domain, once set (server endpoints), cannot be unset, and libzmq asks ZAP
  * about NULL connections too where one is set: the ipc endpoint must come before it.
  */
+/**
+ * Binds `address` on the listening descriptor `fd` (libzmq's `ZMQ_USE_FD`: no socket, bind or
+ * listen of its own, and no unlink of the file before or after), for this bind only.
+ */
+function bindOn(socket: Socket, address: string, fd: number): void {
+  socket.setInt(ZMQ_USE_FD, fd);
+  try {
+    socket.bind(address);
+  } finally {
+    socket.setInt(ZMQ_USE_FD, -1);
+  }
+}
+
 function attachOrder(curve: CurveSetting): number {
   return curve === undefined ? 0 : curve.kind === "client" ? 1 : 2;
 }
@@ -239,15 +260,20 @@ function attach(deps: ChannelDeps, socket: Socket, role: Role, endpoint: Endpoin
   if (curve || deps.config[role].some((e) => deps.curve(role, e))) secure(socket, role, curve);
   try {
     if (endpoint.mode === "connect") return socket.connect(endpoint.address);
+    const inherited = deps.inherited?.(endpoint);
     const path = endpoint.ipcPath;
-    if (!path) return socket.bind(endpoint.address);
-    const how: BindProtection = deps.guard.bind(
-      () => socket.bind(endpoint.address),
-      path,
-      { mode: deps.config.ipcMode, gid: deps.gid },
-      describe(role, endpoint),
-    );
-    if (how === "chmod-after-bind") deps.onChmodAfterBind();
+    if (inherited) bindOn(socket, endpoint.address, inherited.fd); // the unit set its mode and owner
+    else if (!path) return socket.bind(endpoint.address);
+    else {
+      const how: BindProtection = deps.guard.bind(
+        () => socket.bind(endpoint.address),
+        path,
+        { mode: deps.config.ipcMode, gid: deps.gid },
+        describe(role, endpoint),
+      );
+      if (how === "chmod-after-bind") deps.onChmodAfterBind();
+    }
+    if (!path) return;
     // The files nginx's workers connect to: say so once when they could not (another user).
     if (role === "bind" || role === "push") {
       const problem = gatewayAccessProblem(path, { ipcGroupGiven: deps.gid !== undefined });

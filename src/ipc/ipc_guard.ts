@@ -41,6 +41,11 @@ export interface GuardedPath {
   readonly path: string;
   /** e.g. "-b/--bind 'ipc:///tmp/q'". */
   readonly what: string;
+  /**
+   * The socket was passed by systemd (socket activation): it is served already, by the socket
+   * unit, and is neither checked for a live server nor bound, owned or removed by us.
+   */
+  readonly inherited?: boolean;
 }
 
 /**
@@ -81,9 +86,9 @@ export class IpcGuard implements AsyncDisposable {
   ): Promise<IpcGuard> {
     const guard = new IpcGuard(options.onRemoveFailure ?? (() => {}), options.onWarning ?? (() => {}));
     try {
-      for (const { path, what } of paths) {
+      for (const { path, what, inherited } of paths) {
         await guard.#lock(path, what);
-        if ((await checkIpcPath(path, what)) === "stale") options.onStale?.(path);
+        if (!inherited && (await checkIpcPath(path, what)) === "stale") options.onStale?.(path);
       }
       // Said once the start goes on: a refusal stays one line.
       for (const { path, what } of paths) {

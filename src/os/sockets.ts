@@ -209,3 +209,59 @@ export function probeUnixSocket(path: string): UnixSocketProbe | undefined {
     c.close(fd);
   }
 }
+
+const SO_TYPE = 3;
+
+const SO_ACCEPTCONN = 30;
+
+const AF_INET = 2;
+
+const AF_INET6 = 10;
+
+/** An `int` socket option of `fd`; undefined when the kernel refuses it (not a socket). */
+function intOption(c: NonNullable<ReturnType<typeof libc>>, fd: number, option: number): number | undefined {
+  const value = new Int32Array(1);
+  const length = new Uint32Array([4]);
+  const rc = c.getsockopt(
+    fd,
+    SOL_SOCKET,
+    option,
+    new Uint8Array(value.buffer),
+    new Uint8Array(length.buffer),
+  );
+  return rc === 0 ? value[0] : undefined;
+}
+
+/**
+ * What the descriptor `fd` (one we were handed, e.g. by systemd) listens on, as a libzmq
+ * endpoint: `ipc:///PATH` or `tcp://HOST:PORT` (IPv6 in brackets, its shortest form); or why it
+ * is not a listening stream socket of those families. Undefined where libc cannot be opened.
+ */
+export function listeningEndpoint(fd: number): { endpoint: string } | { why: string } | undefined {
+  const c = libc();
+  if (!c) return undefined;
+  const type = intOption(c, fd, SO_TYPE);
+  if (type === undefined) return { why: `not a socket (${reason(errno(c))})` };
+  if (type !== SOCK_STREAM) return { why: "not a stream socket (ListenStream= makes one)" };
+  if (intOption(c, fd, SO_ACCEPTCONN) !== 1) return { why: "not listening" };
+  const address = new Uint8Array(128); // struct sockaddr_storage
+  const length = new Uint32Array([address.length]);
+  if (c.getsockname(fd, address, new Uint8Array(length.buffer)) !== 0) return { why: reason(errno(c)) };
+  const view = new DataView(address.buffer);
+  const family = view.getUint16(0, true);
+  if (family === AF_UNIX) {
+    const path = address.subarray(2, length[0]);
+    const end = path.indexOf(0);
+    const name = new TextDecoder().decode(end === -1 ? path : path.subarray(0, end));
+    if (name === "") return { why: "an abstract or unnamed unix socket" };
+    return { endpoint: `ipc://${name}` };
+  }
+  const port = view.getUint16(2, false);
+  if (family === AF_INET) return { endpoint: `tcp://${address.subarray(4, 8).join(".")}:${port}` };
+  if (family === AF_INET6) {
+    const groups = Array.from({ length: 8 }, (_, i) => view.getUint16(8 + 2 * i, false).toString(16));
+    // The URL parser writes an IPv6 address in its shortest form.
+    return { endpoint: `tcp://${new URL(`http://[${groups.join(":")}]:1`).hostname}:${port}` };
+  }
+  return { why: `address family ${family}` };
+}

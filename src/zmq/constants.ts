@@ -42,6 +42,9 @@ export const ZMQ_TCP_MAXRT = 80;
 export const ZMQ_OUT_BATCH_SIZE = 102;
 /** int: listen backlog of bound tcp/ipc endpoints (pending connections the kernel queues). */
 export const ZMQ_BACKLOG = 19;
+
+/** Bind on this already listening descriptor instead of making one (-1: make one). */
+export const ZMQ_USE_FD = 89;
 /** int64: largest inbound frame in bytes; a peer that sends a larger one is disconnected. -1: no limit. */
 export const ZMQ_MAXMSGSIZE = 22;
 /** int: how long a new connection may take to finish the ZMTP handshake, in ms (0: forever). */
