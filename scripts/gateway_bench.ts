@@ -17,7 +17,9 @@
  * - czmq3:   the settings of the gateway's own publisher, Adobe's api-gateway-zmq-logger on CZMQ 3
  *            (zctx's SNDHWM 1000 and linger 0, libzmq's 100 ms reconnect interval): restart and kill.
  *
- * The adaptor runs as the README tells operators to (scripts/start.sh); `--baseline DIR` adds an
+ * The adaptor runs as the README tells operators to (scripts/start.sh), and again as the systemd
+ * units run it with scripts/adaptor.socket ("adaptor (adaptor.socket)": testing/socket_unit.py holds
+ * the socket on the path across the restart, as systemd does); `--baseline DIR` adds an
  * older checkout of the adaptor, run as `deno task start` in DIR, to the same rounds.
  *
  * Counting is exact, by worker and sequence number (`worker=…,seq=…` in every event): after a
@@ -30,7 +32,7 @@
  *   apt-get install -y nginx libnginx-mod-http-lua lua-resty-core libzmq5 libzmq3-dev wrk gcc
  *
  *   deno task gateway-bench [--rounds 3] [--no-write] [--only steady,saturation,restart,kill]
- *                           [--scenario example,czmq3] [--baseline DIR]
+ *                           [--scenario example,czmq3] [--baseline DIR] [--rate 5000]
  *                           [--sub-reconnect-ivl MS] [--worker-reconnect-ivl MS]
  *                           [--adaptor-args "--subscriptions forward"] [-- ADAPTOR FLAGS]
  *
@@ -42,11 +44,12 @@ import { AdaptorProcess, ROOT } from "../testing/process.ts";
 import { freePort, sleep } from "../testing/net.ts";
 import { Load, Nginx, nginxUnavailable, parseEvent } from "../testing/nginx.ts";
 import { Peers } from "../testing/peers.ts";
+import { SocketUnit } from "../testing/socket_unit.ts";
 import { ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
 
 const ZMQ_RECONNECT_IVL = 18;
 
-type Kind = "adaptor" | "c-proxy" | "baseline";
+type Kind = "adaptor" | "activated" | "c-proxy" | "baseline";
 type Phase = "steady" | "saturation" | "restart" | "kill";
 type Scenario = "example" | "czmq3";
 
@@ -106,8 +109,12 @@ const subReconnectIvl = args.includes("--sub-reconnect-ivl")
 const adaptorArgs = args.includes("--adaptor-args")
   ? args[args.indexOf("--adaptor-args") + 1].split(/\s+/).filter((a) => a !== "")
   : [];
+/** The czmq3 scenario's load, events (requests) a second: `--rate`. */
+const rate = Number(args[args.indexOf("--rate") + 1] || 0) || 5000;
 const BENCH = `${ROOT}.bench`;
 const PROXY_BIN = `${BENCH}/bin/gateway-proxy`;
+/** fork-and-exec with the unit's socket, as systemd starts a socket-activated service. */
+const LISTEN_FDS_EXEC = `${BENCH}/bin/listen_fds_exec`;
 const WWW_DATA = 33;
 const decoder = new TextDecoder();
 
@@ -119,6 +126,10 @@ async function buildProxy(): Promise<void> {
   if (!out.success) {
     throw new Error(`gcc failed (apt-get install -y gcc libzmq3-dev):\n${decoder.decode(out.stderr)}`);
   }
+  const exec = await new Deno.Command("gcc", {
+    args: ["-O2", "-o", LISTEN_FDS_EXEC, `${ROOT}scripts/bench/listen_fds_exec.c`],
+  }).output();
+  if (!exec.success) throw new Error(`gcc failed:\n${decoder.decode(exec.stderr)}`);
 }
 
 /** An event received, and when. */
@@ -159,6 +170,8 @@ function subscribe(peers: Peers, endpoint: string): Arrival[] {
 
 class Gateway {
   proxy?: AdaptorProcess;
+  /** For "activated": the socket that outlives each adaptor, held as systemd's socket unit holds it. */
+  unit?: SocketUnit;
   /** The pid of the proxy itself (the child of `deno task` for the baseline). */
   pid = 0;
   constructor(readonly path: string, readonly publish: string) {}
@@ -176,8 +189,19 @@ class Gateway {
         ...adaptorFlags,
       ];
       // As the README says: scripts/start.sh; an older checkout's README said `deno task start`.
+      // "activated": as scripts/adaptor.socket and adaptor.service run it, on a socket that outlives it.
+      if (kind === "activated" && !this.unit) {
+        this.unit = new SocketUnit(`ipc://${this.path}`);
+        await this.unit.listening;
+        Deno.chownSync(this.path, null, WWW_DATA); // SocketGroup=www-data, SocketMode=0660
+        Deno.chmodSync(this.path, 0o660);
+      }
       this.proxy = kind === "adaptor"
         ? new AdaptorProcess(args, { command: [`${ROOT}scripts/start.sh`] })
+        : kind === "activated"
+        ? new AdaptorProcess(args, {
+          command: [LISTEN_FDS_EXEC, this.unit!.control, `${ROOT}scripts/start.sh`],
+        })
         : new AdaptorProcess(args, { command: [Deno.execPath(), "task", "start"], cwd: baseline });
       const line = await this.proxy.ready();
       this.pid = Number(/ ready \(pid (\d+)\)/.exec(line)?.[1] ?? this.proxy.pid);
@@ -199,6 +223,13 @@ class Gateway {
       await this.proxy.exit();
     } else await this.proxy?.stop(signal);
     this.proxy = undefined;
+  }
+
+  /** The end of a phase: no socket is left on the path for the next proxy. */
+  async close(): Promise<void> {
+    await this.stop();
+    await this.unit?.close();
+    this.unit = undefined;
   }
 }
 
@@ -277,7 +308,12 @@ async function runPhase(
   } else if (phase === "saturation") {
     await wrk(nginx.port, 4);
   } else {
-    const load = new Load(nginx.port, { tag, concurrency: 2 });
+    // The czmq3 scenario at the issue's ~5 000 events/s (each request is one event); the other at
+    // what 2 requests in flight make.
+    const load = new Load(
+      nginx.port,
+      scenario === "czmq3" ? { tag, concurrency: 8, rate } : { tag, concurrency: 2 },
+    );
     await sleep(1500);
     const signalled = performance.now();
     await gateway.stop(phase === "kill" ? "SIGKILL" : "SIGTERM");
@@ -303,7 +339,7 @@ async function runPhase(
   const after = await mark(nginx, arrivals, workers, `${tag}-z`);
   const { published, received } = count(arrivals, before, after);
   const dropped = (await nginx.publisherStats()).dropped - dropsBefore;
-  await gateway.stop();
+  await gateway.close();
   return {
     kind,
     phase,
@@ -328,6 +364,7 @@ const median = (xs: number[]) => {
 
 const KIND_NAMES: Record<Kind, string> = {
   "adaptor": "adaptor",
+  "activated": "adaptor (adaptor.socket)",
   "baseline": "adaptor (baseline)",
   "c-proxy": "C zmq_proxy",
 };
@@ -381,7 +418,9 @@ function render(
     `${meta.machine}; nginx ${meta.nginx}, 2 workers as www-data, ${
       SCENARIOS[scenario].what
     } on libzmq ${meta.libzmq};`,
-    `the adaptor run as scripts/start.sh${adaptorFlags.length ? ` ${adaptorFlags.join(" ")}` : ""}${
+    `the adaptor run as scripts/start.sh${
+      adaptorFlags.length ? ` ${adaptorFlags.join(" ")}` : ""
+    } (with adaptor.socket: on a socket held as systemd holds it, testing/socket_unit.py, and passed as systemd passes it, scripts/bench/listen_fds_exec.c)${
       baseline ? ", the baseline as `deno task start`" : ""
     }; the adaptor's libzmq is the zeromq`,
     `addon's 4.3.5, the C proxy's the system's). Medians (min–max):`,
@@ -438,7 +477,7 @@ async function runScenario(
       }
     }
   } finally {
-    await gateway.stop();
+    await gateway.close();
     await nginx.stop();
   }
 }
@@ -450,7 +489,9 @@ async function main(): Promise<void> {
   const dir = Deno.makeTempDirSync({ prefix: "adaptor-gateway-bench-" });
   const peers = new Peers();
   const results: PhaseResult[] = [];
-  const kinds: Kind[] = baseline ? ["adaptor", "baseline", "c-proxy"] : ["adaptor", "c-proxy"];
+  const kinds: Kind[] = baseline
+    ? ["adaptor", "activated", "baseline", "c-proxy"]
+    : ["adaptor", "activated", "c-proxy"];
   try {
     Deno.chownSync(dir, 0, WWW_DATA);
     Deno.chmodSync(dir, 0o750);

@@ -224,13 +224,17 @@ export class Load {
 
   constructor(
     port: number,
-    options: { tag: string; count?: number; concurrency?: number; pauseMs?: number },
+    options: { tag: string; count?: number; concurrency?: number; pauseMs?: number; rate?: number },
   ) {
-    const { tag, count = Infinity, concurrency = 4, pauseMs = 0 } = options;
+    const { tag, count = Infinity, concurrency = 4, pauseMs = 0, rate } = options;
     let next = 0;
+    const start = performance.now();
     const one = async () => {
       while (!this.#stopped && next < count) {
         const i = next++;
+        // Paced: request i is due i/rate seconds after the start (late ones go at once).
+        const due = rate ? start + (i * 1000) / rate - performance.now() : 0;
+        if (due > 1) await sleep(due);
         try {
           const response = await fetch(`http://127.0.0.1:${port}/api/usage?api_key=${tag}-${i}`, {
             client: this.#client,

@@ -661,11 +661,15 @@ const RELOAD_PAUSE_MS = 1000;
 /** The longest a stop waits for the main proxy to forward what the publishers had sent. */
 const DRAIN_MS = 250;
 
+/** How often the drain looks at the proxy's counter (it forwards a queue of 10 000 in ~10 ms). */
+const DRAIN_LOOK_MS = 3;
+
 /**
  * The first step of a stop: the main channel takes nothing more from the gateway's workers
  * (they keep what they publish from now on for the next adaptor: their PUB keeps its pipe), and
- * its proxy forwards what they had already sent, until its frontend counter stands still for
- * 10 ms or `budgetMs` have passed. Without this, a restart lost what the XSUB had queued.
+ * its proxy forwards what they had already sent, until its frontend counter stands still over
+ * two looks `DRAIN_LOOK_MS` apart or `budgetMs` have passed. Without this, a restart lost what
+ * the XSUB had queued.
  */
 async function drainMain(channels: readonly Channel[], budgetMs: number): Promise<void> {
   const main = channels.find((c) => c.name === "main");
@@ -674,11 +678,14 @@ async function drainMain(channels: readonly Channel[], budgetMs: number): Promis
   try {
     await main.detachUpstream(budgetMs);
     let last = -1n;
+    let still = 0;
     while (performance.now() < deadline) {
       const stats = await withTimeout(main.forwarder.statistics(), Math.max(1, deadline - performance.now()));
-      if (!stats || stats.frontend.messagesIn === last) return;
+      if (!stats) return;
+      still = stats.frontend.messagesIn === last ? still + 1 : 0;
+      if (still === 2) return;
       last = stats.frontend.messagesIn;
-      await new Promise((resolve) => setTimeout(resolve, 10));
+      await new Promise((resolve) => setTimeout(resolve, DRAIN_LOOK_MS));
     }
   } catch {
     // The proxy stopped meanwhile: the stop goes on.
