@@ -5,7 +5,7 @@ import { cannotWriteDirectory, setUmask } from "../src/os/files.ts";
 import { libcLoader, readProcFile } from "../src/os/libc.ts";
 import { lockFile, probeLock } from "../src/os/lock.ts";
 import { trimMalloc } from "../src/os/memory.ts";
-import { probeUnixSocket } from "../src/os/sockets.ts";
+import { listeningEndpoint, probeUnixSocket, tcpRoundTripMs } from "../src/os/sockets.ts";
 import { freePort, sleep } from "../testing/net.ts";
 import { Peers } from "../testing/peers.ts";
 import { ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
@@ -195,5 +195,53 @@ Deno.test("probeUnixSocket: served (with the server's pid and uid), stale, absen
     assert.deepEqual(probeUnixSocket(stale), { state: "refused" });
   } finally {
     Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+/** The descriptors that are sockets, by number. */
+function socketDescriptors(): Set<number> {
+  const fds = new Set<number>();
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    try {
+      if (Deno.readLinkSync(`/proc/self/fd/${entry.name}`).startsWith("socket:")) fds.add(Number(entry.name));
+    } catch {
+      // closed meanwhile (the directory's own descriptor)
+    }
+  }
+  return fds;
+}
+
+Deno.test("tcpRoundTripMs reads the kernel's round trip of a tcp connection; listeningEndpoint names a listener", async () => {
+  const before = socketDescriptors();
+  const port = freePort();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port });
+  const client = await Deno.connect({ hostname: "127.0.0.1", port });
+  const server = await listener.accept();
+  const path = `/tmp/adaptor-os-test-${crypto.randomUUID().slice(0, 8)}.sock`;
+  const unix = Deno.listen({ transport: "unix", path });
+  try {
+    const fresh = [...socketDescriptors()].filter((fd) => !before.has(fd));
+    assert.equal(fresh.length, 4, `new sockets: ${fresh}`);
+    const named = fresh.map((fd) => listeningEndpoint(fd));
+    assert.deepEqual(
+      named.filter((n) => n && "endpoint" in n).map((n) => (n as { endpoint: string }).endpoint).sort(),
+      [`ipc://${path}`, `tcp://127.0.0.1:${port}`],
+    );
+    assert.deepEqual(named.filter((n) => n && "why" in n).map((n) => (n as { why: string }).why), [
+      "not listening",
+      "not listening",
+    ]);
+    const trips = fresh.map((fd) => tcpRoundTripMs(fd));
+    // Three tcp sockets (the listener's is 0: no round trip yet), one unix socket (none).
+    assert.equal(trips.filter((t) => t === undefined).length, 1, `round trips: ${trips}`);
+    for (const t of trips) if (t !== undefined) assert.ok(t >= 0 && t < 1000, `round trip ${t} ms`);
+    assert.ok(trips.some((t) => t !== undefined && t > 0), `a connection's round trip is measured: ${trips}`);
+    assert.equal(tcpRoundTripMs(-1), undefined);
+  } finally {
+    client.close();
+    server.close();
+    listener.close();
+    unix.close();
+    await Deno.remove(path).catch(() => {});
   }
 });

@@ -11,19 +11,34 @@
  *
  * So the main channel's proxy starts when the first subscription has come in (the held proxy
  * passes subscriptions upstream and says so), plus `SUBSCRIBED_SETTLE_MS` for the rest of that
- * burst; or `SETTLE_MS` after the first subscriber's handshake, where no subscription can be
- * seen (a PUB backend, `--subscriptions local`, keeps them to itself); or after
+ * burst; or, where no subscription can be seen (a PUB backend, `--subscriptions local`, keeps them
+ * to itself), after the first subscriber's handshake and the time its subscriptions take to
+ * follow it: they leave the subscriber once it has our half of the handshake, so they arrive
+ * within a round trip of ours (`settleAfterHandshake`: the kernel's round-trip time of that tcp
+ * connection, twice, plus `SUBSCRIBED_SETTLE_MS`; `SETTLE_MS` when it cannot be known); or after
  * `--subscriber-wait` ms, whichever is first.
  */
 
 import { literal, log } from "../ops/log.ts";
 import type { SocketEvent } from "../zmq/monitor.ts";
+import { tcpRoundTripMs } from "../os/sockets.ts";
 
-/** After the first subscriber's handshake: time for its subscriptions to arrive. */
+/** After the first subscriber's handshake, when its round-trip time is unknown. */
 export const SETTLE_MS = 100;
 
 /** After the first subscription: time for the rest of its burst. */
 export const SUBSCRIBED_SETTLE_MS = 20;
+
+/** After the first subscriber's handshake over a connection with this round-trip time (ms). */
+export function settleAfterHandshake(roundTripMs: number | undefined): number {
+  return roundTripMs === undefined ? SETTLE_MS : SUBSCRIBED_SETTLE_MS + Math.ceil(2 * roundTripMs);
+}
+
+/** How `SubscriberWait` learns a connection's round-trip time: the kernel's, by default. */
+export interface SubscriberWaitOptions {
+  /** The round trip of the connection `fd` in ms; undefined when unknown. */
+  readonly roundTripMs?: (fd: number) => number | undefined;
+}
 
 /** Settles `ready` once a subscriber is back (and `SETTLE_MS` more) or `waitMs` have passed. */
 export class SubscriberWait {
@@ -34,18 +49,32 @@ export class SubscriberWait {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #settled = false;
   #seen: "nothing" | "handshake" | "subscription" = "nothing";
+  /** The descriptors of the connections not yet through their handshake, by peer address. */
+  readonly #connections = new Map<string, { fd: number; ipc: boolean }>();
+  readonly #roundTripMs: (fd: number) => number | undefined;
 
   /** `waitMs` 0: `ready` settles at once. */
-  constructor(waitMs: number) {
+  constructor(waitMs: number, options: SubscriberWaitOptions = {}) {
+    this.#roundTripMs = options.roundTripMs ?? tcpRoundTripMs;
     this.ready = this.#done.promise;
     if (waitMs <= 0) this.#finish(undefined);
     else this.#timer = setTimeout(() => this.#finish(`no subscriber within ${waitMs} ms`), waitMs);
   }
 
-  /** One event of the XPUB: the first handshake with a subscriber starts `SETTLE_MS`. */
+  /** One event of the XPUB: the first handshake with a subscriber starts `settleAfterHandshake`. */
   report(event: SocketEvent): void {
-    if (this.#settled || event.name !== "handshake_succeeded" || this.#seen !== "nothing") return;
-    this.#settleIn(SETTLE_MS, "handshake");
+    if (this.#settled || this.#seen !== "nothing") return;
+    if (event.name === "accepted" || event.name === "connected") {
+      if (this.#connections.size < 64) {
+        this.#connections.set(event.remote, { fd: event.value, ipc: event.endpoint.startsWith("ipc://") });
+      }
+      return;
+    }
+    if (event.name !== "handshake_succeeded") return;
+    const connection = this.#connections.get(event.remote);
+    this.#connections.clear();
+    const roundTrip = !connection ? undefined : connection.ipc ? 0 : this.#roundTripMs(connection.fd);
+    this.#settleIn(settleAfterHandshake(roundTrip), "handshake");
   }
 
   /** A subscription came in (the held proxy passed it upstream): `SUBSCRIBED_SETTLE_MS` more. */

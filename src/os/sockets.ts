@@ -265,3 +265,24 @@ export function listeningEndpoint(fd: number): { endpoint: string } | { why: str
   }
   return { why: `address family ${family}` };
 }
+
+const IPPROTO_TCP = 6;
+
+const TCP_INFO = 11;
+
+/** `struct tcp_info`'s `tcpi_rtt` (µs): the kernel's smoothed round-trip time of the connection. */
+const TCPI_RTT_OFFSET = 68;
+
+/**
+ * The round-trip time of the tcp connection `fd` as the kernel measures it (from its handshake
+ * on), in ms; undefined when `fd` is no tcp socket (ipc) or libc cannot be opened.
+ */
+export function tcpRoundTripMs(fd: number): number | undefined {
+  const c = libc();
+  if (!c || fd < 0) return undefined;
+  const info = new Uint8Array(232);
+  const length = new Uint32Array([info.length]);
+  if (c.getsockopt(fd, IPPROTO_TCP, TCP_INFO, info, new Uint8Array(length.buffer)) !== 0) return undefined;
+  if (length[0] < TCPI_RTT_OFFSET + 4) return undefined;
+  return new DataView(info.buffer).getUint32(TCPI_RTT_OFFSET, true) / 1000;
+}
