@@ -48,7 +48,7 @@ def serve(endpoint, control):
     print("listening", flush=True)
     sys.stdin.read()  # until the test closes our stdin
     os.unlink(control)
-    if endpoint.startswith("ipc://"):
+    if endpoint.startswith("ipc://") and os.path.exists(endpoint[len("ipc://"):]):
         os.unlink(endpoint[len("ipc://"):])
 
 

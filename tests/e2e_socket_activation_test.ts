@@ -169,3 +169,28 @@ Deno.test("socket activation: a LISTEN_FDS that is not a count, or a descriptor 
     assert.match(stderr[0], expected);
   }
 });
+
+Deno.test("socket activation: the passed socket's file is watched, and left in place at stop", async () => {
+  const unit = new SocketUnit(`ipc://${ipcPath("activated-watch")}`);
+  const path = unit.endpoint.slice("ipc://".length);
+  let adaptor: AdaptorProcess | undefined;
+  try {
+    await unit.listening;
+    adaptor = new AdaptorProcess(["-b", unit.endpoint, "-p", `tcp://127.0.0.1:${freePort()}`], {
+      command: unit.service([Deno.execPath(), "run", "-A", `${ROOT}src/main.ts`]),
+    });
+    await adaptor.ready();
+    const { status } = await adaptor.stop();
+    assert.equal(status.code, 0);
+    assert.ok(Deno.lstatSync(path).isSocket, "the unit's socket file is still there");
+    adaptor = new AdaptorProcess(["-b", unit.endpoint, "-p", `tcp://127.0.0.1:${freePort()}`], {
+      command: unit.service([Deno.execPath(), "run", "-A", `${ROOT}src/main.ts`]),
+    });
+    await adaptor.ready();
+    Deno.removeSync(path);
+    await adaptor.waitFor(/socket file .* is gone \(it was removed\).*until its socket unit is restarted/);
+  } finally {
+    await adaptor?.stop();
+    await unit.close().catch(() => {});
+  }
+});

@@ -262,8 +262,10 @@ function attach(deps: ChannelDeps, socket: Socket, role: Role, endpoint: Endpoin
     if (endpoint.mode === "connect") return socket.connect(endpoint.address);
     const inherited = deps.inherited?.(endpoint);
     const path = endpoint.ipcPath;
-    if (inherited) bindOn(socket, endpoint.address, inherited.fd); // the unit set its mode and owner
-    else if (!path) return socket.bind(endpoint.address);
+    if (inherited) {
+      bindOn(socket, endpoint.address, inherited.fd); // the unit set its mode and owner
+      if (path) deps.guard.adopt(path);
+    } else if (!path) return socket.bind(endpoint.address);
     else {
       const how: BindProtection = deps.guard.bind(
         () => socket.bind(endpoint.address),

@@ -56,6 +56,8 @@ export interface GuardedPath {
 export class IpcGuard implements AsyncDisposable {
   readonly #locks: FileLock[] = [];
   readonly #owned: OwnedSocketFile[] = [];
+  /** The socket files systemd's socket unit made (socket activation): watched, not removed. */
+  readonly #adopted: OwnedSocketFile[] = [];
   #watch: SocketFileWatch | undefined;
   readonly #onRemoveFailure: (file: OwnedSocketFile, why: string) => void;
   readonly #onWarning: (text: string) => void;
@@ -131,9 +133,15 @@ export class IpcGuard implements AsyncDisposable {
     throw new StartupError(`${what}: cannot lock ${lockPath}: ${lock.why}`);
   }
 
-  /** The socket files bound so far. */
+  /** The socket files bound so far, and those adopted. */
   get files(): readonly OwnedSocketFile[] {
-    return this.#owned;
+    return [...this.#owned, ...this.#adopted];
+  }
+
+  /** Records the socket file of a socket systemd passed, to watch it (it stays at stop). */
+  adopt(path: string): void {
+    const file = ownSocketFile(path);
+    if (file) this.#adopted.push({ ...file, inherited: true });
   }
 
   /**
@@ -155,7 +163,7 @@ export class IpcGuard implements AsyncDisposable {
 
   /** Starts watching the files bound (`watchSocketFiles`); call once, after every bind. */
   watch(onChange: (file: OwnedSocketFile, state: SocketFileState, text: string) => void): void {
-    this.#watch ??= watchSocketFiles(this.#owned, onChange);
+    this.#watch ??= watchSocketFiles(this.files, onChange);
   }
 
   /**

@@ -17,6 +17,8 @@ export interface OwnedSocketFile {
   readonly ino: number;
   /** Birth time in ms, where the file system records it. */
   readonly born?: number;
+  /** systemd's socket unit made it and passed us its socket: watched, never removed by us. */
+  readonly inherited?: boolean;
 }
 
 /** Records the socket file just bound at `path`, for `removeOwnedFile`. */
@@ -97,10 +99,13 @@ export function describeSocketFile(file: OwnedSocketFile): { state: SocketFileSt
       }
     })();
     const what = dirGone ? `its directory ${dir} was removed` : "it was removed";
+    const until = file.inherited
+      ? "its socket unit is restarted (systemctl restart adaptor.socket adaptor)"
+      : "the adaptor is restarted";
     return {
       state: "removed",
       text: `socket file ${file.path} is gone (${what}): publishers that are connected keep ` +
-        `forwarding, new ones cannot connect until the adaptor is restarted`,
+        `forwarding, new ones cannot connect until ${until}`,
     };
   }
   if (found.state === "replaced") {
@@ -110,7 +115,7 @@ export function describeSocketFile(file: OwnedSocketFile): { state: SocketFileSt
         `new publishers go there; connected ones keep forwarding here`,
     };
   }
-  const why = cannotWriteDirectory(dir);
+  const why = file.inherited ? undefined : cannotWriteDirectory(dir);
   if (why !== undefined) {
     return {
       state: "unwritable",
