@@ -261,6 +261,7 @@ function adaptorEnv(): Record<string, string> {
   const env = Deno.env.toObject();
   for (const key of Object.keys(env)) if (key.startsWith("ADAPTOR_")) delete env[key];
   env.NO_COLOR = "1";
+  env.DENO = Deno.execPath();
   return env;
 }
 
@@ -290,10 +291,8 @@ function startProxy(
     `${s.tcpKeepalive}`,
   ];
   if (program === "adaptor") {
-    return spawn("proxy", name, Deno.execPath(), [
-      "run",
-      ...RUN_FLAGS,
-      `${ROOT}src/main.ts`,
+    // As the README runs it: scripts/start.sh, deno.json's start flags, exec'd (one process).
+    return spawn("proxy", name, `${ROOT}scripts/start.sh`, [
       "-b",
       bindEp,
       "-p",

@@ -843,8 +843,8 @@ function method(
     "",
     "- *C reference* — `scripts/bench/proxy.c`: `zmq_proxy(xsub, xpub, NULL)` in a C program linked " +
     `with the system libzmq ${meta.systemLibzmq}; XSUB binds the ipc endpoint, XPUB binds tcp://127.0.0.1:PORT.`,
-    `- *adaptor* — \`deno run ${meta.adaptorFlags} src/main.ts -b ipc://… ` +
-    "-p tcp://127.0.0.1:PORT`, the flags of `deno task start` " +
+    "- *adaptor* — `scripts/start.sh -b ipc://… -p tcp://127.0.0.1:PORT`, as the README runs it: " +
+    `\`exec deno run \${meta.adaptorFlags} src/main.ts\` with \`DENO_NO_UPDATE_CHECK=1\`, the flags of \`deno task start\` ` +
     "(its forwarding loop is libzmq's `zmq_proxy_steerable`, running on a Deno blocking-pool thread).",
     "- *adaptor, 8 KiB batches* (tuning) — the same with `--out-batch-size 8192`, libzmq's default, in the " +
     "scenarios listed under *Tuning*.",
