@@ -11,11 +11,21 @@ export class SocketUnit {
   readonly #child: Deno.ChildProcess;
   readonly listening: Promise<void>;
 
-  /** Listens on `endpoint` (`ipc:///path` or `tcp://ip:port`) until `close`. */
-  constructor(readonly endpoint: string) {
+  /**
+   * Listens on `endpoint` (`ipc:///path` or `tcp://ip:port`; several: comma-separated, passed in
+   * that order) until `close`. `dropAll`: the sockets come with a filter that drops every packet,
+   * as an adaptor killed at its connection cap leaves them.
+   */
+  constructor(readonly endpoint: string, options: { dropAll?: boolean } = {}) {
     this.control = `/tmp/adaptor-socket-unit-${crypto.randomUUID().slice(0, 8)}.ctl`;
     this.#child = new Deno.Command("/usr/bin/python3", {
-      args: [`${ROOT}testing/socket_unit.py`, "serve", endpoint, this.control],
+      args: [
+        `${ROOT}testing/socket_unit.py`,
+        "serve",
+        endpoint,
+        this.control,
+        ...(options.dropAll ? ["--drop-all"] : []),
+      ],
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",

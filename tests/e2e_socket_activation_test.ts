@@ -114,10 +114,11 @@ Deno.test("socket activation: sockets meant for another process (LISTEN_PID) are
   }
 });
 
-Deno.test("socket activation: a passed tcp socket is the XPUB's when -p names its address", async () => {
+Deno.test("socket activation: two sockets passed (the XSUB's and the XPUB's), each bound by its endpoint; a filter a killed adaptor left is lifted", async () => {
   const port = freePort();
-  const unit = new SocketUnit(`tcp://127.0.0.1:${port}`);
-  const bind = `ipc://${ipcPath("activated-tcp")}`;
+  const bind = `ipc://${ipcPath("activated-two")}`;
+  // The filter drops every SYN: subscribers could not connect while it stays.
+  const unit = new SocketUnit(`${bind},tcp://127.0.0.1:${port}`, { dropAll: true });
   const peers = new Peers();
   let adaptor: AdaptorProcess | undefined;
   try {
@@ -126,15 +127,15 @@ Deno.test("socket activation: a passed tcp socket is the XPUB's when -p names it
       command: unit.service([Deno.execPath(), "run", "-A", `${ROOT}src/main.ts`]),
     });
     await adaptor.ready();
-    assert.ok(
-      adaptor.lines.some((l) =>
-        l.includes(`XPUB bound on the socket systemd passed at tcp://127.0.0.1:${port}`)
-      ),
-      adaptor.lines.join("\n"),
-    );
+    for (const [socket, endpoint] of [["XSUB", bind], ["XPUB", `tcp://127.0.0.1:${port}`]]) {
+      assert.ok(
+        adaptor.lines.some((l) => l.includes(`${socket} bound on the socket systemd passed at ${endpoint}`)),
+        adaptor.lines.join("\n"),
+      );
+    }
     const sub = peers.subscriber(`tcp://127.0.0.1:${port}`, ["ev."]);
     const worker = peers.publisher(bind);
-    await syncUp([worker], [sub]); // an event through the passed socket
+    await syncUp([worker], [sub], 5000); // an event through the passed sockets
     await worker.sendAll(10, (i) => `ev.${i}`);
     await sub.expect(10);
   } finally {

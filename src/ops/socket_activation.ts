@@ -20,7 +20,7 @@
 
 import type { Endpoint } from "../config/endpoint.ts";
 import { UsageError } from "../errors.ts";
-import { listeningEndpoint } from "../os/sockets.ts";
+import { clearListenerFilter, listeningEndpoint } from "../os/sockets.ts";
 
 /** The first descriptor systemd passes (`SD_LISTEN_FDS_START`). */
 export const LISTEN_FDS_START = 3;
@@ -60,6 +60,8 @@ export function inheritedListeners(env: Record<string, string>, pid = Deno.pid):
     const which = `LISTEN_FDS: descriptor ${fd}${name ? ` (${name})` : ""}`;
     if (found === undefined) throw new UsageError(`${which}: socket activation needs glibc, not found here`);
     if ("why" in found) throw new UsageError(`${which} is ${found.why}`);
+    // The socket outlives each adaptor: a filter the last one left (its cap, its blocks) goes.
+    clearListenerFilter(fd);
     return { fd, endpoint: found.endpoint, name };
   });
 }

@@ -40,6 +40,19 @@ export function setBlockedHosts(fd: number, hosts: readonly string[]): boolean {
   return applyListenerFilter(fd);
 }
 
+/**
+ * Takes off whatever socket filter `fd` has: one a previous process left on a listening socket
+ * that outlives it (systemd's), e.g. the connection cap's drop-everything. Returns whether the
+ * socket has none now.
+ */
+export function clearListenerFilter(fd: number): boolean {
+  listenerFilters.delete(fd);
+  const c = libc();
+  if (!c) return false;
+  const rc = c.setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, new Uint8Array(4), 4);
+  return rc === 0 || errno(c) === ENOENT; // no filter was attached
+}
+
 /** A classic BPF program's most instructions (BPF_MAXINSNS). */
 const MAX_BPF_INSNS = 4096;
 
@@ -109,7 +122,7 @@ function applyListenerFilter(fd: number): boolean {
   const filter = listenerProgram(listenerFilters.get(fd)!);
   if (!filter) {
     const rc = c.setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, new Uint8Array(4), 4);
-    return rc === 0 || errno(c) === 2; // ENOENT: no filter was attached
+    return rc === 0 || errno(c) === ENOENT; // no filter was attached
   }
   const program = new Uint8Array(16); // struct sock_fprog { u16 len; (pad); struct sock_filter *filter }
   const view = new DataView(program.buffer);
