@@ -49,7 +49,7 @@ import { ZMQ_RCVHWM, ZMQ_SUB, ZMQ_SUBSCRIBE } from "../src/zmq/constants.ts";
 
 const ZMQ_RECONNECT_IVL = 18;
 
-type Kind = "adaptor" | "activated" | "c-proxy" | "baseline";
+type Kind = "adaptor" | "activated" | "activated-xpub" | "c-proxy" | "baseline";
 type Phase = "steady" | "saturation" | "restart" | "kill";
 type Scenario = "example" | "czmq3";
 
@@ -190,15 +190,19 @@ class Gateway {
       ];
       // As the README says: scripts/start.sh; an older checkout's README said `deno task start`.
       // "activated": as scripts/adaptor.socket and adaptor.service run it, on a socket that outlives it.
-      if (kind === "activated" && !this.unit) {
-        this.unit = new SocketUnit(`ipc://${this.path}`);
+      const activated = kind === "activated" || kind === "activated-xpub";
+      if (activated && !this.unit) {
+        // "activated-xpub": the XPUB's port in the unit too (adaptor.socket's optional ListenStream=).
+        this.unit = new SocketUnit(
+          `ipc://${this.path}${kind === "activated-xpub" ? `,${this.publish}` : ""}`,
+        );
         await this.unit.listening;
         Deno.chownSync(this.path, null, WWW_DATA); // SocketGroup=www-data, SocketMode=0660
         Deno.chmodSync(this.path, 0o660);
       }
       this.proxy = kind === "adaptor"
         ? new AdaptorProcess(args, { command: [`${ROOT}scripts/start.sh`] })
-        : kind === "activated"
+        : activated
         ? new AdaptorProcess(args, {
           command: [LISTEN_FDS_EXEC, this.unit!.control, `${ROOT}scripts/start.sh`],
         })
@@ -365,6 +369,7 @@ const median = (xs: number[]) => {
 const KIND_NAMES: Record<Kind, string> = {
   "adaptor": "adaptor",
   "activated": "adaptor (adaptor.socket)",
+  "activated-xpub": "adaptor (adaptor.socket + XPUB)",
   "baseline": "adaptor (baseline)",
   "c-proxy": "C zmq_proxy",
 };
@@ -462,7 +467,7 @@ async function runScenario(
           results.push(r);
           const ms = (x: number | undefined) => x === undefined ? "–" : x.toFixed(0);
           console.log(
-            `${scenario} round ${round} ${phase.padEnd(10)} ${kind.padEnd(8)}: published ${r.published} in ${
+            `${scenario} round ${round} ${phase.padEnd(10)} ${kind.padEnd(14)}: published ${r.published} in ${
               r.seconds.toFixed(1)
             } s, received ${r.received}, lost ${r.lost}, dropped ${r.dropped}` +
               (r.gapMs !== undefined
@@ -490,8 +495,8 @@ async function main(): Promise<void> {
   const peers = new Peers();
   const results: PhaseResult[] = [];
   const kinds: Kind[] = baseline
-    ? ["adaptor", "activated", "baseline", "c-proxy"]
-    : ["adaptor", "activated", "c-proxy"];
+    ? ["adaptor", "activated", "activated-xpub", "baseline", "c-proxy"]
+    : ["adaptor", "activated", "activated-xpub", "c-proxy"];
   try {
     Deno.chownSync(dir, 0, WWW_DATA);
     Deno.chmodSync(dir, 0o750);
