@@ -4,6 +4,7 @@
  */
 
 import { ROOT } from "./process.ts";
+import { until } from "./net.ts";
 
 /** The gateway's real publisher's settings (CZMQ 3: SNDHWM 1000, drops in silence), on pyzmq. */
 export class Czmq3Publisher {
@@ -33,6 +34,20 @@ export class Czmq3Publisher {
     if (n === undefined) throw new Error(`the publisher said: ${this.#lines.join(" | ")}`);
     return Number(n);
   }
+  /**
+   * Stops publishing and counts, from the first event `texts` holds on, the sequence numbers it
+   * is missing once the last one has arrived (or 5 s have passed).
+   */
+  async stopAndCount(texts: () => string[]): Promise<{ published: number; lost: number[] }> {
+    const last = await this.stop();
+    const seqs = () => new Set(texts().map((t) => Number(t.split(".")[1])));
+    await until(() => seqs().has(last - 1), "the last event", 5000).catch(() => {});
+    const got = seqs();
+    const first = Math.min(...got);
+    const lost = Array.from({ length: last - first }, (_, i) => first + i).filter((n) => !got.has(n));
+    return { published: last - first, lost };
+  }
+
   kill(): void {
     try {
       this.#child.kill("SIGKILL");
