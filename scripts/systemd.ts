@@ -369,6 +369,21 @@ async function socketActivation(container: Container, peers: { stop: () => Promi
       wwwData(`python3 -c 'import socket; socket.socket(socket.AF_UNIX).connect("${SOCKET}")' && echo yes`),
     ))
       .out.trim() === "yes";
+  /** From systemd's journal: when the start began, the new process bound, and READY=1 came. */
+  const startSteps = async (since: number, next: string) => {
+    const entries = (await sh(`journalctl -u adaptor -o json --no-pager -n 200`)).out.split("\n")
+      .filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
+      .filter((e) => Number(e.__REALTIME_TIMESTAMP) >= since);
+    const at = (test: (e: Record<string, string>) => boolean) => {
+      const found = entries.find(test);
+      return found ? (Number(found.__REALTIME_TIMESTAMP) - since) / 1000 : NaN;
+    };
+    const starting = at((e) => e._PID === "1" && /^Starting /.test(e.MESSAGE));
+    const bound = at((e) => e._PID === next && /XSUB bound/.test(e.MESSAGE));
+    const started = at((e) => e._PID === "1" && /^Started /.test(e.MESSAGE));
+    return `systemd's journal, ms from the command: Starting ${starting.toFixed(0)}, the new process's ` +
+      `XSUB bound ${bound.toFixed(0)}, Started (READY=1) ${started.toFixed(0)}`;
+  };
   const boundOnPassed = async (pid: string) =>
     (await journal(pid)).split("\n").find((l) => l.includes("bound on the socket systemd passed at"));
   for (const peer of peers.splice(0)) await peer.stop();
@@ -429,10 +444,12 @@ async function socketActivation(container: Container, peers: { stop: () => Promi
    */
   const restart = async (what: string, action: string, names = ["c1", "c2"]) => {
     const before = seen();
+    const since = Date.now() * 1000;
     const t0 = performance.now();
     const done = await sh(action, 60_000);
     const next = await activeAgain(pid, 60_000);
     const outage = performance.now() - t0;
+    if (next) figure(`  ${await startSteps(since, next)}`);
     const arrived = next !== undefined && await flowing(names, 1500, before);
     const after = seen();
     const lost = gaps(after) - gaps(before);
