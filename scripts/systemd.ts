@@ -23,7 +23,9 @@
  *   workers' reconnect undoes lose nothing the workers' queues could hold (the losses printed);
  *   the socket file keeps its inode throughout;
  * - stopped with nobody connected, it stays stopped until a publisher connects, which starts it;
- * - with the socket unit stopped and disabled, a plain start binds the path by itself.
+ * - with the socket unit stopped and disabled, a plain start binds the path by itself;
+ * - installed beside that running adaptor: systemd refuses to start the socket unit while its
+ *   service runs; stopping the service, then starting both, does it.
  *
  * `--socket-only` runs the socket-activation part alone.
  *
@@ -361,7 +363,7 @@ while True:
  * workers' queues (SNDHWM 1000) cannot hold while no adaptor runs.
  */
 async function socketActivation(container: Container, peers: { stop: () => Promise<void> }[]): Promise<void> {
-  const { sh, show, active, activeAgain, journal } = controls(container);
+  const { sh, show, active, activeAgain, journal, systemdLog } = controls(container);
   const stat = async (path: string) => (await sh(`stat -c '%a %U:%G %i' ${path}`)).out.trim();
   const wwwData = (command: string) => `setpriv --reuid=www-data --regid=www-data --init-groups ${command}`;
   const reachable = async () =>
@@ -539,8 +541,29 @@ async function socketActivation(container: Container, peers: { stop: () => Promi
     `without adaptor.socket, systemctl start binds by itself (${own ?? plain.out}); the socket ${files[1]}`,
   );
   check(await flowing(["c3"], 1000), "the publisher reconnects to it and forwards");
+
+  // Installed on a running node: systemd refuses to start a socket unit whose service runs, so
+  // the service stops first, then both start (the socket first: it orders itself before).
+  const own1 = pid;
+  const live = await sh("systemctl enable --now adaptor.socket");
+  check(
+    live.code !== 0 &&
+      (await systemdLog()).includes("Socket service adaptor.service already active, refusing"),
+    `enable --now adaptor.socket beside the running adaptor: refused ("Socket service adaptor.service ` +
+      `already active, refusing"); the adaptor runs on (${await active()}, pid ${own1})`,
+  );
+  const swapped = await sh("systemctl stop adaptor && systemctl start adaptor.socket adaptor", 60_000);
+  pid = await show("MainPID");
+  files = (await stat(`/run/api-gateway ${SOCKET}`)).split("\n");
+  check(
+    swapped.code === 0 && pid !== own1 && (await boundOnPassed(pid)) !== undefined,
+    `systemctl stop adaptor && systemctl start adaptor.socket adaptor: bound on the passed socket (${
+      files[1]
+    })`,
+  );
+  check(await flowing(["c3"], 1000), "the publisher's events flow through the passed socket");
   await late.stop();
-  await sh("systemctl stop adaptor");
+  await sh("systemctl stop adaptor.socket adaptor");
   check((await active()) === "inactive", "stopped");
 }
 
