@@ -235,7 +235,10 @@ class Container {
     return run(["nsenter", "-t", String(this.#leader), "-a", "sh", "-c", script], timeoutMs);
   }
 
-  /** A process in the container whose stdout lines are collected; ends when killed or its stdin closes. */
+  /**
+   * A process in the container whose stdout lines are collected; it must end when its stdin closes:
+   * nsenter forks into the PID namespace, so killing nsenter leaves the process running.
+   */
   spawn(script: string): { lines: string[]; stop: () => Promise<void> } {
     const child = new Deno.Command("nsenter", {
       args: ["-t", String(this.#leader), "-a", "sh", "-c", script],
@@ -288,7 +291,8 @@ class Container {
 }
 
 const PY_SUBSCRIBER = `
-import sys, time, zmq, zmq.auth
+import os, sys, threading, time, zmq, zmq.auth
+threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
 pub, sec = zmq.auth.load_certificate("/root/sub1_secret")
 server, _ = zmq.auth.load_certificate("/etc/api-gateway/curve/node1")
 ctx = zmq.Context(); s = ctx.socket(zmq.SUB)
@@ -338,7 +342,8 @@ const IN_FLIGHT = 30;
 
 /** Counts each publisher's `name.seq`: prints {name: [first, last, received, last 4 gaps as [from, size]]} every 100 ms. */
 const PY_SEQ_SUBSCRIBER = `
-import json, time, zmq, zmq.auth
+import json, os, sys, threading, time, zmq, zmq.auth
+threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
 pub, sec = zmq.auth.load_certificate("/root/sub1_secret")
 server, _ = zmq.auth.load_certificate("/etc/api-gateway/curve/node1")
 ctx = zmq.Context(); s = ctx.socket(zmq.SUB)
@@ -390,6 +395,12 @@ async function socketActivation(container: Container, peers: { stop: () => Promi
   const boundOnPassed = async (pid: string) =>
     (await journal(pid)).split("\n").find((l) => l.includes("bound on the socket systemd passed at"));
   for (const peer of peers.splice(0)) await peer.stop();
+  // A subscriber left over would take the workers' flush after a restart in the counting one's stead.
+  const leftover = (await sh("grep -l '[p]ython3' /proc/[0-9]*/cmdline 2>/dev/null | wc -l")).out.trim();
+  check(
+    leftover === "0",
+    `no peer of the first part is left in the container (${leftover} python3 processes)`,
+  );
 
   // As at boot: sockets.target comes first, so the socket unit makes /run/api-gateway.
   await sh("systemctl stop adaptor; rm -rf /run/api-gateway");
