@@ -4,7 +4,8 @@
  * systemd itself accepts the unit where systemd-analyze is installed. The same for the unit with
  * each distribution's drop-in (scripts/adaptor.service.d/): the unit is one file for Debian/Ubuntu
  * and RHEL-likes, the drop-in names the nginx workers' group; and scripts/adaptor.sysusers makes
- * the user the unit runs as.
+ * the user the unit runs as. scripts/adaptor.socket (socket activation) listens on the path the
+ * service binds, with the workers' group on each distribution, and systemd accepts it.
  */
 
 import assert from "node:assert/strict";
@@ -28,7 +29,7 @@ function settings(...files: string[]): Record<string, string> {
   );
 }
 
-/** The last value of `key=` in the [Service] sections of `files` (drop-ins override). */
+/** The last value of `key=` in `files` (drop-ins override). */
 function serviceKey(key: string, ...files: string[]): string | undefined {
   let value: string | undefined;
   for (const file of files) {
@@ -257,4 +258,75 @@ Deno.test({
       Deno.removeSync(dir, { recursive: true });
     }
   },
+});
+
+const SOCKET_UNIT = `${ROOT}scripts/adaptor.socket`;
+const socketDropIn = (name: string) => `${ROOT}scripts/adaptor.socket.d/${name}.conf`;
+
+Deno.test("the socket unit listens where the service binds, with the workers' group; the service keeps its directory", () => {
+  const config = configOf(settings(UNIT));
+  const path = config.bind[0].ipcPath!;
+  // The adaptor refuses (exit 2) a passed socket that none of its endpoints binds.
+  assert.equal(serviceKey("ListenStream", SOCKET_UNIT), path);
+  assert.equal(path.slice(0, path.lastIndexOf("/")), `/run/${serviceKey("RuntimeDirectory", UNIT)}`);
+  assert.equal(serviceKey("Service", SOCKET_UNIT), "adaptor.service");
+  assert.equal(serviceKey("WantedBy", SOCKET_UNIT), "sockets.target");
+  assert.equal(serviceKey("Accept", SOCKET_UNIT), undefined); // one adaptor for every connection
+  // The file as the adaptor makes it when it binds by itself: its user, the workers' group, 0660.
+  assert.equal(serviceKey("SocketUser", SOCKET_UNIT), serviceKey("User", UNIT));
+  assert.equal(Number.parseInt(serviceKey("SocketMode", SOCKET_UNIT)!, 8), config.ipcMode);
+  // Debian's group is the unit's own; RHEL-likes' comes from a drop-in, as the service's does.
+  assert.equal(serviceKey("SocketGroup", SOCKET_UNIT), serviceKey("Group", UNIT, dropIn("debian")));
+  assert.equal(serviceKey("SocketGroup", SOCKET_UNIT), DROP_INS.debian);
+  assert.equal(
+    serviceKey("SocketGroup", SOCKET_UNIT, socketDropIn("rhel")),
+    serviceKey("Group", UNIT, dropIn("rhel")),
+  );
+  assert.equal(serviceKey("SocketGroup", SOCKET_UNIT, socketDropIn("rhel")), DROP_INS.rhel);
+  // A stop must not delete the socket unit's file with the directory.
+  assert.equal(serviceKey("RuntimeDirectoryPreserve", UNIT), "yes");
+  // Before the service's first start the directory is the socket unit's: the workers search it.
+  assert.equal(Number.parseInt(serviceKey("DirectoryMode", SOCKET_UNIT)!, 8) & 0o001, 0o001);
+});
+
+/** systemd-analyze verify of the socket unit beside the service, with a socket drop-in if given. */
+async function verifySocket(socketDropInFile?: string): Promise<void> {
+  const dir = Deno.makeTempDirSync({ prefix: "adaptor-unit-" });
+  try {
+    Deno.writeTextFileSync(
+      `${dir}/adaptor.service`,
+      Deno.readTextFileSync(UNIT).replace("ExecStart=/usr/local/bin/adaptor", "ExecStart=/bin/true"),
+    );
+    Deno.copyFileSync(SOCKET_UNIT, `${dir}/adaptor.socket`);
+    const unit = `${dir}/adaptor.socket`;
+    if (socketDropInFile) {
+      Deno.mkdirSync(`${dir}/adaptor.socket.d`);
+      Deno.copyFileSync(socketDropInFile, `${dir}/adaptor.socket.d/gateway.conf`);
+      // The drop-in is read: a key systemd does not know shows.
+      Deno.writeTextFileSync(`${dir}/adaptor.socket.d/zz-probe.conf`, "[Socket]\nNoSuchKey=1\n");
+      const probe = await new Deno.Command("systemd-analyze", { args: ["verify", unit] }).output();
+      assert.match(new TextDecoder().decode(probe.stderr), /zz-probe\.conf:2: Unknown key 'NoSuchKey'/);
+      Deno.removeSync(`${dir}/adaptor.socket.d/zz-probe.conf`);
+    }
+    const output = await new Deno.Command("systemd-analyze", { args: ["verify", unit] }).output();
+    const text = new TextDecoder().decode(output.stderr) + new TextDecoder().decode(output.stdout);
+    assert.equal(output.code, 0, text);
+    assert.equal(text.trim(), "", text);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+Deno.test({
+  name: `systemd-analyze verify accepts the socket unit${noAnalyze ? ` (skipped: ${noAnalyze})` : ""}`,
+  ignore: noAnalyze !== undefined,
+  fn: () => verifySocket(),
+});
+
+Deno.test({
+  name: `systemd-analyze verify accepts the socket unit with the rhel drop-in${
+    noAnalyze ? ` (skipped: ${noAnalyze})` : ""
+  }`,
+  ignore: noAnalyze !== undefined,
+  fn: () => verifySocket(socketDropIn("rhel")),
 });
