@@ -791,7 +791,10 @@ async function main(): Promise<void> {
       `DENO_DIR=/var/cache/deno deno cache --node-modules-dir=manual /opt/adaptor/src/main.ts 2>&1 | tail -3`,
       120_000,
     );
-    check(warmed.code === 0, `Deno's cache warmed for /opt/adaptor (${warmed.out.trim() || "nothing to do"})`);
+    check(
+      warmed.code === 0,
+      `Deno's cache warmed for /opt/adaptor (${warmed.out.trim() || "nothing to do"})`,
+    );
     // Keys: the adaptor's (owned by it, 0600) and a subscriber's, admitted by its public key.
     const keys = await sh(
       [
