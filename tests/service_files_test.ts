@@ -83,25 +83,32 @@ const missing = (command: string): string | undefined => {
 const noAnalyze = missing("systemd-analyze");
 const noSysusers = missing("systemd-sysusers");
 
-/** Writes the unit (ExecStart pointed at a binary that exists) and, if given, a drop-in into a temp dir. */
-async function verify(dropInFile?: string): Promise<void> {
-  // verify checks that ExecStart exists: point it at a binary that does.
+/**
+ * `systemd-analyze verify` of the service (ExecStart pointed at a binary that exists: verify checks
+ * it) or of the socket unit beside it, in a temp dir, with `dropInFile` as the unit's drop-in if given.
+ */
+async function verify(
+  dropInFile?: string,
+  unitName: "adaptor.service" | "adaptor.socket" = "adaptor.service",
+) {
   const dir = Deno.makeTempDirSync({ prefix: "adaptor-unit-" });
   try {
-    const unit = `${dir}/adaptor.service`;
     Deno.writeTextFileSync(
-      unit,
+      `${dir}/adaptor.service`,
       Deno.readTextFileSync(UNIT).replace("ExecStart=/usr/local/bin/adaptor", "ExecStart=/bin/true"),
     );
+    if (unitName === "adaptor.socket") Deno.copyFileSync(SOCKET_UNIT, `${dir}/adaptor.socket`);
+    const unit = `${dir}/${unitName}`;
     if (dropInFile) {
       // systemd-analyze reads the drop-ins beside the unit, as it would in /etc/systemd/system.
-      Deno.mkdirSync(`${dir}/adaptor.service.d`);
-      Deno.copyFileSync(dropInFile, `${dir}/adaptor.service.d/gateway.conf`);
+      const section = unitName === "adaptor.socket" ? "Socket" : "Service";
+      Deno.mkdirSync(`${unit}.d`);
+      Deno.copyFileSync(dropInFile, `${unit}.d/gateway.conf`);
       // A drop-in systemd would ignore a key of would pass in silence: check that it does not.
-      Deno.writeTextFileSync(`${dir}/adaptor.service.d/zz-probe.conf`, "[Service]\nNoSuchKey=1\n");
+      Deno.writeTextFileSync(`${unit}.d/zz-probe.conf`, `[${section}]\nNoSuchKey=1\n`);
       const probe = await new Deno.Command("systemd-analyze", { args: ["verify", unit] }).output();
       assert.match(new TextDecoder().decode(probe.stderr), /zz-probe\.conf:2: Unknown key 'NoSuchKey'/);
-      Deno.removeSync(`${dir}/adaptor.service.d/zz-probe.conf`);
+      Deno.removeSync(`${unit}.d/zz-probe.conf`);
     }
     const output = await new Deno.Command("systemd-analyze", { args: ["verify", unit] }).output();
     const text = new TextDecoder().decode(output.stderr) + new TextDecoder().decode(output.stdout);
@@ -289,38 +296,10 @@ Deno.test("the socket unit listens where the service binds, with the workers' gr
   assert.equal(Number.parseInt(serviceKey("DirectoryMode", SOCKET_UNIT)!, 8) & 0o001, 0o001);
 });
 
-/** systemd-analyze verify of the socket unit beside the service, with a socket drop-in if given. */
-async function verifySocket(socketDropInFile?: string): Promise<void> {
-  const dir = Deno.makeTempDirSync({ prefix: "adaptor-unit-" });
-  try {
-    Deno.writeTextFileSync(
-      `${dir}/adaptor.service`,
-      Deno.readTextFileSync(UNIT).replace("ExecStart=/usr/local/bin/adaptor", "ExecStart=/bin/true"),
-    );
-    Deno.copyFileSync(SOCKET_UNIT, `${dir}/adaptor.socket`);
-    const unit = `${dir}/adaptor.socket`;
-    if (socketDropInFile) {
-      Deno.mkdirSync(`${dir}/adaptor.socket.d`);
-      Deno.copyFileSync(socketDropInFile, `${dir}/adaptor.socket.d/gateway.conf`);
-      // The drop-in is read: a key systemd does not know shows.
-      Deno.writeTextFileSync(`${dir}/adaptor.socket.d/zz-probe.conf`, "[Socket]\nNoSuchKey=1\n");
-      const probe = await new Deno.Command("systemd-analyze", { args: ["verify", unit] }).output();
-      assert.match(new TextDecoder().decode(probe.stderr), /zz-probe\.conf:2: Unknown key 'NoSuchKey'/);
-      Deno.removeSync(`${dir}/adaptor.socket.d/zz-probe.conf`);
-    }
-    const output = await new Deno.Command("systemd-analyze", { args: ["verify", unit] }).output();
-    const text = new TextDecoder().decode(output.stderr) + new TextDecoder().decode(output.stdout);
-    assert.equal(output.code, 0, text);
-    assert.equal(text.trim(), "", text);
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
-}
-
 Deno.test({
   name: `systemd-analyze verify accepts the socket unit${noAnalyze ? ` (skipped: ${noAnalyze})` : ""}`,
   ignore: noAnalyze !== undefined,
-  fn: () => verifySocket(),
+  fn: () => verify(undefined, "adaptor.socket"),
 });
 
 Deno.test({
@@ -328,5 +307,5 @@ Deno.test({
     noAnalyze ? ` (skipped: ${noAnalyze})` : ""
   }`,
   ignore: noAnalyze !== undefined,
-  fn: () => verifySocket(socketDropIn("rhel")),
+  fn: () => verify(socketDropIn("rhel"), "adaptor.socket"),
 });
