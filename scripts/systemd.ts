@@ -293,14 +293,17 @@ class Container {
   }
 }
 
-const PY_SUBSCRIBER = `
-import os, sys, threading, time, zmq, zmq.auth
+/** A CURVE SUB (the subscriber's key, the node's server key) that ends when its stdin closes. */
+const PY_CURVE_SUB = `
+import json, os, sys, threading, time, zmq, zmq.auth
 threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
 pub, sec = zmq.auth.load_certificate("/root/sub1_secret")
 server, _ = zmq.auth.load_certificate("/etc/api-gateway/curve/node1")
 ctx = zmq.Context(); s = ctx.socket(zmq.SUB)
 s.curve_publickey, s.curve_secretkey, s.curve_serverkey = pub, sec, server
-s.setsockopt(zmq.SUBSCRIBE, b""); s.connect("tcp://127.0.0.1:6001")
+`;
+
+const PY_SUBSCRIBER = `${PY_CURVE_SUB}s.setsockopt(zmq.SUBSCRIBE, b""); s.connect("tcp://127.0.0.1:6001")
 n = 0; last = time.time()
 while True:
     if s.poll(100): s.recv(); n += 1
@@ -344,14 +347,8 @@ const HELD = 500;
 const IN_FLIGHT = 30;
 
 /** Counts each publisher's `name.seq`: prints {name: [first, last, received, last 4 gaps as [from, size]]} every 100 ms. */
-const PY_SEQ_SUBSCRIBER = `
-import json, os, sys, threading, time, zmq, zmq.auth
-threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
-pub, sec = zmq.auth.load_certificate("/root/sub1_secret")
-server, _ = zmq.auth.load_certificate("/etc/api-gateway/curve/node1")
-ctx = zmq.Context(); s = ctx.socket(zmq.SUB)
-s.curve_publickey, s.curve_secretkey, s.curve_serverkey = pub, sec, server
-s.setsockopt(zmq.RCVHWM, 0); s.setsockopt(zmq.SUBSCRIBE, b""); s.connect("tcp://127.0.0.1:6001")
+const PY_SEQ_SUBSCRIBER =
+  `${PY_CURVE_SUB}s.setsockopt(zmq.RCVHWM, 0); s.setsockopt(zmq.SUBSCRIBE, b""); s.connect("tcp://127.0.0.1:6001")
 seen = {}; last = time.time()
 while True:
     if s.poll(50):
